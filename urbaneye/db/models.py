@@ -1,0 +1,281 @@
+"""Database tables (SQLAlchemy 2). Alembic migrations in ``urbaneye/db/migrations`` track every change.
+
+Times are UTC ``timezone=True`` columns. Ids are strings so they survive export to the hotline unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    REVIEWER = "reviewer"
+    VIEWER = "viewer"
+    SERVICE = "service"  # stream/celery workers
+
+
+class CaseStatus(StrEnum):
+    PENDING_REVIEW = "pending_review"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    QUEUED = "queued"  # queued for hotline
+    ACCEPTED = "accepted"  # 受理
+    DISPATCHED = "dispatched"  # 派遣
+    HANDLED = "handled"  # 处置
+    VERIFIED = "verified"  # 核查
+    CLOSED = "closed"  # 结案
+    DEAD_LETTER = "dead_letter"  # hotline push failed after max retries; re-sendable
+
+
+class RejectReason(StrEnum):
+    FALSE_DETECTION = "false_detection"  # 误检
+    PERMITTED_VENDING = "permitted_vending"  # 合规经营
+    DUPLICATE = "duplicate"  # 重复
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence"  # 证据不足
+    OTHER = "other"  # 其他
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LoginAttempt(Base):
+    """Failed logins, for rate limiting."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    remote: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    group: Mapped[str] = mapped_column(String(64), default="default")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # CameraConfig as JSON without zones (zones live in their own table); credentials included, never returned
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    zones: Mapped[list[Zone]] = relationship(back_populates="camera", cascade="all, delete-orphan")
+
+
+class Zone(Base):
+    __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("camera_id", "zone_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # ZoneConfig as JSON
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    camera: Mapped[Camera] = relationship(back_populates="zones")
+
+
+class CameraStatus(Base):
+    """Live status reported by the stream worker that holds the camera."""
+
+    __tablename__ = "camera_status"
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(128), default="")
+    state: Mapped[str] = mapped_column(String(16), default="offline")  # online | degraded | offline
+    input_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    detect_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    last_frame_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    dropped_frames: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    snapshot_key: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class CameraLease(Base):
+    """Which worker processes a camera; expired leases are taken over by live workers."""
+
+    __tablename__ = "camera_leases"
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_status_created", "status", "created_at"),
+        Index("ix_cases_camera_kind", "camera_id", "kind"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    violation_id: Mapped[str] = mapped_column(String(64), unique=True)  # idempotency key
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    zone_id: Mapped[str] = mapped_column(String(64), default="")
+    place_key: Mapped[str] = mapped_column(String(160), default="", index=True)  # camera/zone/frontage
+    kind: Mapped[str] = mapped_column(String(32))
+    gbt_code: Mapped[str] = mapped_column(String(8))
+    gbt_name: Mapped[str] = mapped_column(String(32))
+    source_channel: Mapped[str] = mapped_column(String(16), default="视频抓拍")
+    address: Mapped[str] = mapped_column(String(200), default="")
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    grid_code: Mapped[str] = mapped_column(String(40), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    escalation: Mapped[str] = mapped_column(String(8), default="blue")
+    bbox_xyxy: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    frame_wh: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    object_count: Mapped[int] = mapped_column(Integer, default=1)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.PENDING_REVIEW.value, index=True)
+    reject_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    review_note: Mapped[str] = mapped_column(Text, default="")
+    reviewed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    corrections: Mapped[list[Any]] = mapped_column(JSON, default=list)  # reviewer box/label fixes
+    route: Mapped[str] = mapped_column(String(16), default="hotline")  # hotline | bike_operator
+    hotline_ref: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    evidence: Mapped[list[Evidence]] = relationship(
+        back_populates="case", cascade="all, delete-orphan", order_by="Evidence.seq"
+    )
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("case_id", "seq", "variant"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # 1 = first sighting, 2 = dwell crossing, ...
+    variant: Mapped[str] = mapped_column(String(16))  # clean | annotated | crop
+    key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    content_type: Mapped[str] = mapped_column(String(64), default="image/jpeg")
+    frame_ts: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    uploaded: Mapped[bool] = mapped_column(Boolean, default=False)  # False while waiting in the spool
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    case: Mapped[Case] = relationship(back_populates="evidence")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))  # confirm | reject | undo
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # time on the case in the UI
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Outbox(Base):
+    """Transactional outbox: written in the same transaction as the status change that causes it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    topic: Mapped[str] = mapped_column(String(32), default="hotline")  # hotline | bike_operator
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|sent|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditLog(Base):
+    """Hash-chained: ``hash = sha256(prev_hash + canonical(row))``; ``urbaneye audit verify`` walks it."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))  # user id/name or 'system:<component>'
+    action: Mapped[str] = mapped_column(String(32))  # create | transition | review | push | callback ...
+    entity: Mapped[str] = mapped_column(String(32))  # case | camera | zone | model | user
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_status: Mapped[str] = mapped_column(String(32), default="")
+    to_status: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="candidate")  # active|candidate|shadow|retired
+    camera_group: Mapped[str] = mapped_column(String(64), default="default")
+    dataset_version: Mapped[str] = mapped_column(String(64), default="")
+    onnx_uri: Mapped[str] = mapped_column(String(400))
+    weights_uri: Mapped[str] = mapped_column(String(400), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    classes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # val + regression, per class
+    gate: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # decision and reason
+    training_time_s: Mapped[float] = mapped_column(Float, default=0.0)
+    hardware: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ActiveModel(Base):
+    """Active (and optional shadow) model per camera group; workers poll this for hot reload."""
+
+    __tablename__ = "active_models"
+    camera_group: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    shadow_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    shadow_cameras: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ShadowCount(Base):
+    """Would-be cases of a shadow model: counted, never created."""
+
+    __tablename__ = "shadow_counts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    violation_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manifest_uri: Mapped[str] = mapped_column(String(400))
+    sha256: Mapped[str] = mapped_column(String(64))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
