@@ -16,7 +16,8 @@ COMMAND_MODULES = [
     "urbaneye.ops_cli",  # db, audit, worker
     "vision.cli",  # rules-replay, score-events
     "datasets.cli",  # synth, dataset
-    "models.cli",  # train, eval, retrain, models
+    "models.cli",  # train, eval
+    "models.retrain_cli",  # dataset build, retrain, models list
 ]
 
 
