@@ -1,0 +1,446 @@
+"""Model registry: every model version, which one is active per camera group, shadows and rollbacks.
+
+Tables: ``ModelVersion`` (one row per trained model, with metrics, gate decision, sha256, parent, dataset
+version), ``ActiveModel`` (per camera group: active version + optional shadow version and cameras; stream
+workers poll it through ``models.hot_reload.ModelWatcher``), ``ShadowCount`` (would-be cases of a shadow).
+
+Functions take a SQLAlchemy session and flush, never commit: the caller (API handler, CLI, Celery task)
+owns the transaction, so a promotion and its audit row land together or not at all.
+
+Status of a version: ``active`` (active in some group), ``shadow`` (shadow in some group), ``candidate``
+(never promoted; gate reason in ``gate``), ``retired`` (was active, replaced or rolled back).
+
+Artefacts: ``register`` copies the ONNX (and .pt weights) under ``settings.models_dir/<version>/``; when the
+evidence backend is S3 it also uploads them to the datasets bucket under ``models/<version>/`` and records
+``s3://bucket/key`` so workers on other machines can fetch them (``fetch_onnx`` checks the sha256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from urbaneye.db.models import ActiveModel, ModelVersion, ShadowCount, utcnow
+from urbaneye.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ACTIVE, CANDIDATE, SHADOW, RETIRED = "active", "candidate", "shadow", "retired"
+DEFAULT_GROUP = "default"
+
+
+class RegistryError(ValueError):
+    """A registry operation that cannot be done, with a message naming the fix."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_version(camera_group: str, sha256: str, now: dt.datetime | None = None) -> str:
+    """``<group>-<UTC yyyymmdd-HHMMSS>-<sha8>``; unique, sortable by time, at most 64 chars.
+
+    Example:
+        >>> make_version("default", "ab" * 32, dt.datetime(2025, 1, 2, 3, 4, 5))
+        'default-20250102-030405-abababab'
+    """
+    now = now or utcnow()
+    group = re.sub(r"[^A-Za-z0-9_.\-]", "_", camera_group)[:36]
+    return f"{group}-{now:%Y%m%d-%H%M%S}-{sha256[:8]}"
+
+
+# --------------------------------------------------------------------------------------------- artefacts
+
+
+def _s3_store(settings: Settings, bucket: str):  # noqa: ANN202 - EvidenceStore protocol object
+    """An ``EvidenceStore`` over ``bucket`` (models and datasets share the datasets bucket)."""
+    from datasets.builder import s3_store
+
+    return s3_store(settings, bucket)
+
+
+def publish_artefact(path: Path, version: str, name: str, settings: Settings) -> str:
+    """Copy ``path`` to the registry and return its URI (a local path, or ``s3://bucket/key``)."""
+    dest_dir = Path(settings.models_dir) / version
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / name
+    if Path(path).resolve() != dest.resolve():
+        shutil.copyfile(path, dest)
+    if settings.evidence_backend != "s3":
+        return str(dest.resolve())
+    key = f"models/{version}/{name}"
+    content_type = "application/octet-stream"
+    _s3_store(settings, settings.s3_datasets_bucket).put(
+        key, dest.read_bytes(), content_type, {"version": version}
+    )
+    return f"s3://{settings.s3_datasets_bucket}/{key}"
+
+
+def fetch_onnx(uri: str, sha256: str, settings: Settings | None = None) -> Path:
+    """A local, sha256-verified copy of a registered ONNX file.
+
+    S3 objects are cached under ``models_dir/cache/<sha256>.onnx`` (written atomically). Raises
+    ``RegistryError`` if the bytes do not hash to ``sha256`` (a corrupt or replaced artefact).
+    """
+    settings = settings or get_settings()
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        cache = Path(settings.models_dir) / "cache" / f"{sha256}.onnx"
+        if cache.exists() and sha256_file(cache) == sha256:
+            return cache
+        data = _s3_store(settings, bucket).get(key)
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha256:
+            raise RegistryError(
+                f"model object {uri} has sha256 {got[:12]}…, registry says {sha256[:12]}…; re-register it"
+            )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, cache)
+        return cache
+    path = Path(uri.removeprefix("file://"))
+    if not path.exists():
+        raise RegistryError(f"model file {path} is missing on this machine; copy it there or use S3 storage")
+    got = sha256_file(path)
+    if got != sha256:
+        raise RegistryError(
+            f"model file {path} has sha256 {got[:12]}…, registry says {sha256[:12]}…; re-register it"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- versions
+
+
+def register(
+    session: Session,
+    *,
+    onnx_path: str | Path,
+    weights_path: str | Path | None = None,
+    parent: str | None = None,
+    camera_group: str = DEFAULT_GROUP,
+    dataset_version: str = "",
+    classes: Iterable[str] = (),
+    metrics: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
+    training_time_s: float = 0.0,
+    hardware: str = "",
+    version: str | None = None,
+    settings: Settings | None = None,
+) -> ModelVersion:
+    """Record a new model as a ``candidate``; artefacts are copied into the registry storage.
+
+    Example:
+        >>> mv = register(session, onnx_path="runs/x/best.onnx", parent="default-2025…", classes=["person", …])
+    """
+    settings = settings or get_settings()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise RegistryError(f"ONNX file {onnx_path} does not exist; export the model first")
+    sha = sha256_file(onnx_path)
+    version = version or make_version(camera_group, sha)
+    if session.get(ModelVersion, version) is not None:
+        raise RegistryError(f"model version {version!r} is already registered; pick another version name")
+    if parent is not None and session.get(ModelVersion, parent) is None:
+        raise RegistryError(f"parent model {parent!r} is not in the registry; register it first")
+    onnx_uri = publish_artefact(onnx_path, version, "model.onnx", settings)
+    weights_uri = ""
+    if weights_path:
+        weights_uri = publish_artefact(Path(weights_path), version, "model.pt", settings)
+    mv = ModelVersion(
+        version=version,
+        parent=parent,
+        status=CANDIDATE,
+        camera_group=camera_group,
+        dataset_version=dataset_version,
+        onnx_uri=onnx_uri,
+        weights_uri=weights_uri,
+        sha256=sha,
+        classes=list(classes),
+        metrics=metrics or {},
+        gate=gate or {},
+        training_time_s=float(training_time_s),
+        hardware=hardware[:120],
+    )
+    session.add(mv)
+    session.flush()
+    _audit(session, "system:registry", "register", version, "", CANDIDATE, {"parent": parent, "sha256": sha})
+    return mv
+
+
+def get_version(session: Session, version: str) -> ModelVersion:
+    mv = session.get(ModelVersion, version)
+    if mv is None:
+        raise RegistryError(f"model version {version!r} is not in the registry; see `urbaneye models list`")
+    return mv
+
+
+def list_versions(session: Session, camera_group: str | None = None) -> list[ModelVersion]:
+    """All versions, newest first (optionally of one camera group)."""
+    stmt = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.version.desc())
+    if camera_group:
+        stmt = stmt.where(ModelVersion.camera_group == camera_group)
+    return list(session.scalars(stmt))
+
+
+def active_for_group(session: Session, camera_group: str = DEFAULT_GROUP) -> ActiveModel | None:
+    return session.get(ActiveModel, camera_group)
+
+
+def active_version(session: Session, camera_group: str = DEFAULT_GROUP) -> ModelVersion | None:
+    row = active_for_group(session, camera_group)
+    return None if row is None else session.get(ModelVersion, row.version)
+
+
+def to_json(mv: ModelVersion) -> dict[str, Any]:
+    """The registry row as ``urbaneye models list --json`` and the API show it."""
+    return {
+        "version": mv.version,
+        "status": mv.status,
+        "camera_group": mv.camera_group,
+        "parent": mv.parent,
+        "dataset_version": mv.dataset_version,
+        "sha256": mv.sha256,
+        "onnx_uri": mv.onnx_uri,
+        "weights_uri": mv.weights_uri,
+        "classes": mv.classes,
+        "metrics": mv.metrics,
+        "gate": mv.gate,
+        "training_time_s": mv.training_time_s,
+        "hardware": mv.hardware,
+        "created_at": mv.created_at.isoformat() if mv.created_at else None,
+        "promoted_at": mv.promoted_at.isoformat() if mv.promoted_at else None,
+    }
+
+
+# ------------------------------------------------------------------------------------ promote / rollback
+
+
+def promote(
+    session: Session,
+    version: str,
+    camera_group: str | None = None,
+    actor: str = "system:registry",
+    reason: str = "",
+) -> ActiveModel:
+    """Make ``version`` the active model of ``camera_group`` (default: the version's own group).
+
+    Workers of that group pick it up on their next poll. A shadow of the same version is cleared.
+    """
+    mv = get_version(session, version)
+    group = camera_group or mv.camera_group
+    row = session.execute(
+        select(ActiveModel).where(ActiveModel.camera_group == group).with_for_update()
+    ).scalar()
+    previous = None
+    if row is None:
+        row = ActiveModel(camera_group=group, version=version, shadow_version=None, shadow_cameras=[])
+        session.add(row)
+    else:
+        if row.version == version:
+            raise RegistryError(f"model {version!r} is already active in group {group!r}")
+        previous = row.version
+        row.version = version
+        if row.shadow_version == version:
+            row.shadow_version, row.shadow_cameras = None, []
+    row.updated_at = utcnow()
+    mv.promoted_at = utcnow()
+    gate = dict(mv.gate or {})
+    gate.pop("rolled_back", None)
+    gate["promoted"] = {"at": mv.promoted_at.isoformat(), "group": group, "by": actor, "replaced": previous}
+    if reason:
+        gate["promoted"]["reason"] = reason
+    mv.gate = gate
+    session.flush()
+    _refresh_status(session, version)
+    if previous:
+        _refresh_status(session, previous)
+    _audit(session, actor, "promote", version, previous or "", ACTIVE, {"group": group, "reason": reason})
+    return row
+
+
+def rollback(
+    session: Session, camera_group: str = DEFAULT_GROUP, actor: str = "system:registry"
+) -> ActiveModel:
+    """Re-activate the model that was active before the current one in ``camera_group``.
+
+    The rolled-back version is retired and marked so that a later rollback never returns to it.
+    """
+    row = session.execute(
+        select(ActiveModel).where(ActiveModel.camera_group == camera_group).with_for_update()
+    ).scalar()
+    if row is None:
+        raise RegistryError(f"camera group {camera_group!r} has no active model; promote one first")
+    current = get_version(session, row.version)
+    target = _previous_active(session, camera_group, current)
+    if target is None:
+        raise RegistryError(
+            f"no earlier model was active in group {camera_group!r} before {current.version!r}; "
+            "promote a specific version instead"
+        )
+    row.version = target.version
+    row.updated_at = utcnow()
+    gate = dict(current.gate or {})
+    gate["rolled_back"] = {
+        "at": utcnow().isoformat(),
+        "group": camera_group,
+        "by": actor,
+        "to": target.version,
+    }
+    current.gate = gate
+    session.flush()
+    _refresh_status(session, current.version)
+    _refresh_status(session, target.version)
+    _audit(
+        session,
+        actor,
+        "rollback",
+        current.version,
+        ACTIVE,
+        RETIRED,
+        {"group": camera_group, "to": target.version},
+    )
+    return row
+
+
+def _previous_active(session: Session, camera_group: str, current: ModelVersion) -> ModelVersion | None:
+    """The latest version promoted into ``camera_group`` before ``current`` and never rolled back."""
+    rows = session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.promoted_at.is_not(None), ModelVersion.version != current.version)
+        .order_by(ModelVersion.promoted_at.desc())
+    )
+    for mv in rows:
+        promoted = (mv.gate or {}).get("promoted") or {}
+        if promoted.get("group", mv.camera_group) != camera_group or (mv.gate or {}).get("rolled_back"):
+            continue
+        if current.promoted_at is None or mv.promoted_at <= current.promoted_at:
+            return mv
+    return None
+
+
+def set_shadow(
+    session: Session,
+    camera_group: str,
+    version: str | None,
+    cameras: Iterable[str] = (),
+    actor: str = "system:registry",
+) -> ActiveModel:
+    """Run ``version`` beside the active model on ``cameras`` (``version=None`` stops the shadow).
+
+    Its would-be cases are counted with ``record_shadow_case``, never created.
+    """
+    row = active_for_group(session, camera_group)
+    if row is None:
+        raise RegistryError(
+            f"camera group {camera_group!r} has no active model; a shadow needs one to run beside"
+        )
+    cams = sorted(set(cameras))
+    if version is not None:
+        get_version(session, version)
+        if version == row.version:
+            raise RegistryError(
+                f"model {version!r} is already active in {camera_group!r}; shadow another version"
+            )
+        if not cams:
+            raise RegistryError("a shadow needs at least one camera id; pass the cameras to run it on")
+    previous = row.shadow_version
+    row.shadow_version, row.shadow_cameras = version, (cams if version else [])
+    row.updated_at = utcnow()
+    session.flush()
+    for v in {previous, version} - {None}:
+        _refresh_status(session, v)
+    _audit(
+        session,
+        actor,
+        "shadow",
+        version or previous or "",
+        "",
+        SHADOW if version else "",
+        {"group": camera_group, "cameras": cams},
+    )
+    return row
+
+
+def record_shadow_case(session: Session, version: str, camera_id: str, kind: str, violation_id: str) -> bool:
+    """Count one would-be case of a shadow model (idempotent per version and violation). True if new."""
+    exists = session.scalar(
+        select(ShadowCount.id).where(ShadowCount.version == version, ShadowCount.violation_id == violation_id)
+    )
+    if exists is not None:
+        return False
+    session.add(ShadowCount(version=version, camera_id=camera_id, kind=kind, violation_id=violation_id))
+    session.flush()
+    return True
+
+
+def shadow_summary(session: Session, version: str) -> dict[str, dict[str, int]]:
+    """``{camera_id: {kind: count}}`` of a shadow model's would-be cases."""
+    out: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        select(ShadowCount.camera_id, ShadowCount.kind, func.count())
+        .where(ShadowCount.version == version)
+        .group_by(ShadowCount.camera_id, ShadowCount.kind)
+    )
+    for camera_id, kind, n in rows:
+        out.setdefault(camera_id, {})[kind] = int(n)
+    return out
+
+
+def retire(session: Session, version: str, actor: str = "system:registry") -> ModelVersion:
+    mv = get_version(session, version)
+    if mv.status in (ACTIVE, SHADOW):
+        raise RegistryError(
+            f"model {version!r} is {mv.status}; promote another model or stop the shadow first"
+        )
+    before = mv.status
+    mv.status = RETIRED
+    session.flush()
+    _audit(session, actor, "retire", version, before, RETIRED, {})
+    return mv
+
+
+def _refresh_status(session: Session, version: str) -> None:
+    mv = session.get(ModelVersion, version)
+    if mv is None:
+        return
+    if session.scalar(select(func.count()).select_from(ActiveModel).where(ActiveModel.version == version)):
+        mv.status = ACTIVE
+    elif session.scalar(
+        select(func.count()).select_from(ActiveModel).where(ActiveModel.shadow_version == version)
+    ):
+        mv.status = SHADOW
+    elif mv.status in (ACTIVE, SHADOW):
+        mv.status = RETIRED if mv.promoted_at is not None else CANDIDATE
+    session.flush()
+
+
+def _audit(
+    session: Session,
+    actor: str,
+    action: str,
+    version: str,
+    from_status: str,
+    to_status: str,
+    detail: dict[str, Any],
+) -> None:
+    from urbaneye.audit import append_audit
+
+    append_audit(session, actor, action, "model", version, from_status, to_status, detail)

@@ -1,0 +1,141 @@
+"""Fixtures of the retraining tests: a database with all tables, stores, a tiny parent model, case factories."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vision.types import OBJECT_KINDS
+
+T0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def make_tiny_model(out_dir: Path, imgsz_px: int = 128) -> tuple[Path, Path]:
+    """An untrained YOLOv8n with our 8 classes: ``(pt, onnx)``. Stands in until the bootstrap lands."""
+    from copy import deepcopy
+
+    from models.export import export_onnx, prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=len(OBJECT_KINDS), verbose=False)
+    model.names = {i: str(k) for i, k in enumerate(OBJECT_KINDS)}
+    model.args = {"imgsz": imgsz_px, "task": "detect"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pt = out_dir / "parent.pt"
+    torch.save({"model": deepcopy(model).half(), "train_args": {"imgsz": imgsz_px, "task": "detect"}}, pt)
+    onnx = out_dir / "parent.onnx"
+    export_onnx(pt, onnx, imgsz_px=imgsz_px, name="tiny-parent", version="tiny-parent")
+    return pt, onnx
+
+
+@pytest.fixture(scope="session")
+def tiny_parent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_tiny_model(tmp_path_factory.mktemp("parent"))
+
+
+@pytest.fixture
+def db(pg_url: str, settings_env):
+    """Session factory over a fresh PostgreSQL database with every table; settings point at it."""
+    from urbaneye.db.models import Base
+    from urbaneye.db.session import get_engine, session_factory
+
+    settings_env(database_url=pg_url)
+    Base.metadata.create_all(get_engine(pg_url))
+    return session_factory(pg_url)
+
+
+@pytest.fixture
+def s3_settings(s3_server, settings_env):
+    """Settings on the S3 backend (moto over HTTP); returns the Settings."""
+    return settings_env(
+        evidence_backend="s3",
+        s3_endpoint=s3_server["endpoint"],
+        s3_access_key=s3_server["access_key"],
+        s3_secret_key=s3_server["secret_key"],
+        s3_region=s3_server["region"],
+    )
+
+
+def jpeg(seed: int, wh: tuple[int, int] = (160, 96)) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (wh[1], wh[0], 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
+def add_case(
+    session,
+    store,
+    *,
+    camera_id: str = "cam-1",
+    kind: str = "exposed_garbage",
+    status: str = "confirmed",
+    reject_reason: str | None = None,
+    at: dt.datetime = T0,
+    bbox=(20, 20, 60, 60),
+    frame_wh=(160, 96),
+    corrections=None,
+    object_count: int = 1,
+    frames: int = 1,
+    image: bytes | None = None,
+    seed: int = 0,
+):
+    """A reviewed case with ``frames`` clean evidence frames in ``store`` (rows as the cases service writes)."""
+    from urbaneye.db.models import Case, Evidence, new_id
+
+    case = Case(
+        id=new_id(),
+        violation_id=new_id(),
+        camera_id=camera_id,
+        kind=kind,
+        gbt_code="0102",
+        gbt_name="暴露垃圾",
+        started_at=at,
+        bbox_xyxy=list(bbox),
+        frame_wh=list(frame_wh),
+        status=status,
+        reject_reason=reject_reason,
+        reviewed_at=at + dt.timedelta(minutes=5),
+        reviewed_by="u1",
+        corrections=corrections or [],
+        object_count=object_count,
+        model_version="tiny-parent",
+    )
+    session.add(case)
+    for seq in range(1, frames + 1):
+        data = image if image is not None else jpeg(seed * 10 + seq, tuple(frame_wh))
+        key = f"{camera_id}/{at:%Y/%m/%d}/{case.id}/{seq}-clean.jpg"
+        sha = store.put(key, data, "image/jpeg", {})
+        assert sha == hashlib.sha256(data).hexdigest()
+        session.add(
+            Evidence(
+                case_id=case.id,
+                seq=seq,
+                variant="clean",
+                key=key,
+                sha256=sha,
+                size_bytes=len(data),
+                frame_ts=at + dt.timedelta(seconds=10 * (seq - 1)),
+                uploaded=True,
+            )
+        )
+    session.flush()
+    return case
+
+
+@pytest.fixture
+def fs_store(settings_env) -> Iterator:
+    from urbaneye.storage import get_store
+
+    yield get_store()
