@@ -1,0 +1,116 @@
+"""The FastAPI application: the API under ``/api/v1``, health probes, and the reviewer UI at ``/ui/``.
+
+``create_app(settings)`` is what ``urbaneye serve`` runs and what ``urbaneye run`` mounts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.metrics import ApiMetrics
+from urbaneye.db.session import session_factory
+from urbaneye.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+class CredentialMaskFilter(logging.Filter):
+    """Masks ``scheme://user:password@`` in any log line (RTSP credentials are never logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from api.schemas.cameras import mask_text
+
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = mask_text(str(record.msg))
+        return True
+
+
+def install_log_masking() -> None:
+    mask = CredentialMaskFilter()
+    for name in ("", "api", "uvicorn", "uvicorn.access", "uvicorn.error", "urbaneye", "streams"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, CredentialMaskFilter) for f in logger.filters):
+            logger.addFilter(mask)
+        for handler in logger.handlers:
+            if not any(isinstance(f, CredentialMaskFilter) for f in handler.filters):
+                handler.addFilter(mask)
+
+
+class MetricsMiddleware:
+    """Counts requests and their latency per route template (not per URL, so ids don't explode labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or ("/ui" if scope["path"].startswith("/ui") else "other")
+            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
+            self.metrics.latency_s.labels(scope["method"], template).observe(time.perf_counter() - t0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: the environment's). Tables must exist (migrations)."""
+    from api.routes import auth, cameras, cases, evidence, health, hotline, models, stats, users
+
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="UrbanEye API",
+        version="1.0",
+        description="City-management video capture: cameras and zones, AI cases and their review, statistics, "
+        "models. Log in at POST /api/v1/auth/login and send the token as 'Authorization: Bearer …'.",
+        docs_url=None,  # Swagger UI loads from a CDN; the bureau network has none. /openapi.json stays.
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.sessionmaker = session_factory(settings.db_url)
+    app.state.store = None
+    app.state.metrics = ApiMetrics()
+
+    for router in (
+        auth.router,
+        users.router,
+        cameras.router,
+        cases.router,
+        stats.router,
+        models.router,
+        hotline.router,
+    ):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.include_router(evidence.router)
+    app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    install_log_masking()
+    return app

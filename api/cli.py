@@ -1,0 +1,160 @@
+"""``urbaneye serve``, ``urbaneye users …`` and ``urbaneye bench-api`` (heavy imports inside handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the API and the reviewer UI (uvicorn)")
+    p.add_argument("--host", default=None, help="bind address (default: settings.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: settings.port, 8000)")
+    p.add_argument("--demo-users", action="store_true", help="create admin/admin-demo and demo/demo-review")
+    p.set_defaults(func=cmd_serve)
+
+    users = sub.add_parser("users", help="manage API users").add_subparsers(
+        dest="users_command", metavar="ACTION"
+    )
+    c = users.add_parser("create", help="add a user")
+    c.add_argument("--username", required=True)
+    c.add_argument("--role", required=True, choices=["admin", "reviewer", "viewer", "service"])
+    c.add_argument("--password", help="omit to be prompted (keeps it out of shell history)")
+    c.add_argument("--display-name", default="")
+    c.set_defaults(func=cmd_users_create)
+    ls = users.add_parser("list", help="list users")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_users_list)
+    t = users.add_parser("token", help="print a service token for a worker's service user")
+    t.add_argument("--username", required=True)
+    t.add_argument("--ttl-days", type=float, default=30.0)
+    t.set_defaults(func=cmd_users_token)
+
+    b = sub.add_parser("bench-api", help="API latency under load: 100k cases, 50 concurrent reviewers")
+    b.add_argument(
+        "--database-url", default="", help="PostgreSQL URL (default: a scratch database on the local server)"
+    )
+    b.add_argument("--cases", type=int, default=100_000)
+    b.add_argument("--reviewers", type=int, default=50)
+    b.add_argument("--duration-s", type=float, default=20.0)
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.set_defaults(func=cmd_bench_api)
+
+
+def ensure_schema(url: str) -> None:
+    """Bring the database to the current schema (the migrations when present)."""
+    from urbaneye.db.session import get_engine
+
+    try:
+        from urbaneye.db.migrate import upgrade
+    except ImportError:  # before migrations exist: plain table creation
+        from urbaneye.db.models import Base
+
+        Base.metadata.create_all(get_engine(url))
+        return
+    upgrade(url)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app, install_log_masking
+    from api.auth import ensure_demo_users
+    from urbaneye.db.session import session_scope
+    from urbaneye.settings import get_settings
+
+    settings = get_settings()
+    ensure_schema(settings.db_url)
+    if args.demo_users:
+        with session_scope(settings.db_url) as session:
+            ensure_demo_users(session)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=args.host or settings.host, port=args.port or settings.port, log_level="info"
+    )
+    server = uvicorn.Server(config)
+    install_log_masking()
+    server.run()
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from api.auth import create_user, prompt_password
+    from urbaneye.db.session import session_scope
+    from urbaneye.settings import get_settings
+
+    settings = get_settings()
+    ensure_schema(settings.db_url)
+    try:
+        password = args.password if args.password is not None else prompt_password()
+        with session_scope(settings.db_url) as session:
+            user = create_user(session, args.username, password, args.role, args.display_name)
+            print(f"created {user.role} '{user.username}' (id {user.id})")
+    except ValueError as exc:
+        print(f"urbaneye users create: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from urbaneye.db.models import User
+    from urbaneye.db.session import session_scope
+    from urbaneye.settings import get_settings
+
+    with session_scope(get_settings().db_url) as session:
+        users = session.scalars(select(User).order_by(User.username)).all()
+        rows = [{"id": u.id, "username": u.username, "role": u.role, "active": u.is_active} for u in users]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for r in rows:
+            print(
+                f"{r['username']:<24} {r['role']:<9} {'active' if r['active'] else 'inactive':<8} {r['id']}"
+            )
+    return 0
+
+
+def cmd_users_token(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from api.auth import issue_token
+    from urbaneye.db.models import User
+    from urbaneye.db.session import session_scope
+    from urbaneye.settings import get_settings
+
+    settings = get_settings()
+    with session_scope(settings.db_url) as session:
+        user = session.scalar(select(User).where(User.username == args.username))
+        if user is None:
+            print(
+                f"urbaneye users token: no user '{args.username}'; create it with --role service",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            issued = issue_token(user, settings, kind="service", ttl_s=int(args.ttl_days * 86400))
+        except ValueError as exc:
+            print(f"urbaneye users token: {exc}", file=sys.stderr)
+            return 2
+    print(issued.token)
+    return 0
+
+
+def cmd_bench_api(args: argparse.Namespace) -> int:
+    from api.bench import run_bench
+
+    report = run_bench(
+        database_url=args.database_url, cases=args.cases, reviewers=args.reviewers, duration_s=args.duration_s
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, v in report["latency_ms"].items():
+            print(
+                f"{name:<8} n={v['n']:<6} p50={v['p50']:.1f} ms  p95={v['p95']:.1f} ms  (target ≤ {v['target_p95']} ms)"
+            )
+        print("PASS" if report["ok"] else "FAIL")
+    return 0 if report["ok"] else 1

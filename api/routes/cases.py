@@ -1,0 +1,327 @@
+"""Cases: the review queue, evidence, decisions (single and bulk), undo, hotline re-send, timeline.
+
+Every state change goes through ``urbaneye.cases.service`` (which writes the hash-chained audit row);
+this module only translates HTTP to those calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from api.deps import ReaderUser, ReviewerUser, SessionDep, SettingsDep, StoreDep
+from api.schemas.cases import (
+    BulkItemResult,
+    BulkVerifyIn,
+    BulkVerifyOut,
+    CaseDetail,
+    CaseOrder,
+    CasePublic,
+    CasesPublic,
+    CaseTimeline,
+    EvidencePublic,
+    ReviewPublic,
+    TimelineEntry,
+    VerifyIn,
+)
+from api.schemas.common import AUTH_ERRORS, errors
+from api.services.audit import actor_of
+from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, User, Zone
+from vision.types import Escalation, ViolationKind
+
+router = APIRouter(prefix="/cases", tags=["cases"], responses=AUTH_ERRORS)
+
+#: Presigned evidence URLs never live longer than this, whatever the settings say.
+MAX_PRESIGN_S = 900
+ESCALATION_ORDER = (Escalation.RED.value, Escalation.YELLOW.value, Escalation.BLUE.value)
+
+
+class CaseFilters:
+    """Query filters shared by the list and the bulk tools; every one is optional."""
+
+    def __init__(
+        self,
+        status: Annotated[list[CaseStatus] | None, Query(description="one or more statuses")] = None,
+        kind: Annotated[list[ViolationKind] | None, Query(description="violation kinds")] = None,
+        camera_id: Annotated[str | None, Query(max_length=64)] = None,
+        zone_id: Annotated[str | None, Query(max_length=64)] = None,
+        place_key: Annotated[str | None, Query(max_length=160)] = None,
+        escalation: Annotated[list[Escalation] | None, Query(description="blue, yellow, red")] = None,
+        since: Annotated[dt.datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+        until: Annotated[dt.datetime | None, Query(description="created before (ISO 8601)")] = None,
+        min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+        max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    ) -> None:
+        self.conds = []
+        if status:
+            self.conds.append(Case.status.in_([s.value for s in status]))
+        if kind:
+            self.conds.append(Case.kind.in_([k.value for k in kind]))
+        if camera_id:
+            self.conds.append(Case.camera_id == camera_id)
+        if zone_id:
+            self.conds.append(Case.zone_id == zone_id)
+        if place_key:
+            self.conds.append(Case.place_key == place_key)
+        if escalation:
+            self.conds.append(Case.escalation.in_([e.value for e in escalation]))
+        if since:
+            self.conds.append(Case.created_at >= _aware(since))
+        if until:
+            self.conds.append(Case.created_at < _aware(until))
+        if min_confidence is not None:
+            self.conds.append(Case.confidence >= min_confidence)
+        if max_confidence is not None:
+            self.conds.append(Case.confidence <= max_confidence)
+
+
+@contextmanager
+def service_errors(case_id: str) -> Iterator[None]:
+    """Translate the case service's errors: unknown case -> 404, change not allowed now -> 409."""
+    from urbaneye.cases.service import CaseNotFound, CaseStateError
+
+    try:
+        yield
+    except CaseNotFound:
+        raise HTTPException(404, f"no case '{case_id}'; list cases with GET /api/v1/cases") from None
+    except CaseStateError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _case(session: Session, case_id: str) -> Case:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise HTTPException(404, f"no case '{case_id}'; list cases with GET /api/v1/cases")
+    return case
+
+
+def page_cases(
+    session: Session, conds: list, order: CaseOrder, offset: int, limit: int
+) -> tuple[list[Case], int]:
+    """One page of cases and the total count. Escalation order reads each colour by its own index range
+    (status, escalation, created_at) instead of sorting every pending case on a CASE expression."""
+    if order != CaseOrder.ESCALATION:
+        total = session.scalar(select(func.count()).select_from(Case).where(*conds)) or 0
+        by = (
+            (Case.created_at.asc(), Case.id.asc())
+            if order == CaseOrder.OLDEST
+            else (Case.created_at.desc(), Case.id.desc())
+        )
+        rows = session.scalars(select(Case).where(*conds).order_by(*by).offset(offset).limit(limit)).all()
+        return list(rows), total
+    counts = dict(
+        session.execute(select(Case.escalation, func.count()).where(*conds).group_by(Case.escalation)).all()
+    )
+    total = sum(counts.values())
+    rows: list[Case] = []
+    skip, need = offset, limit
+    for level in ESCALATION_ORDER:
+        n = counts.get(level, 0)
+        if skip >= n:
+            skip -= n
+            continue
+        part = session.scalars(
+            select(Case)
+            .where(*conds, Case.escalation == level)
+            .order_by(Case.created_at, Case.id)
+            .offset(skip)
+            .limit(need)
+        ).all()
+        rows.extend(part)
+        need -= len(part)
+        skip = 0
+        if need <= 0:
+            break
+    return rows, total
+
+
+@router.get("", response_model=CasesPublic)
+def list_cases(
+    session: SessionDep,
+    _: ReaderUser,
+    filters: Annotated[CaseFilters, Depends()],
+    order: CaseOrder = CaseOrder.OLDEST,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CasesPublic:
+    """Cases matching the filters. The review queue is ``status=pending_review`` with ``order=oldest`` or
+    ``order=escalation`` (red first)."""
+    rows, total = page_cases(session, filters.conds, order, offset, limit)
+    return CasesPublic(data=[CasePublic.model_validate(c) for c in rows], count=total)
+
+
+def _evidence(case: Case, store, expiry_s: int) -> list[EvidencePublic]:  # noqa: ANN001
+    out = []
+    for ev in case.evidence:
+        url = store.presigned_url(ev.key, expiry_s) if ev.uploaded else None
+        out.append(
+            EvidencePublic(
+                seq=ev.seq,
+                variant=ev.variant,
+                url=url,
+                url_expires_s=expiry_s if url else 0,
+                sha256=ev.sha256,
+                size_bytes=ev.size_bytes,
+                content_type=ev.content_type,
+                frame_ts=ev.frame_ts,
+                uploaded=ev.uploaded,
+            )
+        )
+    return out
+
+
+def _reviews(session: Session, case_id: str) -> list[ReviewPublic]:
+    rows = session.execute(
+        select(Review, User.username)
+        .outerjoin(User, User.id == Review.user_id)
+        .where(Review.case_id == case_id)
+        .order_by(Review.id)
+    ).all()
+    return [ReviewPublic.model_validate(r).model_copy(update={"username": name}) for r, name in rows]
+
+
+def _same_place(case: Case):  # noqa: ANN202
+    if case.place_key:
+        return Case.place_key == case.place_key
+    return and_(Case.camera_id == case.camera_id, Case.zone_id == case.zone_id)
+
+
+@router.get("/{case_id}", response_model=CaseDetail, responses=errors(404))
+def get_case(
+    case_id: str, session: SessionDep, store: StoreDep, settings: SettingsDep, _: ReaderUser
+) -> CaseDetail:
+    """A case with its evidence (presigned URLs valid ≤ 15 min, SHA-256 of each image), reviews, zone outline
+    and how many earlier cases the same place had."""
+    case = _case(session, case_id)
+    camera = session.get(Camera, case.camera_id)
+    zone = session.scalar(select(Zone).where(Zone.camera_id == case.camera_id, Zone.zone_id == case.zone_id))
+    zcfg = zone.config if zone else {}
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(_same_place(case), Case.created_at < case.created_at, Case.id != case.id)
+    )
+    base = CasePublic.model_validate(case).model_dump()
+    return CaseDetail(
+        **base,
+        evidence=_evidence(case, store, min(settings.presign_expiry_s, MAX_PRESIGN_S)),
+        corrections=list(case.corrections or []),
+        reviews=_reviews(session, case_id),
+        camera_name=camera.name if camera else "",
+        zone_name=zcfg.get("name", ""),
+        zone_polygon=zcfg.get("polygon", []),
+        place_earlier_count=earlier or 0,
+    )
+
+
+@router.get("/{case_id}/similar", response_model=CasesPublic, responses=errors(404))
+def similar_cases(
+    case_id: str, session: SessionDep, _: ReaderUser, limit: Annotated[int, Query(ge=1, le=50)] = 10
+) -> CasesPublic:
+    """Earlier cases at the same place (same ``place_key``, else same camera and zone), newest first."""
+    case = _case(session, case_id)
+    conds = [_same_place(case), Case.created_at < case.created_at, Case.id != case.id]
+    rows, total = page_cases(session, conds, CaseOrder.NEWEST, 0, limit)
+    return CasesPublic(data=[CasePublic.model_validate(c) for c in rows], count=total)
+
+
+def _verify(session: Session, request: Request, case_id: str, user: User, body: VerifyIn) -> Case:
+    from urbaneye.cases import service
+
+    with service_errors(case_id):
+        case = service.review_case(
+            session,
+            case_id,
+            user.id,
+            body.decision.value,
+            reason=body.reason.value if body.reason else None,
+            note=body.note,
+            corrections=[c.model_dump(mode="json", exclude_none=True) for c in body.corrections],
+            duration_ms=body.duration_ms,
+        )
+        session.commit()
+    request.app.state.metrics.decisions.labels(
+        body.decision.value, body.reason.value if body.reason else ""
+    ).inc()
+    return case
+
+
+@router.post("/{case_id}/verify", response_model=CasePublic, responses=errors(404, 409))
+def verify_case(
+    case_id: str, body: VerifyIn, request: Request, session: SessionDep, user: ReviewerUser
+) -> CasePublic:
+    """Confirm, or reject with a reason code (误检 false_detection, 合规经营 permitted_vending, 重复 duplicate,
+    证据不足 insufficient_evidence, 其他 other + note). Box/label corrections are kept for retraining."""
+    return CasePublic.model_validate(_verify(session, request, case_id, user, body))
+
+
+@router.post("/verify-bulk", response_model=BulkVerifyOut, responses=errors(422))
+def verify_bulk(
+    body: BulkVerifyIn, request: Request, session: SessionDep, user: ReviewerUser
+) -> BulkVerifyOut:
+    """The same decision for many cases; each case succeeds or fails on its own."""
+    single = VerifyIn.model_validate(body.model_dump(exclude={"case_ids"}))
+    results = []
+    for case_id in dict.fromkeys(body.case_ids):
+        try:
+            case = _verify(session, request, case_id, user, single)
+            results.append(BulkItemResult(case_id=case_id, ok=True, status=case.status))
+        except HTTPException as exc:
+            session.rollback()
+            results.append(BulkItemResult(case_id=case_id, ok=False, error=str(exc.detail)))
+    return BulkVerifyOut(data=results, count=len(results), succeeded=sum(r.ok for r in results))
+
+
+@router.post("/{case_id}/undo", response_model=CasePublic, responses=errors(404, 409))
+def undo_case(case_id: str, request: Request, session: SessionDep, user: ReviewerUser) -> CasePublic:
+    """Undo the last decision on a case, putting it back in the queue (while it has not gone further)."""
+    from urbaneye.cases import service
+
+    with service_errors(case_id):
+        case = service.undo_review(session, case_id, user.id)
+        session.commit()
+    request.app.state.metrics.undos.inc()
+    return CasePublic.model_validate(case)
+
+
+@router.post("/{case_id}/resend", response_model=CasePublic, responses=errors(404, 409))
+def resend_case(case_id: str, session: SessionDep, user: ReviewerUser) -> CasePublic:
+    """Queue a confirmed (or dead-lettered) case for the hotline again."""
+    from urbaneye.cases import service
+
+    with service_errors(case_id):
+        case = service.resend_to_hotline(session, case_id, actor_of(user))
+        session.commit()
+    return CasePublic.model_validate(case)
+
+
+@router.get("/{case_id}/timeline", response_model=CaseTimeline, responses=errors(404))
+def case_timeline(case_id: str, session: SessionDep, _: ReaderUser) -> CaseTimeline:
+    """Status history from the audit log (oldest first) and the review decisions."""
+    _case(session, case_id)
+    rows = session.scalars(
+        select(AuditLog).where(AuditLog.entity == "case", AuditLog.entity_id == case_id).order_by(AuditLog.id)
+    ).all()
+    entries = [
+        TimelineEntry(
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            from_status=r.from_status,
+            to_status=r.to_status,
+            detail=r.detail or {},
+            hash=r.hash,
+        )
+        for r in rows
+    ]
+    return CaseTimeline(case_id=case_id, data=entries, reviews=_reviews(session, case_id))

@@ -1,0 +1,76 @@
+"""Model registry: versions, the active model per camera group, promote and roll back (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import AdminUser, SessionDep, WorkerOrReader
+from api.schemas.common import AUTH_ERRORS, errors
+from api.schemas.models import (
+    ActiveModelPublic,
+    ActiveModelsPublic,
+    ModelVersionPublic,
+    ModelVersionsPublic,
+    PromoteIn,
+)
+from api.services import models as registry
+from api.services.audit import actor_of
+
+router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_ERRORS)
+
+
+def _http(exc: Exception) -> HTTPException:
+    return HTTPException(404 if isinstance(exc, registry.ModelNotFound) else 409, str(exc))
+
+
+@router.get("", response_model=ModelVersionsPublic)
+def list_models(
+    session: SessionDep,
+    _: WorkerOrReader,
+    camera_group: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[
+        str | None, Query(max_length=16, description="active | candidate | shadow | retired")
+    ] = None,
+) -> ModelVersionsPublic:
+    rows = registry.list_versions(session, camera_group, status)
+    return ModelVersionsPublic(data=[ModelVersionPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/active", response_model=ActiveModelsPublic)
+def list_active(session: SessionDep, _: WorkerOrReader) -> ActiveModelsPublic:
+    rows = registry.active_models(session)
+    return ActiveModelsPublic(data=[ActiveModelPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/{version}", response_model=ModelVersionPublic, responses=errors(404))
+def get_model(version: str, session: SessionDep, _: WorkerOrReader) -> ModelVersionPublic:
+    try:
+        return ModelVersionPublic.model_validate(registry.get_version(session, version))
+    except registry.ModelNotFound as exc:
+        raise _http(exc) from None
+
+
+@router.post("/{version}/promote", response_model=ActiveModelPublic, responses=errors(404))
+def promote_model(version: str, body: PromoteIn, session: SessionDep, admin: AdminUser) -> ActiveModelPublic:
+    """Make a version the active model of a camera group; workers hot-reload it."""
+    try:
+        active = registry.promote(session, version, body.camera_group, actor_of(admin))
+    except (registry.ModelNotFound, registry.ModelConflict) as exc:
+        session.rollback()
+        raise _http(exc) from None
+    session.commit()
+    return ActiveModelPublic.model_validate(active)
+
+
+@router.post("/active/{camera_group}/rollback", response_model=ActiveModelPublic, responses=errors(404, 409))
+def rollback_model(camera_group: str, session: SessionDep, admin: AdminUser) -> ActiveModelPublic:
+    """Re-activate the model that was active before the current one of this camera group."""
+    try:
+        active = registry.rollback(session, camera_group, actor_of(admin))
+    except (registry.ModelNotFound, registry.ModelConflict) as exc:
+        session.rollback()
+        raise _http(exc) from None
+    session.commit()
+    return ActiveModelPublic.model_validate(active)

@@ -1,0 +1,195 @@
+"""Case schemas: list/detail, review decisions, corrections, timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from urbaneye.db.models import CaseStatus, RejectReason
+from vision.types import Escalation, ObjectKind, ViolationKind
+
+REJECT_REASON_ZH: dict[RejectReason, str] = {
+    RejectReason.FALSE_DETECTION: "误检",
+    RejectReason.PERMITTED_VENDING: "合规经营",
+    RejectReason.DUPLICATE: "重复",
+    RejectReason.INSUFFICIENT_EVIDENCE: "证据不足",
+    RejectReason.OTHER: "其他",
+}
+
+
+class Decision(StrEnum):
+    CONFIRM = "confirm"
+    REJECT = "reject"
+
+
+class CaseOrder(StrEnum):
+    OLDEST = "oldest"  # created_at ascending: the review queue default
+    NEWEST = "newest"
+    ESCALATION = "escalation"  # red, yellow, blue; oldest first within a colour
+
+
+class CasePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    violation_id: str
+    camera_id: str
+    zone_id: str
+    place_key: str
+    kind: str
+    gbt_code: str
+    gbt_name: str
+    source_channel: str
+    address: str
+    lon: float | None
+    lat: float | None
+    grid_code: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration_s: float
+    confidence: float
+    model_version: str
+    escalation: str
+    bbox_xyxy: list[float]
+    frame_wh: list[int]
+    object_count: int
+    description: str
+    status: str
+    reject_reason: str | None
+    review_note: str
+    reviewed_by: str | None
+    reviewed_at: dt.datetime | None
+    route: str
+    hotline_ref: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class CasesPublic(BaseModel):
+    data: list[CasePublic]
+    count: int = Field(description="all cases matching the filters (not just this page)")
+
+
+class EvidencePublic(BaseModel):
+    seq: int = Field(description="1 = first sighting, 2 = dwell crossing, ...")
+    variant: str = Field(description="clean | annotated | crop")
+    url: str | None = Field(
+        description="presigned GET URL, valid for at most 15 minutes; null until uploaded"
+    )
+    url_expires_s: int
+    sha256: str
+    size_bytes: int
+    content_type: str
+    frame_ts: dt.datetime | None
+    uploaded: bool
+
+
+class CorrectionIn(BaseModel):
+    """A reviewer's fix of a detection, kept with the review for retraining."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["relabel", "add", "remove", "move"] = Field(description="what the reviewer changed")
+    bbox_xyxy: list[float] = Field(min_length=4, max_length=4, description="box in frame pixels, x1 y1 x2 y2")
+    label: ObjectKind | None = Field(None, description="object kind the box really shows (relabel/add)")
+    kind: ViolationKind | None = Field(None, description="violation kind it really is, if different")
+    seq: int = Field(2, ge=1, le=100, description="evidence frame the box refers to")
+
+    @model_validator(mode="after")
+    def verify_box(self) -> CorrectionIn:
+        x1, y1, x2, y2 = self.bbox_xyxy
+        if not (x2 > x1 and y2 > y1) or min(self.bbox_xyxy) < 0:
+            raise ValueError("bbox_xyxy must be x1 < x2, y1 < y2, all >= 0 (pixels of the evidence frame)")
+        if self.action in ("relabel", "add") and self.label is None and self.kind is None:
+            raise ValueError(f"correction '{self.action}' needs a label or kind; say what the box shows")
+        return self
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    reason: RejectReason | None = Field(
+        None, description="required to reject: 误检/合规经营/重复/证据不足/其他"
+    )
+    note: str = Field("", max_length=2000, description="required when reason is 'other'")
+    corrections: list[CorrectionIn] = Field(default_factory=list, max_length=50)
+    duration_ms: int | None = Field(
+        None, ge=0, le=86_400_000, description="time the reviewer spent on the case"
+    )
+
+    @model_validator(mode="after")
+    def verify_reason(self) -> VerifyIn:
+        if self.decision == Decision.REJECT and self.reason is None:
+            raise ValueError(
+                "a rejection needs a reason: false_detection, permitted_vending, duplicate, "
+                "insufficient_evidence or other"
+            )
+        if self.decision == Decision.CONFIRM and self.reason is not None:
+            raise ValueError("a confirmation takes no reason; drop 'reason' or reject instead")
+        if self.reason == RejectReason.OTHER and not self.note.strip():
+            raise ValueError("reason 'other' (其他) needs a note saying why")
+        return self
+
+
+class BulkVerifyIn(VerifyIn):
+    case_ids: list[str] = Field(min_length=1, max_length=200)
+
+
+class BulkItemResult(BaseModel):
+    case_id: str
+    ok: bool
+    status: str | None = None
+    error: str | None = None
+
+
+class BulkVerifyOut(BaseModel):
+    data: list[BulkItemResult]
+    count: int
+    succeeded: int
+
+
+class ReviewPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: str
+    username: str | None = None
+    decision: str
+    reason: str | None
+    note: str
+    duration_ms: int | None
+    created_at: dt.datetime
+
+
+class TimelineEntry(BaseModel):
+    at: dt.datetime
+    actor: str
+    action: str
+    from_status: str
+    to_status: str
+    detail: dict
+    hash: str
+
+
+class CaseTimeline(BaseModel):
+    case_id: str
+    data: list[TimelineEntry]
+    reviews: list[ReviewPublic]
+
+
+class CaseDetail(CasePublic):
+    evidence: list[EvidencePublic]
+    corrections: list[dict]
+    reviews: list[ReviewPublic]
+    camera_name: str
+    zone_name: str
+    zone_polygon: list[list[float]] = Field(description="zone outline, normalised [0,1] points")
+    place_earlier_count: int = Field(description="earlier cases at the same place (camera+zone or place_key)")
+
+
+STATUS_VALUES = [s.value for s in CaseStatus]
+ESCALATION_VALUES = [e.value for e in Escalation]

@@ -1,0 +1,35 @@
+"""Shared response shapes and the error responses every router documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    """Every non-validation error: one sentence naming the thing and the fix."""
+
+    detail: str = Field(description="what went wrong and what to do")
+
+
+class Message(BaseModel):
+    message: str
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error status codes."""
+    text = {
+        400: "bad request",
+        401: "missing, invalid or expired token",
+        403: "the user's role may not do this",
+        404: "not found",
+        409: "conflicts with the current state",
+        422: "validation error",
+        429: "too many failed logins; retry later",
+        503: "a dependency is unavailable",
+    }
+    return {code: {"model": ErrorOut, "description": text.get(code, "error")} for code in codes}
+
+
+AUTH_ERRORS = errors(401, 403)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: str
+    parent: str | None
+    status: str = Field(description="active | candidate | shadow | retired")
+    camera_group: str
+    dataset_version: str
+    onnx_uri: str
+    sha256: str
+    classes: list[Any]
+    metrics: dict[str, Any]
+    gate: dict[str, Any]
+    training_time_s: float
+    hardware: str
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+
+
+class ModelVersionsPublic(BaseModel):
+    data: list[ModelVersionPublic]
+    count: int
+
+
+class ActiveModelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    camera_group: str
+    version: str
+    shadow_version: str | None
+    shadow_cameras: list[str]
+    updated_at: dt.datetime
+
+
+class ActiveModelsPublic(BaseModel):
+    data: list[ActiveModelPublic]
+    count: int
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera_group: str | None = Field(None, max_length=64, description="default: the version's own group")
