@@ -1,13 +1,19 @@
-"""The one Celery app and its queues. Task modules sit next to the code they drive."""
+"""The one Celery app and its queues. Task modules sit next to the code they drive.
+
+Embedded mode (``URBANEYE_BROKER_URL=memory://``) runs tasks eagerly in the caller's process: one
+machine, no Redis, no extra thread. A task that fails there leaves its spool item / outbox row pending
+and the relay (``Handoff.start_relay`` or ``urbaneye relay``) runs it again, so nothing is lost.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from enum import StrEnum
 
 from celery import Celery
 from kombu import Queue as KombuQueue
 
-from urbaneye.settings import get_settings
+from urbaneye.settings import Settings, get_settings
 
 
 class Queue(StrEnum):
@@ -26,25 +32,52 @@ TASK_MODULES = [
 ]
 
 
+def _installed(module: str) -> bool:
+    # An area not in this build (e.g. models/ without training extras) must not stop the worker.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _conf(s: Settings) -> dict:
+    embedded = s.broker_url.startswith("memory://")
+    return {
+        "broker_url": s.broker_url,
+        "result_backend": s.result_backend or None,
+        "task_queues": [KombuQueue(q.value) for q in Queue],
+        "task_default_queue": Queue.DEFAULT.value,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": not s.result_backend,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3.0,
+        # Redis: a task taken by a worker that died unacknowledged comes back after this long.
+        "broker_transport_options": {"visibility_timeout": s.broker_visibility_timeout_s},
+        "task_time_limit": s.task_time_limit_s + 10,
+        "task_soft_time_limit": s.task_time_limit_s,
+        "task_always_eager": embedded,
+        "task_eager_propagates": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "timezone": "Asia/Shanghai",
+    }
+
+
 def make_app() -> Celery:
     s = get_settings()
-    app = Celery("urbaneye", broker=s.broker_url, backend=s.result_backend or None, include=TASK_MODULES)
-    app.conf.update(
-        task_queues=[KombuQueue(q.value) for q in Queue],
-        task_default_queue=Queue.DEFAULT.value,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=not s.result_backend,
-        broker_connection_retry_on_startup=True,
-        # memory:// = embedded: run tasks in the caller's process (no separate worker needed)
-        task_always_eager=s.broker_url.startswith("memory://"),
-        task_eager_propagates=False,
-        timezone="Asia/Shanghai",
-    )
+    app = Celery("urbaneye", include=[m for m in TASK_MODULES if _installed(m)])
+    app.conf.update(_conf(s))
+    return app
+
+
+def reconfigure(settings: Settings | None = None) -> Celery:
+    """Re-read settings into the app (tests, CLI overrides); drops pooled broker connections."""
+    app.close()
+    app.conf.update(_conf(settings or get_settings()))
     return app
 
 

@@ -1,0 +1,1 @@
+"""Violation events -> durable cases: hand-off spool, case service, Celery tasks, relay."""

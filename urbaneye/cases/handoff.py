@@ -1,0 +1,158 @@
+"""Stream worker -> cases hand-off: spool first (fsync, atomic rename), then a Celery task with the id.
+
+``Handoff.submit`` never raises for a broker, database or S3 outage. If the task cannot be sent, the item
+waits in the spool and the relay (``Handoff.relay_once`` / ``start_relay``, or ``urbaneye relay``)
+sends it when the broker is back. Case creation is idempotent on the violation id, so a re-send never
+makes a second case.
+
+``context`` keys (all optional except ``camera_id``):
+    camera_id, camera_name, model_version, frame_wh [w, h], zone_name, place_key,
+    location {address, lon, lat, grid_code, district}, timezone (IANA, default Asia/Shanghai),
+    event_time (wall-clock datetime or ISO text of ``event.ts_s``; default: now),
+    bike_operator_routing (bool).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from urbaneye.cases.spool import Spool, make_item_id
+from urbaneye.settings import get_settings
+from vision.types import ViolationEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("opened", "updated", "closed")
+
+
+class EvidenceRuleError(ValueError):
+    """An ``opened`` event came without the two evidence moments the rule requires."""
+
+
+@dataclass
+class EvidenceFrame:
+    seq: int  # 1 = first sighting, 2 = dwell crossing, 3.. = updates
+    variant: str  # "clean" | "annotated" | "crop"
+    jpeg: bytes
+    frame_ts: dt.datetime  # wall-clock time of the frame
+
+
+def verify_evidence_frames(
+    event: ViolationEvent, frames: list[EvidenceFrame], min_gap_s: float = 10.0
+) -> None:
+    """Stationary violations need >= 2 frames >= ``min_gap_s`` apart (first sighting + dwell crossing)."""
+    from urbaneye.storage import VARIANTS
+
+    for f in frames:
+        if f.variant not in VARIANTS:
+            raise EvidenceRuleError(f"evidence frame variant {f.variant!r} is not one of {VARIANTS}")
+        if not f.jpeg:
+            raise EvidenceRuleError(f"evidence frame {f.seq}-{f.variant} of {event.violation_id} is empty")
+    if event.event != "opened":
+        return
+    times = sorted({f.frame_ts for f in frames if f.frame_ts is not None})
+    if len({f.seq for f in frames}) < 2 or not times or (times[-1] - times[0]).total_seconds() < min_gap_s:
+        raise EvidenceRuleError(
+            f"violation {event.violation_id}: an 'opened' event needs evidence frames from >= 2 moments "
+            f">= {min_gap_s:g}s apart (seq 1 = first sighting, seq 2 = dwell crossing); got "
+            f"{sorted({(f.seq, f.frame_ts.isoformat() if f.frame_ts else None) for f in frames})}"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return _jsonable(value.model_dump(mode="json"))
+    return value
+
+
+def send_case_task(item_id: str) -> None:
+    """Send the case task for a spool item; raises if the broker does not take it."""
+    from urbaneye.cases.tasks import process_spool_item_task
+
+    # retry=False: a broker outage must fail fast here; the relay is the retry.
+    process_spool_item_task.apply_async(args=[item_id], retry=False)
+
+
+class Handoff:
+    def __init__(self, spool_dir: Path | None = None, *, min_evidence_gap_s: float = 10.0) -> None:
+        self.spool = Spool(spool_dir or get_settings().spool_dir)
+        self.min_evidence_gap_s = min_evidence_gap_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, event: ViolationEvent, frames: list[EvidenceFrame], context: dict) -> str:
+        """Spool the event and its frames durably, then send a task with the spool item id.
+
+        Returns the spool item id. Raises ``EvidenceRuleError``/``ValueError`` only for a malformed
+        event (a programming error), never for an outage.
+        """
+        if event.event not in EVENTS:
+            raise ValueError(f"event {event.event!r} of {event.violation_id} is not one of {EVENTS}")
+        verify_evidence_frames(event, frames, self.min_evidence_gap_s)
+        context = _jsonable(dict(context))
+        context.setdefault("camera_id", event.camera_id)
+        context.setdefault("event_time", dt.datetime.now(dt.UTC).isoformat())
+        item_id = make_item_id(event.violation_id, event.event, event.ts_s)
+        created = self.spool.write(
+            item_id,
+            event.to_json(),
+            context,
+            [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in frames],
+        )
+        if created:
+            self._send(item_id)
+        return item_id
+
+    def _send(self, item_id: str) -> bool:
+        try:
+            send_case_task(item_id)
+        except Exception as exc:  # broker down, DNS, auth ...: the spool keeps it, the relay re-sends
+            log.warning("case task for %s not sent (%s); it waits in the spool for the relay", item_id, exc)
+            return False
+        self.spool.mark_sent(item_id)
+        return True
+
+    def relay_once(self, resend_after_s: float | None = None) -> int:
+        """Send tasks for spooled items never sent or not turned into cases in time. Returns sends made."""
+        after = get_settings().spool_resend_after_s if resend_after_s is None else resend_after_s
+        sent = 0
+        for item_id in self.spool.due_for_send(after):
+            if not self._send(item_id):
+                break  # broker still down: try again next round
+            sent += 1
+        return sent
+
+    def start_relay(self, interval_s: float | None = None, outbox: bool = False) -> threading.Thread:
+        """Run the spool relay (and, if ``outbox``, the hotline outbox relay) in a daemon thread."""
+        interval = get_settings().relay_interval_s if interval_s is None else interval_s
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.relay_once()
+                    if outbox:
+                        from urbaneye.hotline.relay import dispatch_due_outbox
+
+                        dispatch_due_outbox()
+                except Exception:  # keep relaying: the next round retries
+                    log.exception("relay round failed")
+
+        self._thread = threading.Thread(target=loop, name="handoff-relay", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

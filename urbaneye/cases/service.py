@@ -1,0 +1,465 @@
+"""Case service: creation from the spool, review, lifecycle transitions, hotline queueing.
+
+Functions work in the caller's session and never commit: the caller's unit of work commits the status
+change, its audit row and its outbox row together. Every status change goes through ``transition``.
+
+Lifecycle::
+
+    pending_review -> confirmed -> queued -> accepted(受理) -> dispatched(派遣) -> handled(处置)
+                   -> rejected(reason)       -> verified(核查) -> closed(结案)
+    queued -> dead_letter (push failed max_retries times) -> queued (re-send)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from urbaneye.audit import append_audit
+from urbaneye.cases.describe import describe_case
+from urbaneye.cases.spool import Spool, SpoolItem
+from urbaneye.db.models import Case, CaseStatus, Evidence, Outbox, RejectReason, Review, utcnow
+from urbaneye.settings import get_settings
+from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store
+from vision.types import GBT_CODES, ViolationKind
+
+log = logging.getLogger(__name__)
+
+S = CaseStatus
+#: Hotline progress, in order. Callbacks move a case forward along it (possibly skipping steps).
+HOTLINE_PROGRESS = [S.QUEUED, S.ACCEPTED, S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED]
+
+ALLOWED: dict[CaseStatus, set[CaseStatus]] = {
+    S.PENDING_REVIEW: {S.CONFIRMED, S.REJECTED, S.QUEUED},  # -> queued directly: push policy immediate
+    S.CONFIRMED: {S.QUEUED, S.PENDING_REVIEW},
+    S.REJECTED: {S.PENDING_REVIEW},
+    S.QUEUED: {S.ACCEPTED, S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED, S.DEAD_LETTER, S.PENDING_REVIEW},
+    S.ACCEPTED: {S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED},
+    S.DISPATCHED: {S.HANDLED, S.VERIFIED, S.CLOSED},
+    S.HANDLED: {S.VERIFIED, S.CLOSED},
+    S.VERIFIED: {S.CLOSED},
+    S.CLOSED: set(),
+    S.DEAD_LETTER: {S.QUEUED, S.ACCEPTED, S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED},
+}
+
+_CASE_NS = uuid.UUID("6f1d3c52-8a4e-4d8e-9a57-3b1f0c7e2a11")
+
+
+class CaseNotFound(LookupError):
+    pass
+
+
+class CaseStateError(ValueError):
+    """The requested change is not allowed from the case's current status."""
+
+
+def case_id_for(violation_id: str) -> str:
+    """Deterministic case id: every delivery of one violation computes the same id (and object keys)."""
+    return uuid.uuid5(_CASE_NS, violation_id).hex
+
+
+def get_case(session: Session, case_id: str, *, for_update: bool = False) -> Case:
+    stmt = select(Case).where(Case.id == case_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    case = session.execute(stmt).scalar_one_or_none()
+    if case is None:
+        raise CaseNotFound(f"no case {case_id!r}")
+    return case
+
+
+def transition(
+    session: Session, case: Case, to_status: CaseStatus, actor: str, detail: dict | None = None
+) -> None:
+    """Change ``case.status`` (if allowed) and append the hash-chained audit row for it."""
+    frm = CaseStatus(case.status)
+    to = CaseStatus(to_status)
+    if to not in ALLOWED[frm]:
+        raise CaseStateError(
+            f"case {case.id} is {frm.value}; it cannot move to {to.value} "
+            f"(allowed: {sorted(s.value for s in ALLOWED[frm]) or 'none, it is final'})"
+        )
+    case.status = to.value
+    case.updated_at = utcnow()
+    append_audit(session, actor, "transition", "case", case.id, frm.value, to.value, detail)
+
+
+# --- creation from the hand-off spool -------------------------------------------------------------
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands back naive datetimes; they are UTC.
+    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
+
+
+def _event_times(item: SpoolItem) -> tuple[dt.datetime, dt.datetime]:
+    """(started_at, event_at) in UTC from the event's stream times and the context's wall clock."""
+    ev = item.event
+    event_at = _parse_time(item.context.get("event_time")) or item.created_at
+    started_at = event_at - dt.timedelta(
+        seconds=max(0.0, float(ev["ts_s"]) - float(ev.get("first_seen_s", 0.0)))
+    )
+    return started_at.astimezone(dt.UTC), event_at.astimezone(dt.UTC)
+
+
+def _new_case(item: SpoolItem, case_id: str) -> Case:
+    ev, ctx = item.event, item.context
+    loc = ctx.get("location") or {}
+    kind = ViolationKind(ev["kind"])
+    code = GBT_CODES.get(ev["gbt_code"])
+    if code is None:
+        raise ValueError(f"violation {ev['violation_id']} has unknown GB/T code {ev['gbt_code']!r}")
+    started_at, _ = _event_times(item)
+    s = get_settings()
+    route = "hotline"
+    if kind == ViolationKind.BIKE_MISPARKING and ctx.get("bike_operator_routing") and s.bike_operator_url:
+        route = "bike_operator"
+    return Case(
+        id=case_id,
+        violation_id=ev["violation_id"],
+        camera_id=ev["camera_id"],
+        zone_id=ev.get("zone_id", ""),
+        place_key=ctx.get("place_key") or f"{ev['camera_id']}/{ev.get('zone_id', '')}",
+        kind=kind.value,
+        gbt_code=code.code,
+        gbt_name=code.name,
+        source_channel="视频抓拍",
+        address=loc.get("address", "") or "",
+        lon=loc.get("lon"),
+        lat=loc.get("lat"),
+        grid_code=loc.get("grid_code", "") or "",
+        started_at=started_at,
+        duration_s=0.0,
+        confidence=float(ev.get("score", 0.0)),
+        model_version=str(ctx.get("model_version", "")),
+        escalation=ev.get("escalation", "blue"),
+        bbox_xyxy=list(ev.get("bbox_xyxy", [])),
+        frame_wh=list(ctx.get("frame_wh") or []),
+        object_count=int(ev.get("object_count", 1)),
+        status=CaseStatus.PENDING_REVIEW.value,
+        route=route,
+        corrections=[],
+    )
+
+
+_ESCALATION_ORDER = ["blue", "yellow", "red"]
+
+
+def _apply_event(case: Case, item: SpoolItem) -> None:
+    """Fold one event into the case. Order-independent and idempotent (max/latest wins)."""
+    ev = item.event
+    span_s = max(0.0, float(ev["ts_s"]) - float(ev.get("first_seen_s", 0.0)))
+    case.duration_s = max(float(case.duration_s or 0.0), span_s, float(ev.get("dwell_s", 0.0)))
+    case.confidence = max(float(case.confidence or 0.0), float(ev.get("score", 0.0)))
+    case.object_count = max(int(case.object_count or 1), int(ev.get("object_count", 1)))
+    esc = ev.get("escalation", "blue")
+    if _ESCALATION_ORDER.index(esc) > _ESCALATION_ORDER.index(case.escalation or "blue"):
+        case.escalation = esc
+    if ev["event"] in ("opened", "updated") and ev.get("bbox_xyxy"):
+        case.bbox_xyxy = list(ev["bbox_xyxy"])
+    if ev["event"] == "closed":
+        case.ended_at = _aware(case.started_at) + dt.timedelta(seconds=case.duration_s)
+    case.description = describe_case(
+        case.kind,
+        case.address,
+        case.duration_s,
+        zone_name=str(item.context.get("zone_name", "")),
+        object_count=case.object_count,
+        escalation=case.escalation,
+        closed=case.ended_at is not None,
+    )
+
+
+def _local_day(case: Case, tz_name: str) -> dt.date:
+    try:
+        tz = ZoneInfo(tz_name)
+    except Exception:
+        tz = ZoneInfo("Asia/Shanghai")
+    return _aware(case.started_at).astimezone(tz).date()
+
+
+def create_case_from_spool(
+    session: Session,
+    spool_item_id: str,
+    *,
+    spool: Spool | None = None,
+    store: EvidenceStore | None = None,
+) -> Case:
+    """Create (or update) the case of a spooled event and upload its evidence. Idempotent.
+
+    "opened" creates the case, "updated" adds evidence, "closed" sets ended_at/duration; any order works
+    and a redelivered item changes nothing. Evidence the store cannot take now is recorded with
+    ``uploaded=False``; its bytes stay in the spool (see ``evidence_complete``). Does not commit.
+    """
+    spool = spool or Spool(get_settings().spool_dir)
+    item = spool.load(spool_item_id)
+    ev = item.event
+    case = session.execute(select(Case).where(Case.violation_id == ev["violation_id"])).scalar_one_or_none()
+    created = case is None
+    if created:
+        case = _new_case(item, case_id_for(ev["violation_id"]))
+        session.add(case)
+    existing = {(e.seq, e.variant): e for e in case.evidence} if not created else {}
+    day = _local_day(case, str(item.context.get("timezone", "Asia/Shanghai")))
+
+    store = store or get_store()
+    for frame in item.frames:
+        row = existing.get((frame.seq, frame.variant))
+        if row is not None and row.uploaded:
+            continue
+        data = frame.read()
+        key = (
+            row.key
+            if row is not None
+            else evidence_key(case.camera_id, case.id, day, frame.seq, frame.variant)
+        )
+        uploaded = False
+        try:
+            digest = store.put(
+                key,
+                data,
+                "image/jpeg",
+                {
+                    "case-id": case.id,
+                    "violation-id": case.violation_id,
+                    "seq": frame.seq,
+                    "variant": frame.variant,
+                },
+            )
+            uploaded = True
+        except EvidenceStoreUnavailable as exc:
+            log.warning("evidence %s waits in the spool: %s", key, exc)
+            from urbaneye.storage import sha256_hex
+
+            digest = sha256_hex(data)
+        if row is None:
+            row = Evidence(
+                seq=frame.seq,
+                variant=frame.variant,
+                key=key,
+                sha256=digest,
+                size_bytes=len(data),
+                content_type="image/jpeg",
+                frame_ts=frame.frame_ts,
+                uploaded=uploaded,
+            )
+            case.evidence.append(row)
+            existing[(frame.seq, frame.variant)] = row
+        else:
+            row.uploaded = uploaded
+    _apply_event(case, item)
+    session.flush()
+    if created:
+        append_audit(
+            session,
+            "system:cases",
+            "create",
+            "case",
+            case.id,
+            "",
+            case.status,
+            {"violation_id": case.violation_id, "spool_item": spool_item_id, "kind": case.kind},
+        )
+        if get_settings().push_policy_for(case.kind) == "immediate":
+            queue_for_hotline(session, case, "system:push_policy", {"policy": "immediate"})
+    else:
+        append_audit(
+            session,
+            "system:cases",
+            ev["event"],
+            "case",
+            case.id,
+            case.status,
+            case.status,
+            {"spool_item": spool_item_id, "frames": len(item.frames)},
+        )
+    return case
+
+
+def evidence_complete(case: Case) -> bool:
+    return all(e.uploaded for e in case.evidence)
+
+
+# --- review ----------------------------------------------------------------------------------------
+
+
+def review_case(
+    session: Session,
+    case_id: str,
+    user_id: str,
+    decision: str,
+    reason: str | None = None,
+    note: str = "",
+    corrections: list | None = None,
+    duration_ms: int | None = None,
+) -> Case:
+    """A reviewer's verdict. Confirm queues the case for the hotline (push policy after_review)."""
+    case = get_case(session, case_id, for_update=True)
+    if case.status != CaseStatus.PENDING_REVIEW:
+        raise CaseStateError(f"case {case_id} is {case.status}, not pending_review; reload and review again")
+    actor = f"user:{user_id}"
+    if decision == "confirm":
+        transition(session, case, CaseStatus.CONFIRMED, actor, {"note": note} if note else None)
+        case.reject_reason = None
+        queue_for_hotline(session, case, actor)
+    elif decision == "reject":
+        try:
+            reason_value = RejectReason(reason).value
+        except ValueError:
+            raise CaseStateError(
+                f"reject reason {reason!r} is not one of {[r.value for r in RejectReason]}"
+            ) from None
+        transition(session, case, CaseStatus.REJECTED, actor, {"reason": reason_value, "note": note})
+        case.reject_reason = reason_value
+    else:
+        raise CaseStateError(f"decision {decision!r} must be 'confirm' or 'reject'")
+    case.review_note = note
+    case.reviewed_by = user_id
+    case.reviewed_at = utcnow()
+    if corrections is not None:
+        case.corrections = list(corrections)
+    session.add(
+        Review(
+            case_id=case.id,
+            user_id=user_id,
+            decision=decision,
+            reason=reason,
+            note=note,
+            duration_ms=duration_ms,
+        )
+    )
+    session.flush()
+    return case
+
+
+def undo_review(session: Session, case_id: str, user_id: str) -> Case:
+    """Back to pending_review, as long as nothing has left for the hotline yet."""
+    case = get_case(session, case_id, for_update=True)
+    status = CaseStatus(case.status)
+    if status not in (S.CONFIRMED, S.REJECTED, S.QUEUED):
+        raise CaseStateError(
+            f"case {case_id} is {status.value}; only a confirmed, rejected or queued case can be undone"
+        )
+    pending = session.scalars(
+        select(Outbox).where(Outbox.case_id == case.id, Outbox.status == "pending")
+    ).all()
+    sent = session.scalars(select(Outbox).where(Outbox.case_id == case.id, Outbox.status == "sent")).first()
+    if sent is not None:
+        raise CaseStateError(
+            f"case {case_id} was already pushed to the hotline at {sent.sent_at}; it cannot be undone"
+        )
+    for row in pending:
+        row.status = "cancelled"
+    transition(session, case, S.PENDING_REVIEW, f"user:{user_id}", {"undo": status.value})
+    case.reject_reason = None
+    case.reviewed_by = None
+    case.reviewed_at = None
+    session.add(Review(case_id=case.id, user_id=user_id, decision="undo", reason=None, note=""))
+    session.flush()
+    return case
+
+
+# --- hotline queueing ------------------------------------------------------------------------------
+
+
+def hotline_payload(case: Case) -> dict[str, Any]:
+    """The case as the hotline intake receives it (evidence URLs are added at delivery time)."""
+
+    def iso(t: dt.datetime | None) -> str | None:
+        return _aware(t).isoformat() if t else None
+
+    return {
+        "case_id": case.id,
+        "violation_id": case.violation_id,
+        "source_channel": case.source_channel,
+        "event_code": case.gbt_code,
+        "event_name": case.gbt_name,
+        "kind": case.kind,
+        "description": case.description,
+        "camera_id": case.camera_id,
+        "address": case.address,
+        "lon": case.lon,
+        "lat": case.lat,
+        "grid_code": case.grid_code,
+        "started_at": iso(case.started_at),
+        "ended_at": iso(case.ended_at),
+        "duration_s": round(float(case.duration_s or 0.0), 1),
+        "confidence": round(float(case.confidence or 0.0), 4),
+        "model_version": case.model_version,
+        "escalation": case.escalation,
+        "reviewed_by": case.reviewed_by,
+        "reviewed_at": iso(case.reviewed_at),
+    }
+
+
+def queue_for_hotline(session: Session, case: Case, actor: str, detail: dict | None = None) -> Outbox:
+    """Move the case to ``queued`` and write its outbox row in the same transaction."""
+    transition(session, case, CaseStatus.QUEUED, actor, {"route": case.route, **(detail or {})})
+    row = Outbox(case_id=case.id, topic=case.route, payload=hotline_payload(case), status="pending")
+    session.add(row)
+    session.flush()
+    return row
+
+
+def resend_to_hotline(session: Session, case_id: str, actor: str) -> Case:
+    """Re-queue a dead-lettered case: a fresh outbox row with a fresh retry budget."""
+    case = get_case(session, case_id, for_update=True)
+    if case.status != CaseStatus.DEAD_LETTER:
+        raise CaseStateError(f"case {case_id} is {case.status}; only a dead_letter case can be re-sent")
+    transition(session, case, CaseStatus.QUEUED, actor, {"resend": True})
+    session.add(Outbox(case_id=case.id, topic=case.route, payload=hotline_payload(case), status="pending"))
+    session.flush()
+    return case
+
+
+# --- one spool item, end to end (the body of the case task) ----------------------------------------
+
+
+def process_spool_item(spool_item_id: str, *, url: str | None = None) -> str:
+    """Turn a spooled event into a committed case with uploaded evidence; owns its transaction.
+
+    Returns ``"done"`` (case committed, all evidence uploaded, spool item retired), ``"evidence_pending"``
+    (case committed, some evidence waits for the store; the relay re-sends the item later) or
+    ``"already_done"``. Safe to run twice at once: the loser of a race on the violation id retries.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from urbaneye.cases.spool import SpoolItemNotFound
+    from urbaneye.db.session import session_scope
+
+    spool = Spool(get_settings().spool_dir)
+    if spool.is_done(spool_item_id):
+        return "already_done"
+    for attempt in range(3):
+        try:
+            with session_scope(url) as session:
+                case = create_case_from_spool(session, spool_item_id, spool=spool)
+                complete = evidence_complete(case)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info(
+                "spool item %s raced another delivery; retrying against the committed case", spool_item_id
+            )
+        except SpoolItemNotFound:
+            if spool.is_done(spool_item_id):
+                return "already_done"
+            raise
+    if not complete:
+        return "evidence_pending"
+    spool.mark_done(spool_item_id)
+    return "done"

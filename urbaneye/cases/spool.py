@@ -1,0 +1,216 @@
+"""Durable on-disk spool of violation events and their evidence frames.
+
+Layout under the spool root (shared by stream workers, Celery workers and the relay)::
+
+    tmp/                      items being written (never read)
+    items/{item_id}/item.json event + context, then one file per frame: {seq}-{variant}.jpg
+    sent/{item_id}            marker; its mtime is when a task for the item was last sent
+    done/{item_id}            marker; the case exists and all evidence is uploaded
+
+An item appears in ``items/`` only complete: files are fsynced in ``tmp/`` and the directory is renamed
+into place atomically. An item leaves ``items/`` only after its ``done`` marker is durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from urbaneye.storage import fsync_dir
+
+_ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,160}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+class SpoolItemNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class SpooledFrame:
+    seq: int
+    variant: str
+    frame_ts: dt.datetime | None
+    path: Path
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    item_id: str
+    event: dict[str, Any]  # ViolationEvent.to_json()
+    context: dict[str, Any]
+    frames: list[SpooledFrame]
+    created_at: dt.datetime
+
+
+def make_item_id(violation_id: str, event: str, ts_s: float) -> str:
+    """Deterministic id: the same event submitted twice lands on the same item."""
+    digest = hashlib.sha1(f"{violation_id}\0{event}\0{ts_s:.3f}".encode()).hexdigest()[:10]
+    return f"{_UNSAFE.sub('_', violation_id)[:100]}.{event}.{int(round(ts_s * 1000))}.{digest}"
+
+
+def check_item_id(item_id: str) -> str:
+    if not _ITEM_ID_RE.match(item_id or "") or item_id in (".", ".."):
+        raise ValueError(f"spool item id {item_id!r} is not a valid id (letters, digits, _ . - only)")
+    return item_id
+
+
+def _write_fsync(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.items_dir = self.root / "items"
+        self.tmp_dir = self.root / "tmp"
+        self.sent_dir = self.root / "sent"
+        self.done_dir = self.root / "done"
+        for d in (self.items_dir, self.tmp_dir, self.sent_dir, self.done_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def write(
+        self,
+        item_id: str,
+        event: dict[str, Any],
+        context: dict[str, Any],
+        frames: list[tuple[int, str, dt.datetime | None, bytes]],
+    ) -> bool:
+        """Write an item durably. Returns False if it already exists (or is already done)."""
+        check_item_id(item_id)
+        final = self.items_dir / item_id
+        if final.exists() or self.is_done(item_id):
+            return False
+        tmp = self.tmp_dir / f"{item_id}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            meta_frames = []
+            for seq, variant, frame_ts, jpeg in frames:
+                name = f"{int(seq)}-{variant}.jpg"
+                _write_fsync(tmp / name, jpeg)
+                meta_frames.append(
+                    {
+                        "seq": int(seq),
+                        "variant": variant,
+                        "frame_ts": frame_ts.isoformat() if frame_ts else None,
+                    }
+                )
+            doc = {
+                "item_id": item_id,
+                "event": event,
+                "context": context,
+                "frames": meta_frames,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            _write_fsync(tmp / "item.json", json.dumps(doc, ensure_ascii=False, default=str).encode())
+            fsync_dir(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if final.exists():  # a concurrent submit of the same event won
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return False
+                raise
+            fsync_dir(self.items_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return True
+
+    def load(self, item_id: str) -> SpoolItem:
+        check_item_id(item_id)
+        path = self.items_dir / item_id
+        try:
+            doc = json.loads((path / "item.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpoolItemNotFound(
+                f"spool item {item_id} not in {self.items_dir}"
+                + (
+                    " (already done)"
+                    if self.is_done(item_id)
+                    else "; is URBANEYE_DATA_DIR shared with the workers?"
+                )
+            ) from None
+        frames = [
+            SpooledFrame(
+                seq=f["seq"],
+                variant=f["variant"],
+                frame_ts=dt.datetime.fromisoformat(f["frame_ts"]) if f.get("frame_ts") else None,
+                path=path / f"{f['seq']}-{f['variant']}.jpg",
+            )
+            for f in doc["frames"]
+        ]
+        return SpoolItem(
+            item_id=item_id,
+            event=doc["event"],
+            context=doc["context"],
+            frames=frames,
+            created_at=dt.datetime.fromisoformat(doc["created_at"]),
+        )
+
+    def mark_sent(self, item_id: str) -> None:
+        marker = self.sent_dir / check_item_id(item_id)
+        marker.touch()
+        os.utime(marker)
+
+    def mark_done(self, item_id: str) -> None:
+        check_item_id(item_id)
+        _write_fsync(self.done_dir / item_id, b"")
+        fsync_dir(self.done_dir)
+        shutil.rmtree(self.items_dir / item_id, ignore_errors=True)
+        (self.sent_dir / item_id).unlink(missing_ok=True)
+
+    def is_done(self, item_id: str) -> bool:
+        return (self.done_dir / item_id).exists()
+
+    def pending_ids(self) -> list[str]:
+        """Items not yet done, oldest first."""
+        entries = []
+        for p in self.items_dir.iterdir():
+            try:
+                entries.append((p.stat().st_mtime, p.name))
+            except FileNotFoundError:
+                continue  # finished while listing
+        return [name for _, name in sorted(entries)]
+
+    def due_for_send(self, resend_after_s: float, now: float | None = None) -> list[str]:
+        """Items never sent, or sent more than ``resend_after_s`` ago and still not done."""
+        now = time.time() if now is None else now
+        due = []
+        for item_id in self.pending_ids():
+            try:
+                sent_at = (self.sent_dir / item_id).stat().st_mtime
+            except FileNotFoundError:
+                due.append(item_id)
+                continue
+            if now - sent_at >= resend_after_s:
+                due.append(item_id)
+        return due
+
+    def prune_done(self, older_than_s: float = 7 * 86400) -> int:
+        """Forget done markers older than ``older_than_s`` (the case row is the record by then)."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for p in self.done_dir.iterdir():
+            if p.stat().st_mtime < cutoff:
+                p.unlink(missing_ok=True)
+                removed += 1
+        for p in self.tmp_dir.iterdir():  # leftovers of a crash mid-write: never became items
+            if p.stat().st_mtime < cutoff:
+                shutil.rmtree(p, ignore_errors=True)
+        return removed

@@ -1,0 +1,120 @@
+"""Deliver one outbox row to the hotline (or bike operator) intake; the state lives in the row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import select
+
+from urbaneye.audit import append_audit
+from urbaneye.cases.service import transition
+from urbaneye.db.models import Case, CaseStatus, Outbox, utcnow
+from urbaneye.db.session import session_scope
+from urbaneye.hotline.client import HotlineClient, HotlineRejected, HotlineTransientError
+from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import EvidenceStoreUnavailable, get_store
+
+log = logging.getLogger(__name__)
+
+
+def backoff_s(attempts: int, s: Settings) -> float:
+    """Delay before attempt ``attempts + 1``: base * 2^(attempts-1), capped."""
+    return min(s.hotline_backoff_max_s, s.hotline_backoff_s * 2 ** max(0, attempts - 1))
+
+
+def client_for(topic: str, s: Settings) -> HotlineClient:
+    url = s.bike_operator_url if topic == "bike_operator" else s.hotline_url
+    if topic == "bike_operator" and not url:
+        url = s.hotline_url  # routing configured but no operator intake: the hotline still gets it
+    return HotlineClient(url, s.hotline_secret, s.hotline_timeout_s)
+
+
+def _with_evidence(case: Case, payload: dict, expiry_s: int) -> dict:
+    store = get_store()
+    evidence = []
+    for e in case.evidence:
+        if not e.uploaded:
+            raise HotlineTransientError(f"evidence {e.key} of case {case.id} still waits in the spool")
+        evidence.append(
+            {
+                "seq": e.seq,
+                "variant": e.variant,
+                "key": e.key,
+                "sha256": e.sha256,
+                "url": store.presigned_url(e.key, expiry_s),
+                "frame_ts": e.frame_ts.isoformat() if e.frame_ts else None,
+            }
+        )
+    return {**payload, "evidence": evidence}
+
+
+def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
+    """One delivery attempt. Returns sent | retry | dead | skipped:<why>.
+
+    The row is locked for the attempt (``SKIP LOCKED``), so a redelivered task never posts the same row
+    twice at once; the ``Idempotency-Key`` header lets the intake drop repeats across attempts.
+    """
+    s = get_settings()
+    with session_scope(url) as session:
+        stmt = select(Outbox).where(Outbox.id == outbox_id)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = session.execute(stmt).scalar_one_or_none()
+        if row is None:
+            return "skipped:locked_or_missing"
+        if row.status != "pending":
+            return f"skipped:{row.status}"
+        case = session.get(Case, row.case_id)
+        row.attempts += 1
+        error = ""
+        try:
+            if not s.hotline_url and not (row.topic == "bike_operator" and s.bike_operator_url):
+                raise HotlineTransientError("URBANEYE_HOTLINE_URL is not set; the case stays queued")
+            payload = _with_evidence(case, dict(row.payload), s.presign_expiry_s)
+            result = client_for(row.topic, s).deliver(case.id, payload)
+        except (HotlineTransientError, EvidenceStoreUnavailable) as exc:
+            error = str(exc)
+            permanent = False
+        except HotlineRejected as exc:
+            error = str(exc)
+            permanent = True
+        else:
+            row.status = "sent"
+            row.sent_at = utcnow()
+            row.last_error = ""
+            if result.ref:
+                case.hotline_ref = result.ref
+            append_audit(
+                session,
+                "system:hotline",
+                "push",
+                "case",
+                case.id,
+                case.status,
+                case.status,
+                {"outbox_id": row.id, "topic": row.topic, "attempts": row.attempts, "ref": result.ref},
+            )
+            return "sent"
+        row.last_error = error[:2000]
+        if permanent or row.attempts > s.hotline_max_retries:
+            row.status = "dead"
+            if case.status == CaseStatus.QUEUED:
+                transition(
+                    session,
+                    case,
+                    CaseStatus.DEAD_LETTER,
+                    "system:hotline",
+                    {"outbox_id": row.id, "attempts": row.attempts, "error": error[:500]},
+                )
+            log.error("case %s dead-lettered after %d attempts: %s", case.id, row.attempts, error)
+            return "dead"
+        row.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff_s(row.attempts, s))
+        log.warning(
+            "case %s push attempt %d failed (%s); retry at %s",
+            case.id,
+            row.attempts,
+            error,
+            row.next_attempt_at,
+        )
+        return "retry"

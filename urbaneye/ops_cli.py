@@ -1,0 +1,191 @@
+"""Operations commands: ``db upgrade``, ``audit verify``, ``worker``, ``relay``, ``bench cases``.
+
+Light module: heavy imports stay inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="apply Alembic migrations (default: to head)")
+    up.add_argument("--revision", default="head")
+    up.add_argument("--database-url", default=None, help="default: URBANEYE_DATABASE_URL / SQLite file")
+    up.set_defaults(func=cmd_db_upgrade)
+    cur = db_sub.add_parser("current", help="show the database's migration revision")
+    cur.add_argument("--database-url", default=None)
+    cur.set_defaults(func=cmd_db_current)
+
+    audit = sub.add_parser("audit", help="audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    ver = audit_sub.add_parser(
+        "verify", help="check the audit hash chain and every evidence object's SHA-256"
+    )
+    ver.add_argument("--database-url", default=None)
+    ver.add_argument("--skip-evidence", action="store_true", help="only the hash chain")
+    ver.set_defaults(func=cmd_audit_verify)
+
+    worker = sub.add_parser("worker", help="start a Celery worker for some queues")
+    worker.add_argument(
+        "--queues", default="cases,hotline", help="comma-separated: cases,hotline,training,default"
+    )
+    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+    relay = sub.add_parser(
+        "relay", help="re-send spooled violations and dispatch the hotline outbox, forever"
+    )
+    relay.add_argument("--once", action="store_true", help="one round, then exit")
+    relay.set_defaults(func=cmd_relay)
+
+    # streams.cli may own `bench` already (stream benchmarks): add `cases` under it instead of clashing.
+    bench = sub.choices.get("bench") or sub.add_parser("bench", help="benchmarks")
+    bench_sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if bench_sub is None:
+        bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
+    bc = bench_sub.add_parser("cases", help="violation event -> case row with uploaded evidence: latency")
+    bc.add_argument("--n", type=int, default=40, help="violations to submit")
+    bc.add_argument("--interval-s", type=float, default=0.25, help="gap between submissions")
+    bc.add_argument(
+        "--spawn-worker", action="store_true", help="start a Celery worker subprocess for the run"
+    )
+    bc.add_argument("--moto", action="store_true", help="start a moto S3 server in-process (no MinIO needed)")
+    bc.add_argument("--json", action="store_true", help="print the result as JSON")
+    bc.set_defaults(func=cmd_bench_cases)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from urbaneye.db.migrate import upgrade
+
+    rev = upgrade(args.database_url, args.revision)
+    print(f"database at revision {rev}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from urbaneye.db.migrate import current_revision, head_revision
+
+    rev = current_revision(args.database_url)
+    head = head_revision()
+    print(f"current {rev or '(empty)'}; head {head}")
+    return 0 if rev == head else 1
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from urbaneye.audit import verify_chain, verify_evidence
+    from urbaneye.db.session import session_factory
+    from urbaneye.storage import get_store
+
+    session = session_factory(args.database_url)()
+    try:
+        rows, chain_problems = verify_chain(session)
+        print(f"audit chain: {rows} rows checked, {len(chain_problems)} problems")
+        for p in chain_problems:
+            print(f"BROKEN {p}", file=sys.stderr)
+        ev_problems: list = []
+        if not args.skip_evidence:
+            count, ev_problems = verify_evidence(session, get_store())
+            print(f"evidence: {count} objects read back, {len(ev_problems)} problems")
+            for p in ev_problems:
+                print(f"BROKEN {p}", file=sys.stderr)
+    finally:
+        session.close()
+    return 1 if chain_problems or ev_problems else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from urbaneye.celery_app import Queue, app
+
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    known = {q.value for q in Queue}
+    bad = [q for q in queues if q not in known]
+    if bad:
+        print(f"urbaneye worker: unknown queue(s) {bad}; use {sorted(known)}", file=sys.stderr)
+        return 2
+    if app.conf.task_always_eager:
+        print(
+            "urbaneye worker: URBANEYE_BROKER_URL is memory:// (embedded, tasks run in-process); "
+            "set it to redis://... to run a separate worker",
+            file=sys.stderr,
+        )
+        return 2
+    _prepare_store()
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            ",".join(queues),
+            "-c",
+            str(args.concurrency),
+            "-P",
+            args.pool,
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
+
+
+def _prepare_store() -> None:
+    import logging
+
+    from urbaneye.storage import EvidenceStoreUnavailable, get_store
+
+    try:
+        get_store().ensure_ready()
+    except EvidenceStoreUnavailable as exc:  # not fatal: uploads retry, evidence waits in the spool
+        logging.getLogger(__name__).warning("evidence store not ready at start-up: %s", exc)
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from urbaneye.cases.handoff import Handoff
+    from urbaneye.hotline.relay import dispatch_due_outbox
+    from urbaneye.settings import get_settings
+
+    log = logging.getLogger("urbaneye.relay")
+    s = get_settings()
+    handoff = Handoff()
+    prune_at = 0.0
+    while True:
+        try:
+            spooled = handoff.relay_once()
+            pushed = dispatch_due_outbox()
+            if spooled or pushed:
+                log.info("relay: %d spool items re-sent, %d outbox rows dispatched", spooled, pushed)
+            if time.monotonic() > prune_at:
+                handoff.spool.prune_done()
+                prune_at = time.monotonic() + 3600
+        except Exception:  # database or broker down: the next round retries
+            log.exception("relay round failed")
+            if args.once:
+                return 1
+        if args.once:
+            return 0
+        time.sleep(s.relay_interval_s)
+
+
+def cmd_bench_cases(args: argparse.Namespace) -> int:
+    import json
+
+    from urbaneye.cases.bench import run_bench
+
+    result = run_bench(n=args.n, interval_s=args.interval_s, spawn_worker=args.spawn_worker, moto=args.moto)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['n']} violations: p50 {result['p50_s']:.3f}s  p95 {result['p95_s']:.3f}s  "
+            f"max {result['max_s']:.3f}s  lost {result['lost']}  duplicated {result['duplicated']}"
+        )
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1

@@ -1,0 +1,380 @@
+"""Evidence object store: MinIO/S3 in production, a directory in embedded mode, one interface.
+
+Keys look like ``{camera_id}/{yyyy}/{mm}/{dd}/{case_id}/{n}-{clean|annotated|crop}.jpg``. Every ``put``
+returns the SHA-256 of the bytes; callers store it in the ``evidence`` row and check it on read
+(``read_evidence``). When the store is unreachable, ``put`` raises ``EvidenceStoreUnavailable`` and the
+caller leaves the frames in the hand-off spool, which is retried until the store is back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from urbaneye.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Presigned links must not outlive 15 minutes (evidence is personal data).
+MAX_PRESIGN_EXPIRY_S = 900
+VARIANTS = ("clean", "annotated", "crop")
+
+
+class EvidenceStoreUnavailable(OSError):
+    """The store could not be reached; retry later (the spool keeps the bytes)."""
+
+
+class EvidenceNotFound(KeyError):
+    """No object under that key."""
+
+
+class EvidenceIntegrityError(ValueError):
+    """An object's bytes do not match the SHA-256 recorded in the database."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def evidence_key(camera_id: str, case_id: str, day: dt.date | dt.datetime, seq: int, variant: str) -> str:
+    """Object key of one evidence image.
+
+    Example:
+        >>> evidence_key("cam-1", "ab12", dt.date(2024, 5, 1), 2, "crop")
+        'cam-1/2024/05/01/ab12/2-crop.jpg'
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"evidence variant {variant!r} is not one of {VARIANTS}")
+    return f"{camera_id}/{day:%Y}/{day:%m}/{day:%d}/{case_id}/{int(seq)}-{variant}.jpg"
+
+
+def _check_expiry(expiry_s: int) -> int:
+    expiry_s = int(expiry_s)
+    if not 1 <= expiry_s <= MAX_PRESIGN_EXPIRY_S:
+        raise ValueError(
+            f"presigned URL expiry {expiry_s}s is outside 1..{MAX_PRESIGN_EXPIRY_S}s (15 minutes)"
+        )
+    return expiry_s
+
+
+@runtime_checkable
+class EvidenceStore(Protocol):
+    def ensure_ready(self) -> None:
+        """Create buckets/directories (and object lock) if missing. Idempotent."""
+
+    def put(
+        self, key: str, data: bytes, content_type: str = "image/jpeg", metadata: dict | None = None
+    ) -> str:
+        """Store ``data`` under ``key``; return its SHA-256 hex digest."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes. Compare with the database hash via ``read_evidence``."""
+
+    def presigned_url(self, key: str, expiry_s: int = 600) -> str:
+        """A GET link valid for ``expiry_s`` seconds (at most 900)."""
+
+    def exists(self, key: str) -> bool: ...
+
+
+class FsEvidenceStore:
+    """Evidence in a directory (embedded mode). Same interface as MinIO.
+
+    With ``worm=True`` an existing object is never replaced by different bytes (write-once), mirroring
+    object lock. Presigned URLs are relative API paths signed with HMAC (see ``verify_fs_presigned``).
+    """
+
+    def __init__(
+        self, root: Path, secret: str, worm: bool = False, url_prefix: str = "/api/evidence/object"
+    ) -> None:
+        self.root = Path(root)
+        self.secret = secret
+        self.worm = worm
+        self.url_prefix = url_prefix.rstrip("/")
+
+    def ensure_ready(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"evidence key {key!r} escapes the store root; keys are relative paths")
+        return path
+
+    def put(
+        self, key: str, data: bytes, content_type: str = "image/jpeg", metadata: dict | None = None
+    ) -> str:
+        digest = sha256_hex(data)
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                if sha256_hex(path.read_bytes()) == digest:
+                    return digest  # same bytes again (redelivery): nothing to do
+                if self.worm:
+                    raise PermissionError(
+                        f"evidence object {key} is write-once and already holds other bytes"
+                    )
+            meta = {"content_type": content_type, "sha256": digest, **(metadata or {})}
+            _atomic_write(path.with_name(path.name + ".meta.json"), json.dumps(meta).encode())
+            _atomic_write(path, data)
+        except PermissionError:
+            raise
+        except OSError as exc:
+            raise EvidenceStoreUnavailable(f"evidence directory {self.root} not writable: {exc}") from exc
+        return digest
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise EvidenceNotFound(key) from None
+
+    def metadata(self, key: str) -> dict:
+        path = self._path(key)
+        try:
+            return json.loads(path.with_name(path.name + ".meta.json").read_text())
+        except FileNotFoundError:
+            raise EvidenceNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def presigned_url(self, key: str, expiry_s: int = 600) -> str:
+        expires = int(time.time()) + _check_expiry(expiry_s)
+        sig = _fs_signature(self.secret, key, expires)
+        query = urllib.parse.urlencode({"expires": expires, "signature": sig})
+        return f"{self.url_prefix}/{urllib.parse.quote(key)}?{query}"
+
+
+def _fs_signature(secret: str, key: str, expires: int) -> str:
+    return hmac.new(secret.encode(), f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify_fs_presigned(key: str, expires: int, signature: str, secret: str | None = None) -> bool:
+    """True if an ``FsEvidenceStore`` link for ``key`` is authentic and not expired (for the API route)."""
+    secret = secret if secret is not None else get_settings().secret_key
+    if int(expires) < time.time():
+        return False
+    return hmac.compare_digest(_fs_signature(secret, key, int(expires)), signature)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file + fsync + rename so a crash never leaves a half-written object."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MinioEvidenceStore:
+    """Evidence in MinIO (or any S3) through the ``minio`` SDK.
+
+    With ``object_lock`` the bucket is created with object lock (WORM) and a default retention rule,
+    and every object is written with an explicit retention of ``retention_days`` in ``lock_mode``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        object_lock: bool = False,
+        lock_mode: str = "GOVERNANCE",
+        retention_days: int = 365,
+        timeout_s: float = 5.0,
+        extra_buckets: tuple[str, ...] = (),
+    ) -> None:
+        import urllib3
+        from minio import Minio
+
+        # Short timeouts and few retries: an outage must fail fast so the caller can spool, not hang.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 3),
+            retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+            maxsize=10,
+        )
+        self.client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
+        )
+        self.bucket = bucket
+        self.region = region
+        self.object_lock = object_lock
+        self.lock_mode = lock_mode
+        self.retention_days = retention_days
+        self.extra_buckets = extra_buckets
+        self._ready = False
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> MinioEvidenceStore:
+        return cls(
+            s.s3_endpoint,
+            s.s3_access_key,
+            s.s3_secret_key,
+            s.s3_bucket,
+            secure=s.s3_secure,
+            region=s.s3_region,
+            object_lock=s.s3_object_lock,
+            lock_mode=s.s3_lock_mode,
+            retention_days=s.s3_retention_days,
+            timeout_s=s.s3_timeout_s,
+            extra_buckets=(s.s3_datasets_bucket,),
+        )
+
+    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin error translation
+        import urllib3.exceptions
+        from minio.error import S3Error, ServerError
+
+        try:
+            return fn(*args, **kwargs)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise EvidenceNotFound(args[1] if len(args) > 1 else what) from None
+            raise
+        except (ServerError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise EvidenceStoreUnavailable(
+                f"S3 endpoint {self.client._base_url.host} unreachable during {what}: {exc}; "
+                "evidence stays in the spool and is uploaded when it is back"
+            ) from exc
+
+    def ensure_ready(self) -> None:
+        if self._ready:
+            return
+        from minio.commonconfig import COMPLIANCE, GOVERNANCE
+        from minio.objectlockconfig import DAYS, ObjectLockConfig
+
+        if not self._call("bucket check", self.client.bucket_exists, self.bucket):
+            self._call(
+                "bucket create",
+                self.client.make_bucket,
+                self.bucket,
+                location=self.region,
+                object_lock=self.object_lock,
+            )
+            log.info("created evidence bucket %s (object lock %s)", self.bucket, self.object_lock)
+        if self.object_lock:
+            mode = COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE
+            self._call(
+                "object lock config",
+                self.client.set_object_lock_config,
+                self.bucket,
+                ObjectLockConfig(mode, self.retention_days, DAYS),
+            )
+        for name in self.extra_buckets:
+            if name and not self._call("bucket check", self.client.bucket_exists, name):
+                self._call("bucket create", self.client.make_bucket, name, location=self.region)
+        self._ready = True
+
+    def put(
+        self, key: str, data: bytes, content_type: str = "image/jpeg", metadata: dict | None = None
+    ) -> str:
+        import io
+
+        from minio.commonconfig import COMPLIANCE, GOVERNANCE
+        from minio.retention import Retention
+
+        self.ensure_ready()
+        digest = sha256_hex(data)
+        meta = {"sha256": digest, **{k: str(v) for k, v in (metadata or {}).items()}}
+        retention = None
+        if self.object_lock:
+            until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=self.retention_days)
+            retention = Retention(COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE, until)
+        self._call(
+            "put",
+            self.client.put_object,
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+            metadata=meta,
+            retention=retention,
+        )
+        return digest
+
+    def get(self, key: str) -> bytes:
+        resp = self._call("get", self.client.get_object, self.bucket, key)
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def stat(self, key: str):  # noqa: ANN201 - minio Object
+        return self._call("stat", self.client.stat_object, self.bucket, key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+            return True
+        except EvidenceNotFound:
+            return False
+
+    def presigned_url(self, key: str, expiry_s: int = 600) -> str:
+        expiry = dt.timedelta(seconds=_check_expiry(expiry_s))
+        return self._call("presign", self.client.presigned_get_object, self.bucket, key, expires=expiry)
+
+
+_stores: dict[tuple, EvidenceStore] = {}
+
+
+def get_store(settings: Settings | None = None) -> EvidenceStore:
+    """The configured store (one per settings combination and process)."""
+    s = settings or get_settings()
+    if s.evidence_backend == "s3":
+        ident: tuple = ("s3", s.s3_endpoint, s.s3_bucket, s.s3_access_key, s.s3_object_lock, s.s3_timeout_s)
+        if ident not in _stores:
+            _stores[ident] = MinioEvidenceStore.from_settings(s)
+    else:
+        ident = ("fs", str(s.evidence_dir), s.s3_object_lock)
+        if ident not in _stores:
+            store = FsEvidenceStore(s.evidence_dir, s.secret_key, worm=s.s3_object_lock)
+            store.ensure_ready()
+            _stores[ident] = store
+    return _stores[ident]
+
+
+def read_evidence(store: EvidenceStore, key: str, expected_sha256: str) -> bytes:
+    """Read an object and check it against the hash recorded in the database."""
+    data = store.get(key)
+    actual = sha256_hex(data)
+    if actual != expected_sha256:
+        raise EvidenceIntegrityError(
+            f"evidence object {key} has sha256 {actual[:16]}…, database says {expected_sha256[:16]}…; "
+            "the object was altered or replaced"
+        )
+    return data
