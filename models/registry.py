@@ -44,6 +44,14 @@ class RegistryError(ValueError):
     """A registry operation that cannot be done, with a message naming the fix."""
 
 
+class ModelNotFound(RegistryError, LookupError):
+    """No such model version (API: 404)."""
+
+
+class ModelConflict(RegistryError):
+    """The operation conflicts with the registry's state, e.g. nothing to roll back to (API: 409)."""
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -188,16 +196,25 @@ def register(
 def get_version(session: Session, version: str) -> ModelVersion:
     mv = session.get(ModelVersion, version)
     if mv is None:
-        raise RegistryError(f"model version {version!r} is not in the registry; see `urbaneye models list`")
+        raise ModelNotFound(f"model version {version!r} is not in the registry; see `urbaneye models list`")
     return mv
 
 
-def list_versions(session: Session, camera_group: str | None = None) -> list[ModelVersion]:
-    """All versions, newest first (optionally of one camera group)."""
+def list_versions(
+    session: Session, camera_group: str | None = None, status: str | None = None
+) -> list[ModelVersion]:
+    """All versions, newest first (optionally of one camera group / one status)."""
     stmt = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.version.desc())
     if camera_group:
         stmt = stmt.where(ModelVersion.camera_group == camera_group)
+    if status:
+        stmt = stmt.where(ModelVersion.status == status)
     return list(session.scalars(stmt))
+
+
+def active_models(session: Session) -> list[ActiveModel]:
+    """Every camera group's active row (version, shadow), by group."""
+    return list(session.scalars(select(ActiveModel).order_by(ActiveModel.camera_group)))
 
 
 def active_for_group(session: Session, camera_group: str = DEFAULT_GROUP) -> ActiveModel | None:
@@ -255,7 +272,7 @@ def promote(
         session.add(row)
     else:
         if row.version == version:
-            raise RegistryError(f"model {version!r} is already active in group {group!r}")
+            raise ModelConflict(f"model {version!r} is already active in group {group!r}")
         previous = row.version
         row.version = version
         if row.shadow_version == version:
@@ -287,11 +304,11 @@ def rollback(
         select(ActiveModel).where(ActiveModel.camera_group == camera_group).with_for_update()
     ).scalar()
     if row is None:
-        raise RegistryError(f"camera group {camera_group!r} has no active model; promote one first")
+        raise ModelConflict(f"camera group {camera_group!r} has no active model; promote one first")
     current = get_version(session, row.version)
     target = _previous_active(session, camera_group, current)
     if target is None:
-        raise RegistryError(
+        raise ModelConflict(
             f"no earlier model was active in group {camera_group!r} before {current.version!r}; "
             "promote a specific version instead"
         )
@@ -349,18 +366,18 @@ def set_shadow(
     """
     row = active_for_group(session, camera_group)
     if row is None:
-        raise RegistryError(
+        raise ModelConflict(
             f"camera group {camera_group!r} has no active model; a shadow needs one to run beside"
         )
     cams = sorted(set(cameras))
     if version is not None:
         get_version(session, version)
         if version == row.version:
-            raise RegistryError(
+            raise ModelConflict(
                 f"model {version!r} is already active in {camera_group!r}; shadow another version"
             )
         if not cams:
-            raise RegistryError("a shadow needs at least one camera id; pass the cameras to run it on")
+            raise ModelConflict("a shadow needs at least one camera id; pass the cameras to run it on")
     previous = row.shadow_version
     row.shadow_version, row.shadow_cameras = version, (cams if version else [])
     row.updated_at = utcnow()
@@ -407,7 +424,7 @@ def shadow_summary(session: Session, version: str) -> dict[str, dict[str, int]]:
 def retire(session: Session, version: str, actor: str = "system:registry") -> ModelVersion:
     mv = get_version(session, version)
     if mv.status in (ACTIVE, SHADOW):
-        raise RegistryError(
+        raise ModelConflict(
             f"model {version!r} is {mv.status}; promote another model or stop the shadow first"
         )
     before = mv.status
