@@ -1,0 +1,764 @@
+"""Build a versioned YOLO dataset from reviewer verdicts (plus a share of synthetic images).
+
+What becomes a label (see docs/retraining.md for the reasoning):
+
+- confirmed cases (and every later hotline status): the clean evidence frames, with the case's box as a
+  positive of the object kind the violation implies (vending -> ``vending_stall``, garbage -> ``garbage``,
+  barbecue -> ``grill``, bikes -> ``bicycle``/``e_bike`` as the model saw it).
+- cases rejected as ``false_detection``: hard negatives. The frame is kept, the false box is *not*
+  labelled, and any pseudo-label of the same kind over it is removed so the error cannot sneak back in.
+- cases rejected as ``permitted_vending``: the object was real (a licensed stall), only the rule said no
+  violation, so the box is a positive. ``duplicate``, ``insufficient_evidence`` and ``other`` are skipped.
+- reviewer corrections (``Case.corrections``: ``{"xyxy", "label", "action": adjust|relabel|add|remove}``)
+  are applied on top, in order.
+- A case knows only its violation box; the other objects in the frame (people, bins, bikes, ...) are
+  pseudo-labelled by the active model at high confidence (``pseudo_conf``, default 0.6). Without them the
+  fine-tune would learn that unlabelled people are background.
+
+Split: a *scene* is one camera's run of frames with no gap longer than ``scene_gap_s`` (capped at
+``max_scene_s``); whole scenes go to train or val by a stable hash, and any train frame closer than
+``scene_gap_s`` to a val frame of the same camera is dropped, so no scene leaks from train to val.
+Synthetic images only go to train (the fixed regression set measures synthetic performance).
+
+Storage: images are content-addressed (``images/<sha256>.jpg``) in the datasets bucket (or
+``data_dir/datasets`` on the embedded file store) and the manifest (``manifests/<version>.json``) lists
+every image's hash, source case id, camera, time, split and labels (xyxy pixels), so ``materialize``
+rebuilds the identical YOLO folder anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from urbaneye.db.models import Camera, Case, CaseStatus, DatasetVersion, RejectReason, utcnow
+from urbaneye.settings import Settings, get_settings
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationKind
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "urbaneye-dataset/1"
+CLASSES: tuple[str, ...] = tuple(str(k) for k in OBJECT_KINDS)
+
+#: Object kind the violation box of a case stands for. Bikes are resolved per frame (bicycle or e-bike).
+VIOLATION_OBJECT: dict[str, str | None] = {
+    ViolationKind.STREET_VENDING: ObjectKind.VENDING_STALL,
+    ViolationKind.EXPOSED_GARBAGE: ObjectKind.GARBAGE,
+    ViolationKind.OPEN_AIR_BARBECUE: ObjectKind.GRILL,
+    ViolationKind.BIKE_MISPARKING: None,
+}
+BIKE_KINDS = (str(ObjectKind.BICYCLE), str(ObjectKind.E_BIKE))
+
+#: Statuses a case reaches only after a reviewer confirmed it.
+CONFIRMED_STATUSES = {
+    CaseStatus.CONFIRMED,
+    CaseStatus.QUEUED,
+    CaseStatus.ACCEPTED,
+    CaseStatus.DISPATCHED,
+    CaseStatus.HANDLED,
+    CaseStatus.VERIFIED,
+    CaseStatus.CLOSED,
+    CaseStatus.DEAD_LETTER,
+}
+#: Rejections whose box was a real object (the rule, not the detector, was wrong): positives.
+POSITIVE_REJECTIONS = {RejectReason.PERMITTED_VENDING}
+#: Rejections that say the detector saw something that is not there: hard negatives.
+NEGATIVE_REJECTIONS = {RejectReason.FALSE_DETECTION}
+
+MATCH_IOU = 0.5  # a pseudo-label this close to the reviewed box is the same object
+NEGATIVE_IOU = 0.3  # looser for hard negatives: any same-kind box over a rejected area goes
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be built or rebuilt; the message says why and what to do."""
+
+
+class Detector(Protocol):
+    """What the builder needs of a pseudo-labeller (``vision.detector.OnnxDetector`` fits)."""
+
+    version: str
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections: ...
+
+
+# ------------------------------------------------------------------------------------------------ stores
+
+
+def s3_store(settings: Settings, bucket: str):  # noqa: ANN201 - urbaneye.storage.EvidenceStore
+    """An S3 store over ``bucket`` with the evidence store's credentials (no object lock: not evidence)."""
+    from urbaneye.storage import MinioEvidenceStore
+
+    store = MinioEvidenceStore(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        bucket,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        timeout_s=max(float(getattr(settings, "s3_timeout_s", 5.0)), 30.0),
+    )
+    store.ensure_ready()
+    return store
+
+
+def datasets_store(settings: Settings | None = None):  # noqa: ANN201 - urbaneye.storage.EvidenceStore
+    """Where datasets live: the ``s3_datasets_bucket`` on S3, else ``data_dir/datasets``."""
+    settings = settings or get_settings()
+    if settings.evidence_backend == "s3":
+        return s3_store(settings, settings.s3_datasets_bucket)
+    from urbaneye.storage import FsEvidenceStore
+
+    store = FsEvidenceStore(Path(settings.data_dir) / "datasets", settings.secret_key)
+    store.ensure_ready()
+    return store
+
+
+def _manifest_uri(settings: Settings, key: str) -> str:
+    if settings.evidence_backend == "s3":
+        return f"s3://{settings.s3_datasets_bucket}/{key}"
+    return str((Path(settings.data_dir) / "datasets" / key).resolve())
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+
+@dataclass(frozen=True)
+class Label:
+    """One box of one image: ``label`` is an ``ObjectKind`` name; ``xyxy`` pixels of that image."""
+
+    label: str
+    xyxy: tuple[float, float, float, float]
+    source: str  # case | correction | pseudo | synth
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "xyxy": [round(float(v), 2) for v in self.xyxy], "source": self.source}
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _kind_name(label: str) -> str:
+    """Accept an object kind, or a violation kind (mapped to its object), in a correction."""
+    if label in CLASSES:
+        return label
+    obj = VIOLATION_OBJECT.get(label)
+    if obj is not None:
+        return str(obj)
+    if label == ViolationKind.BIKE_MISPARKING:
+        return str(ObjectKind.BICYCLE)
+    raise DatasetError(f"correction label {label!r} is not an object kind; use one of {list(CLASSES)}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a reviewed case is used: ``positive``, ``negative`` or None (skipped), with a short name."""
+
+    use: str | None
+    name: str
+
+
+def verdict_of(case: Case) -> Verdict:
+    if case.status in CONFIRMED_STATUSES:
+        return Verdict("positive", "confirmed")
+    if case.status == CaseStatus.REJECTED:
+        reason = case.reject_reason or RejectReason.OTHER
+        if reason in NEGATIVE_REJECTIONS:
+            return Verdict("negative", f"rejected:{reason}")
+        if reason in POSITIVE_REJECTIONS:
+            return Verdict("positive", f"rejected:{reason}")
+        return Verdict(None, f"rejected:{reason}")
+    return Verdict(None, str(case.status))
+
+
+def frame_labels(
+    case: Case,
+    verdict: Verdict,
+    detections: Detections | None,
+    image_wh: tuple[int, int],
+    pseudo_conf: float,
+) -> list[Label]:
+    """Labels of one clean frame of ``case``, in the frame's pixels.
+
+    Args:
+        case: the reviewed case (``kind``, ``bbox_xyxy``, ``frame_wh``, ``object_count``, ``corrections``).
+        verdict: from ``verdict_of``; ``use`` must be positive or negative.
+        detections: the active model on this frame (any confidence; only >= ``pseudo_conf`` become labels),
+            or None for no pseudo-labels.
+        image_wh: (w, h) of the decoded frame; case boxes are scaled from ``case.frame_wh`` to it.
+    """
+    w, h = image_wh
+    fw, fh = (case.frame_wh or [w, h])[:2]
+    sx, sy = w / float(fw or w), h / float(fh or h)
+
+    def scale(box: Sequence[float]) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+    labels: list[Label] = []
+    det_all: list[tuple[str, tuple[float, float, float, float], float]] = []
+    if detections is not None and len(detections):
+        for box, conf, kind in zip(detections.xyxy, detections.confidence, detections.kinds, strict=True):
+            det_all.append((str(kind), tuple(float(v) for v in box), float(conf)))
+        labels = [Label(k, b, "pseudo") for k, b, c in det_all if c >= pseudo_conf]
+
+    case_box = scale(case.bbox_xyxy) if len(case.bbox_xyxy or []) == 4 else None
+    obj = VIOLATION_OBJECT.get(case.kind)
+    kinds = (str(obj),) if obj is not None else BIKE_KINDS
+    group_box = obj is None and int(case.object_count or 1) > 1  # a box around several bikes
+    if case_box is not None:
+        if verdict.use == "positive":
+            if group_box:
+                pass  # the bikes inside are labelled individually by the pseudo-labeller
+            else:
+                label = str(obj) if obj is not None else _bike_kind(case_box, det_all)
+                labels = [
+                    lb for lb in labels if not (lb.label in kinds and iou(lb.xyxy, case_box) >= MATCH_IOU)
+                ]
+                labels.append(Label(label, case_box, "case"))
+        else:
+            labels = [
+                lb for lb in labels if not (lb.label in kinds and _overlaps(lb.xyxy, case_box, group_box))
+            ]
+
+    case_idx = next((i for i, lb in enumerate(labels) if lb.source == "case"), None)
+    for corr in case.corrections or []:
+        action = corr.get("action")
+        box = scale(corr["xyxy"]) if corr.get("xyxy") else None
+        if action == "adjust":
+            if case_idx is not None and box is not None:
+                old = labels[case_idx]
+                new_label = _kind_name(corr["label"]) if corr.get("label") else old.label
+                labels[case_idx] = Label(new_label, box, "correction")
+        elif action == "relabel":
+            new_label = _kind_name(corr["label"])
+            target = case_idx if box is None else _best_match(labels, box)
+            if target is not None:
+                labels[target] = Label(new_label, labels[target].xyxy, "correction")
+        elif action == "add":
+            if box is None:
+                raise DatasetError(f"case {case.id}: an 'add' correction needs 'xyxy'")
+            labels.append(Label(_kind_name(corr["label"]), box, "correction"))
+        elif action == "remove":
+            if box is None:
+                raise DatasetError(f"case {case.id}: a 'remove' correction needs 'xyxy'")
+            labels = [lb for lb in labels if iou(lb.xyxy, box) < MATCH_IOU]
+            case_idx = next((i for i, lb in enumerate(labels) if lb.source in ("case",)), None)
+        else:
+            raise DatasetError(
+                f"case {case.id}: correction action {action!r} unknown; use adjust, relabel, add or remove"
+            )
+    return [lb for lb in (_clip(lb, w, h) for lb in labels) if lb is not None]
+
+
+def _overlaps(box: Sequence[float], area: Sequence[float], group: bool) -> bool:
+    if group:  # a group box: any bike whose centre lies inside was part of the false detection
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return area[0] <= cx <= area[2] and area[1] <= cy <= area[3]
+    return iou(box, area) >= NEGATIVE_IOU
+
+
+def _bike_kind(
+    case_box: Sequence[float], dets: list[tuple[str, tuple[float, float, float, float], float]]
+) -> str:
+    best = max(
+        ((iou(b, case_box), k) for k, b, _ in dets if k in BIKE_KINDS),
+        default=(0.0, str(ObjectKind.BICYCLE)),
+    )
+    return best[1] if best[0] >= 0.3 else str(ObjectKind.BICYCLE)
+
+
+def _best_match(labels: list[Label], box: Sequence[float]) -> int | None:
+    scored = [(iou(lb.xyxy, box), i) for i, lb in enumerate(labels)]
+    best = max(scored, default=(0.0, None))
+    return best[1] if best[0] >= MATCH_IOU else None
+
+
+def _clip(lb: Label, w: int, h: int) -> Label | None:
+    x1, y1, x2, y2 = lb.xyxy
+    x1, x2 = sorted((min(max(x1, 0.0), w), min(max(x2, 0.0), w)))
+    y1, y2 = sorted((min(max(y1, 0.0), h), min(max(y2, 0.0), h)))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    return Label(lb.label, (x1, y1, x2, y2), lb.source)
+
+
+# ------------------------------------------------------------------------------------------------- split
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One clean evidence frame to include (before the split)."""
+
+    case_id: str
+    camera_id: str
+    at: dt.datetime
+    key: str
+    sha256: str
+    seq: int
+
+
+def assign_scenes(frames: Sequence[FrameRef], scene_gap_s: float, max_scene_s: float) -> dict[str, str]:
+    """``{case_id: scene_id}``: one camera's cases without a gap > ``scene_gap_s`` share a scene.
+
+    All frames of a case share its scene (a case's first frame decides). A scene is cut after
+    ``max_scene_s`` so a camera that is never quiet still yields several scenes.
+    """
+    first: dict[str, FrameRef] = {}
+    for f in sorted(frames, key=lambda f: (f.at, f.seq)):
+        first.setdefault(f.case_id, f)
+    by_camera: dict[str, list[FrameRef]] = {}
+    for f in first.values():
+        by_camera.setdefault(f.camera_id, []).append(f)
+    scenes: dict[str, str] = {}
+    for camera_id, items in by_camera.items():
+        items.sort(key=lambda f: (f.at, f.case_id))
+        start = prev = None
+        n = 0
+        for f in items:
+            if (
+                prev is None
+                or (f.at - prev).total_seconds() > scene_gap_s
+                or (f.at - start).total_seconds() > max_scene_s
+            ):
+                n += 1
+                start = f.at
+            prev = f.at
+            scenes[f.case_id] = f"{camera_id}#{start:%Y%m%dT%H%M%S}"
+    return scenes
+
+
+def split_scenes(scene_sizes: dict[str, int], val_fraction: float, salt: str = "urbaneye") -> set[str]:
+    """Scenes that go to val: in stable hash order until ``val_fraction`` of the frames are val.
+
+    With two or more scenes, at least one goes to val and at least one stays in train.
+    """
+    if not scene_sizes or val_fraction <= 0:
+        return set()
+    order = sorted(scene_sizes, key=lambda s: hashlib.sha256(f"{salt}:{s}".encode()).hexdigest())
+    total = sum(scene_sizes.values())
+    val: set[str] = set()
+    n_val = 0
+    for scene in order:
+        if len(val) >= len(order) - 1:
+            break  # keep one scene for training
+        if n_val >= val_fraction * total and val:
+            break
+        val.add(scene)
+        n_val += scene_sizes[scene]
+    return val
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    camera_group: str | None = None  # only cameras of this group (Camera.group); None = all cameras
+    since: dt.datetime | None = None  # only cases reviewed at or after this time
+    max_cases: int | None = None  # newest reviewed cases first
+    val_fraction: float = 0.25
+    scene_gap_s: float = 3600.0
+    max_scene_s: float = 6 * 3600.0
+    pseudo_conf: float = 0.6
+    synth_share: float = 0.3  # fraction of the train split that is synthetic
+    synth_seed: int = 0
+    synth_style: str | None = None
+    split_salt: str = "urbaneye"
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["since"] = self.since.isoformat() if self.since else None
+        return out
+
+
+@dataclass
+class BuildResult:
+    version: str
+    manifest: dict[str, Any]
+    manifest_uri: str
+    sha256: str
+    data_yaml: Path | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+#: A synthetic source: ``(count, seed, style, out_dir) -> [(image_path, [Label...]), ...]``.
+SynthSource = Callable[[int, int, str | None, Path], list[tuple[Path, list[Label]]]]
+
+
+def reviewed_cases(session: Session, options: BuildOptions) -> list[Case]:
+    stmt = (
+        select(Case)
+        .where(Case.reviewed_at.is_not(None))
+        .options(selectinload(Case.evidence))
+        .order_by(Case.reviewed_at.desc(), Case.id)
+    )
+    if options.since is not None:
+        stmt = stmt.where(Case.reviewed_at >= options.since)
+    if options.camera_group:
+        in_group = select(Camera.id).where(Camera.group == options.camera_group)
+        known = select(Camera.id)
+        if options.camera_group == "default":  # cameras only in a cameras file belong to "default"
+            stmt = stmt.where(Case.camera_id.in_(in_group) | Case.camera_id.not_in(known))
+        else:
+            stmt = stmt.where(Case.camera_id.in_(in_group))
+    if options.max_cases:
+        stmt = stmt.limit(options.max_cases)
+    return list(session.scalars(stmt))
+
+
+def build_dataset(
+    session: Session,
+    *,
+    options: BuildOptions | None = None,
+    detector: Detector | None = None,
+    synth: SynthSource | None = None,
+    evidence_store: Any = None,
+    store: Any = None,
+    settings: Settings | None = None,
+    out_dir: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BuildResult:
+    """Build, store and register a dataset version; optionally materialize it at ``out_dir``.
+
+    Args:
+        session: database session (a ``DatasetVersion`` row is added and flushed; the caller commits).
+        options: what to include and how to split.
+        detector: the active model, for pseudo-labels (None = only reviewed boxes are labelled).
+        synth: synthetic image source (default: ``datasets.synth`` via ``synth_source``); used only when
+            ``options.synth_share > 0``.
+        evidence_store / store: where evidence is read / the dataset is written (defaults from settings).
+        out_dir: if given, also write the YOLO folder there and return its ``data.yaml``.
+        progress: ``(stage, done, total)`` callback (the CLI's tqdm bar).
+
+    Raises:
+        DatasetError: no usable reviewed case (nothing to learn from), or an evidence object is missing.
+    """
+    import cv2
+
+    from urbaneye.storage import EvidenceIntegrityError, EvidenceNotFound, get_store, read_evidence
+
+    options = options or BuildOptions()
+    settings = settings or get_settings()
+    evidence_store = evidence_store or get_store(settings)
+    store = store or datasets_store(settings)
+    progress = progress or (lambda *_: None)
+
+    cases = reviewed_cases(session, options)
+    used: list[tuple[Case, Verdict]] = []
+    skipped: dict[str, int] = {}
+    for case in cases:
+        verdict = verdict_of(case)
+        if verdict.use is None:
+            skipped[verdict.name] = skipped.get(verdict.name, 0) + 1
+            continue
+        used.append((case, verdict))
+    frames: list[FrameRef] = []
+    for case, _ in used:
+        for ev in case.evidence:
+            if ev.variant == "clean" and ev.uploaded:
+                frames.append(
+                    FrameRef(
+                        case.id, case.camera_id, ev.frame_ts or case.started_at, ev.key, ev.sha256, ev.seq
+                    )
+                )
+    if not frames:
+        raise DatasetError(
+            f"no reviewed case with a clean evidence frame ({len(cases)} reviewed, skipped {skipped}); "
+            "review some cases first, or widen --group/--since"
+        )
+
+    scenes = assign_scenes(frames, options.scene_gap_s, options.max_scene_s)
+    sizes: dict[str, int] = {}
+    for f in frames:
+        sizes[scenes[f.case_id]] = sizes.get(scenes[f.case_id], 0) + 1
+    val_scenes = split_scenes(sizes, options.val_fraction, options.split_salt)
+    val_times: dict[str, list[dt.datetime]] = {}
+    for f in frames:
+        if scenes[f.case_id] in val_scenes:
+            val_times.setdefault(f.camera_id, []).append(f.at)
+
+    by_id = {c.id: (c, v) for c, v in used}
+    items: list[dict[str, Any]] = []
+    buffer_dropped = 0
+    for i, f in enumerate(sorted(frames, key=lambda f: (f.camera_id, f.at, f.case_id, f.seq))):
+        progress("cases", i, len(frames))
+        split = "val" if scenes[f.case_id] in val_scenes else "train"
+        if split == "train" and any(
+            abs((f.at - t).total_seconds()) <= options.scene_gap_s for t in val_times.get(f.camera_id, ())
+        ):
+            buffer_dropped += 1  # too close in time to a val frame of this camera: would leak the scene
+            continue
+        case, verdict = by_id[f.case_id]
+        try:
+            data = read_evidence(evidence_store, f.key, f.sha256)
+        except (EvidenceNotFound, EvidenceIntegrityError) as exc:
+            raise DatasetError(
+                f"evidence {f.key} of case {f.case_id} cannot be used ({exc}); restore it or exclude the case"
+            ) from exc
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"evidence {f.key} of case {f.case_id} is not a decodable image")
+        h, w = image.shape[:2]
+        dets = detector.detect(image) if detector is not None else None
+        labels = frame_labels(case, verdict, dets, (w, h), options.pseudo_conf)
+        key = f"images/{f.sha256}.jpg"
+        if not store.exists(key):
+            store.put(key, data, "image/jpeg", {"case_id": case.id})
+        items.append(
+            {
+                "image_sha256": f.sha256,
+                "key": key,
+                "split": split,
+                "source": "case",
+                "case_id": case.id,
+                "evidence_seq": f.seq,
+                "camera_id": f.camera_id,
+                "captured_at": _iso(f.at),
+                "scene": scenes[f.case_id],
+                "verdict": verdict.name,
+                "kind": case.kind,
+                "width": w,
+                "height": h,
+                "labels": [lb.to_json() for lb in labels],
+            }
+        )
+    progress("cases", len(frames), len(frames))
+
+    n_case_train = sum(1 for it in items if it["split"] == "train")
+    n_synth = 0
+    if options.synth_share > 0 and n_case_train:
+        share = min(options.synth_share, 0.95)
+        n_synth = max(1, round(share / (1 - share) * n_case_train))
+    synth_info: dict[str, Any] = {}
+    if n_synth:
+        import tempfile
+
+        source = synth or synth_source
+        with tempfile.TemporaryDirectory(prefix="ue-synth-") as tmp:
+            generated = source(n_synth, options.synth_seed, options.synth_style, Path(tmp))
+            for j, (path, labels) in enumerate(generated):
+                progress("synthetic", j, len(generated))
+                data = Path(path).read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                h, w = image.shape[:2]
+                key = f"images/{sha}{Path(path).suffix.lower() or '.jpg'}"
+                if not store.exists(key):
+                    store.put(
+                        key, data, "image/jpeg" if key.endswith(".jpg") else "image/png", {"source": "synth"}
+                    )
+                items.append(
+                    {
+                        "image_sha256": sha,
+                        "key": key,
+                        "split": "train",
+                        "source": "synth",
+                        "synth": {"seed": options.synth_seed, "style": options.synth_style, "index": j},
+                        "width": w,
+                        "height": h,
+                        "labels": [lb.to_json() for lb in labels],
+                    }
+                )
+        synth_info = {"count": n_synth, "seed": options.synth_seed, "style": options.synth_style}
+
+    counts = _counts(items)
+    counts.update(
+        cases_used=len({it["case_id"] for it in items if it.get("case_id")}),
+        cases_skipped=skipped,
+        buffer_dropped=buffer_dropped,
+        scenes={"train": len(set(sizes) - val_scenes), "val": len(val_scenes)},
+    )
+    if counts["val"]["images"] == 0:
+        log.warning("dataset has no val images (one scene only); the gate will refuse to promote from it")
+    now = utcnow()
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "created_at": _iso(now),
+        "classes": list(CLASSES),
+        "options": options.to_json(),
+        "pseudo_labeler": (
+            {"model_version": detector.version, "conf": options.pseudo_conf} if detector is not None else None
+        ),
+        "synthetic": synth_info or None,
+        "counts": counts,
+        "items": items,
+    }
+    body_sha = hashlib.sha256(
+        _canonical({k: v for k, v in manifest.items() if k != "created_at"})
+    ).hexdigest()
+    version = f"ds-{now:%Y%m%d-%H%M%S}-{body_sha[:8]}"
+    manifest["version"] = version
+    raw = _canonical(manifest)
+    manifest_sha = hashlib.sha256(raw).hexdigest()
+    mkey = f"manifests/{version}.json"
+    store.put(mkey, raw, "application/json", {"version": version})
+    uri = _manifest_uri(settings, mkey)
+    session.add(DatasetVersion(version=version, manifest_uri=uri, sha256=manifest_sha, counts=counts))
+    session.flush()
+    log.info("dataset %s: %s", version, json.dumps(counts, ensure_ascii=False))
+    result = BuildResult(version, manifest, uri, manifest_sha, counts=counts)
+    if out_dir is not None:
+        result.data_yaml = materialize(manifest, out_dir, store)
+    return result
+
+
+def _counts(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        s: {"images": 0, "boxes": 0, "negatives": 0, "synthetic": 0} for s in ("train", "val")
+    }
+    per_class: dict[str, dict[str, int]] = {s: {} for s in ("train", "val")}
+    for it in items:
+        row = out[it["split"]]
+        row["images"] += 1
+        row["boxes"] += len(it["labels"])
+        row["synthetic"] += it["source"] == "synth"
+        row["negatives"] += it.get("verdict", "").startswith("rejected:false")
+        for lb in it["labels"]:
+            per_class[it["split"]][lb["label"]] = per_class[it["split"]].get(lb["label"], 0) + 1
+    for s in per_class:
+        out[s]["per_class"] = dict(sorted(per_class[s].items()))
+    return out
+
+
+def _iso(t: dt.datetime) -> str:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).isoformat()
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------------------------------- materialize
+
+
+def load_manifest(
+    session: Session, version: str, store: Any = None, settings: Settings | None = None
+) -> dict:
+    """Read a dataset version's manifest from the store and check it against the registered sha256."""
+    row = session.get(DatasetVersion, version)
+    if row is None:
+        raise DatasetError(
+            f"dataset version {version!r} is not registered; build one with `urbaneye dataset build`"
+        )
+    store = store or datasets_store(settings)
+    raw = store.get(f"manifests/{version}.json")
+    got = hashlib.sha256(raw).hexdigest()
+    if got != row.sha256:
+        raise DatasetError(f"manifest of {version} has sha256 {got[:12]}…, registry says {row.sha256[:12]}…")
+    return json.loads(raw)
+
+
+def materialize(manifest: dict[str, Any], out_dir: Path, store: Any) -> Path:
+    """Write the YOLO folder of ``manifest`` to ``out_dir`` (images checked against their sha256).
+
+    Layout: ``images/{train,val}/<sha>.jpg``, ``labels/{train,val}/<sha>.txt`` (class cx cy w h,
+    normalised), ``data.yaml`` (names in ``OBJECT_KINDS`` order), ``manifest.json``. Returns data.yaml.
+    """
+    import yaml
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    classes = list(manifest["classes"])
+    for split in ("train", "val"):
+        (out_dir / "images" / split).mkdir(parents=True)
+        (out_dir / "labels" / split).mkdir(parents=True)
+    for it in manifest["items"]:
+        data = store.get(it["key"])
+        got = hashlib.sha256(data).hexdigest()
+        if got != it["image_sha256"]:
+            raise DatasetError(
+                f"dataset image {it['key']} has sha256 {got[:12]}…, manifest says {it['image_sha256'][:12]}…"
+            )
+        stem = it["image_sha256"]
+        suffix = Path(it["key"]).suffix or ".jpg"
+        (out_dir / "images" / it["split"] / f"{stem}{suffix}").write_bytes(data)
+        w, h = float(it["width"]), float(it["height"])
+        lines = []
+        for lb in it["labels"]:
+            x1, y1, x2, y2 = lb["xyxy"]
+            cls = classes.index(lb["label"])
+            lines.append(
+                f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+            )
+        (out_dir / "labels" / it["split"] / f"{stem}.txt").write_text(
+            "\n".join(lines) + ("\n" if lines else "")
+        )
+    data_yaml = out_dir / "data.yaml"
+    doc = {
+        "path": str(out_dir.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(classes)),
+        "dataset_version": manifest.get("version", ""),
+    }
+    data_yaml.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    (out_dir / "manifest.json").write_bytes(_canonical(manifest))
+    return data_yaml
+
+
+# ------------------------------------------------------------------------------------------------- synth
+
+
+def synth_source(count: int, seed: int, style: str | None, out_dir: Path) -> list[tuple[Path, list[Label]]]:
+    """Synthetic images with ground truth from ``datasets.synth`` (the bootstrap generator)."""
+    from datasets.synth import generate_images  # noqa: PLC0415 - heavy, optional at build time
+
+    kwargs: dict[str, Any] = {"count": count, "seed": seed}
+    if style:
+        kwargs["style"] = style
+    data_yaml = Path(generate_images(out_dir, **kwargs))
+    return read_yolo_split(data_yaml, "train") + read_yolo_split(data_yaml, "val")
+
+
+def read_yolo_split(data_yaml: Path, split: str) -> list[tuple[Path, list[Label]]]:
+    """``[(image, labels in pixels)]`` of a YOLO dataset split (labels/ mirrors images/)."""
+    import cv2
+    import yaml
+
+    doc = yaml.safe_load(Path(data_yaml).read_text()) or {}
+    names = doc["names"]
+    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    root = Path(doc.get("path") or Path(data_yaml).parent)
+    root = root if root.is_absolute() else (Path(data_yaml).parent / root)
+    entry = doc.get(split)
+    if not entry:
+        return []
+    img_dir = root / entry
+    out: list[tuple[Path, list[Label]]] = []
+    for img in sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}):
+        rel = img.relative_to(root)
+        parts = list(rel.parts)
+        parts[parts.index("images")] = "labels"
+        txt = (root / Path(*parts)).with_suffix(".txt")
+        h, w = cv2.imread(str(img)).shape[:2]
+        labels: list[Label] = []
+        if txt.exists():
+            for line in txt.read_text().splitlines():
+                if not line.strip():
+                    continue
+                c, cx, cy, bw, bh = line.split()[:5]
+                cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
+                name = names[int(c)]
+                if name in CLASSES:
+                    labels.append(Label(name, (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), "synth"))
+        out.append((img, labels))
+    return out

@@ -1,0 +1,414 @@
+"""One retraining run for a camera group: dataset -> fine-tune -> evaluate -> gate -> registry (-> promote).
+
+    parent = the group's active model (the shipped bootstrap is registered on first use)
+    dataset = build_dataset(reviewed cases, pseudo-labels by the parent, synthetic share)  (or a given version)
+    new = train_model(dataset, init_weights=parent.pt)                (ultralytics; ONNX at the parent's size)
+    both models evaluated through our ONNX path (models.evaluate) on the dataset's val split and on a fixed
+    synthetic regression set (seed REGRESSION_SEED) -> models.gate.decide -> registry.register(new)
+    gate passed and promote=True -> registry.promote(new): stream workers hot-reload it
+
+The Celery task (``models.tasks.retrain_task``) and ``urbaneye retrain`` both call ``run_retraining``.
+A PostgreSQL advisory lock per camera group keeps two runs of one group from overlapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
+from models import registry
+from models.gate import MAX_CLASS_DROP_AP50, MIN_VAL_GAIN_MAP50, GateDecision, decide
+from urbaneye.db.models import ModelVersion
+from urbaneye.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: The fixed regression set: same seed, count and style every run, so numbers compare across versions.
+REGRESSION_SEED = 20240601
+REGRESSION_COUNT = 48
+BOOTSTRAP_DIR = REPO_ROOT / "models" / "bootstrap"
+#: Detections below this never become pseudo-labels; the builder's ``pseudo_conf`` decides the rest.
+PSEUDO_DETECT_THRESHOLD = 0.25
+
+Progress = Callable[[str, int, int], None]
+
+
+class RetrainError(RuntimeError):
+    """The run cannot proceed; the message says what is missing and how to provide it."""
+
+
+class RetrainBusy(RetrainError):
+    """Another retraining of the same camera group holds the lock."""
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    camera_group: str = "default"
+    dataset_version: str | None = None  # reuse a built dataset; None = build one now
+    build: BuildOptions = field(default_factory=BuildOptions)
+    recipe: str = "cpu"
+    epochs: int | None = None
+    imgsz_px: int | None = None
+    batch: int | None = None
+    device: str | None = None
+    time_h: float | None = None
+    regression_data: Path | None = None  # a YOLO data.yaml; None = the synthetic set with REGRESSION_SEED
+    regression_seed: int = REGRESSION_SEED
+    regression_count: int = REGRESSION_COUNT
+    eval_imgsz_px: int | None = None  # None = the ONNX input size
+    promote: bool = True  # promote automatically when the gate passes
+    max_class_drop_ap50: float = MAX_CLASS_DROP_AP50
+    min_val_gain_map50: float = MIN_VAL_GAIN_MAP50
+    work_dir: Path | None = None  # kept after the run if given; else a temp dir
+    actor: str = "system:retrain"
+
+
+@dataclass
+class RetrainResult:
+    version: str
+    parent: str
+    dataset_version: str
+    gate: GateDecision
+    promoted: bool
+    metrics: dict[str, Any]
+    training_time_s: float
+    onnx_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "parent": self.parent,
+            "dataset_version": self.dataset_version,
+            "promoted": self.promoted,
+            "gate": self.gate.to_json(),
+            "metrics": self.metrics,
+            "training_time_s": round(self.training_time_s, 1),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+@contextlib.contextmanager
+def group_lock(session: Session, camera_group: str) -> Iterator[None]:
+    """Session-level advisory lock on PostgreSQL (released on exit or if the worker dies); no-op elsewhere."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    key = int.from_bytes(
+        hashlib.sha256(f"urbaneye-retrain:{camera_group}".encode()).digest()[:8], "big", signed=True
+    )
+    conn = session.connection()
+    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        raise RetrainBusy(
+            f"a retraining of camera group {camera_group!r} is already running; wait for it to finish"
+        )
+    try:
+        yield
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+def ensure_parent(session: Session, camera_group: str, settings: Settings) -> ModelVersion:
+    """The group's active model; on first use the shipped bootstrap model is registered and activated."""
+    mv = registry.active_version(session, camera_group)
+    if mv is not None:
+        return mv
+    onnx = Path(settings.model_path)
+    pt = onnx.with_suffix(".pt")
+    if not onnx.is_file():
+        raise RetrainError(
+            f"camera group {camera_group!r} has no active model and the bootstrap model {onnx} is missing; "
+            "register and promote a model first (`urbaneye models register`) or restore the bootstrap files"
+        )
+    card = _read_json(onnx.parent / "card.json")
+    sha = registry.sha256_file(onnx)
+    version = f"bootstrap-{sha[:12]}"
+    if session.get(ModelVersion, version) is None:
+        registry.register(
+            session,
+            onnx_path=onnx,
+            weights_path=pt if pt.is_file() else None,
+            camera_group=camera_group,
+            classes=card.get("classes", []),
+            metrics=card.get("metrics", {}),
+            training_time_s=float((card.get("training") or {}).get("time_s", 0.0)),
+            hardware=_hardware_text((card.get("training") or {}).get("hardware")),
+            version=version,
+            settings=settings,
+        )
+    registry.promote(session, version, camera_group, actor="system:retrain", reason="bootstrap")
+    session.flush()
+    return session.get(ModelVersion, version)
+
+
+def fetch_weights(mv: ModelVersion, settings: Settings, dest_dir: Path) -> Path:
+    """A local copy of the parent's .pt weights (needed to fine-tune)."""
+    if not mv.weights_uri:
+        raise RetrainError(
+            f"model {mv.version} has no .pt weights in the registry, so it cannot be fine-tuned; "
+            "register it with its weights (models/bootstrap/urbaneye-bootstrap.pt for the bootstrap)"
+        )
+    if mv.weights_uri.startswith("s3://"):
+        bucket, _, key = mv.weights_uri.removeprefix("s3://").partition("/")
+        from datasets.builder import s3_store
+
+        dest = dest_dir / "parent.pt"
+        dest.write_bytes(s3_store(settings, bucket).get(key))
+        return dest
+    path = Path(mv.weights_uri)
+    if not path.is_file():
+        raise RetrainError(f"weights {path} of model {mv.version} are missing on this machine")
+    return path
+
+
+def regression_set(seed: int, count: int, settings: Settings) -> Path:
+    """The fixed synthetic regression set (generated once per seed/count, cached in ``models_dir``)."""
+    root = Path(settings.models_dir) / "regression" / f"seed{seed}-n{count}"
+    data_yaml = root / "data.yaml"
+    if data_yaml.is_file():
+        return data_yaml
+    from datasets.synth import generate_images
+
+    tmp = root.with_name(root.name + f".tmp-{uuid.uuid4().hex[:6]}")
+    generate_images(tmp, count=count, seed=seed, val_fraction=1.0)
+    if root.exists():  # another run finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(root)
+        _rewrite_path(data_yaml, root)
+    return data_yaml
+
+
+def _rewrite_path(data_yaml: Path, root: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load(data_yaml.read_text()) or {}
+    if "path" in doc:
+        doc["path"] = str(root.resolve())
+        data_yaml.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _hardware_text(hw: Any) -> str:
+    if not isinstance(hw, dict):
+        return str(hw or "")
+    parts = [
+        hw.get("gpu") or hw.get("cpu") or "",
+        f"{hw.get('cpu_cores', '?')} cores",
+        f"device {hw.get('device', '?')}",
+    ]
+    return ", ".join(p for p in parts if p)[:120]
+
+
+def _onnx_imgsz(onnx_path: Path) -> int:
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    h, w = (int(v) if isinstance(v, int) else 640 for v in shape[2:4])
+    return max(h, w)
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+
+def run_retraining(
+    options: RetrainOptions | None = None,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> RetrainResult:
+    """Run one retraining; commits the dataset, the new version, the gate decision and any promotion."""
+    options = options or RetrainOptions()
+    settings = settings or get_settings()
+    progress = progress or (lambda *_: None)
+    if session_factory is None:
+        from urbaneye.db.session import session_factory as make_factory
+
+        session_factory = make_factory()
+    keep = options.work_dir is not None
+    work = Path(options.work_dir or tempfile.mkdtemp(prefix="ue-retrain-"))
+    work.mkdir(parents=True, exist_ok=True)
+    lock_session = session_factory()
+    try:
+        with group_lock(lock_session, options.camera_group):
+            lock_session.commit()  # the lock is session-level: it survives this (empty) commit
+            return _run(options, session_factory, settings, progress, work)
+    finally:
+        lock_session.close()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    options: RetrainOptions,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    progress: Progress,
+    work: Path,
+) -> RetrainResult:
+    from models.evaluate import evaluate_model
+    from models.train import train_model
+    from vision.config import ModelConfig
+    from vision.detector import OnnxDetector
+
+    group = options.camera_group
+    steps = 7
+    progress("parent", 0, steps)
+    with sessions() as s:
+        parent = ensure_parent(s, group, settings)
+        s.commit()
+        parent_onnx = registry.fetch_onnx(parent.onnx_uri, parent.sha256, settings)
+        parent_pt = fetch_weights(parent, settings, work)
+        parent_version = parent.version
+
+    progress("dataset", 1, steps)
+    store = datasets_store(settings)
+    with sessions() as s:
+        if options.dataset_version:
+            manifest = load_manifest(s, options.dataset_version, store)
+            data_yaml = materialize(manifest, work / "dataset", store)
+            dataset_version = options.dataset_version
+        else:
+            labeller = OnnxDetector(parent_onnx, ModelConfig(default_score_threshold=PSEUDO_DETECT_THRESHOLD))
+            build = replace(options.build, camera_group=options.build.camera_group or group)
+            result = build_dataset(
+                s, options=build, detector=labeller, store=store, settings=settings, out_dir=work / "dataset"
+            )
+            s.commit()
+            data_yaml, dataset_version, manifest = result.data_yaml, result.version, result.manifest
+    if not manifest["counts"]["val"]["images"]:
+        log.warning(
+            "dataset %s has no val images; the gate will keep the new model as a candidate", dataset_version
+        )
+
+    progress("regression set", 2, steps)
+    reg_yaml = options.regression_data or regression_set(
+        options.regression_seed, options.regression_count, settings
+    )
+
+    progress("train", 3, steps)
+    version = registry.make_version(group, uuid.uuid4().hex)
+    export_px = _onnx_imgsz(parent_onnx)  # same input size as the deployed model: same runtime cost
+    trained = train_model(
+        data_yaml,
+        work / "train",
+        recipe=options.recipe,
+        epochs=options.epochs,
+        imgsz_px=options.imgsz_px,
+        export_imgsz_px=export_px,
+        init_weights=parent_pt,
+        batch=options.batch,
+        device=options.device,
+        time_h=options.time_h,
+        name="urbaneye",
+        version=version,
+        evaluate=False,
+    )
+
+    def evaluate(onnx: Path, data: Path, split: str) -> dict[str, Any]:
+        kwargs = {"imgsz_px": options.eval_imgsz_px} if options.eval_imgsz_px else {}
+        return evaluate_model(onnx, data, split, **kwargs)
+
+    has_val = bool(manifest["counts"]["val"]["images"])
+    progress("evaluate val", 4, steps)
+    empty = {"map50": None, "map50_95": None, "per_class": {}}
+    new_val = evaluate(trained.onnx_path, data_yaml, "val") if has_val else empty
+    parent_val = evaluate(parent_onnx, data_yaml, "val") if has_val else empty
+    progress("evaluate regression", 5, steps)
+    new_reg = evaluate(trained.onnx_path, reg_yaml, "val")
+    parent_reg = evaluate(parent_onnx, reg_yaml, "val")
+
+    decision = decide(
+        new_val=new_val,
+        active_val=parent_val,
+        new_regression=new_reg,
+        active_regression=parent_reg,
+        max_class_drop_ap50=options.max_class_drop_ap50,
+        min_val_gain_map50=options.min_val_gain_map50,
+    )
+    metrics = {
+        "val": _slim(new_val),
+        "regression": _slim(new_reg),
+        "parent": {"version": parent_version, "val": _slim(parent_val), "regression": _slim(parent_reg)},
+        "val_dataset": dataset_version,
+        "regression_set": {
+            "data": str(reg_yaml),
+            "seed": options.regression_seed,
+            "count": options.regression_count,
+        },
+    }
+    training = trained.card.training or {}
+    progress("register", 6, steps)
+    with sessions() as s:
+        mv = registry.register(
+            s,
+            onnx_path=trained.onnx_path,
+            weights_path=trained.pt_path,
+            parent=parent_version,
+            camera_group=group,
+            dataset_version=dataset_version,
+            classes=trained.card.classes,
+            metrics=metrics,
+            gate={**decision.to_json(), "decided_at": dt.datetime.now(dt.UTC).isoformat()},
+            training_time_s=float(training.get("time_s", 0.0)),
+            hardware=_hardware_text(training.get("hardware")),
+            version=version,
+            settings=settings,
+        )
+        promoted = False
+        if decision.promote and options.promote:
+            current = registry.active_for_group(s, group)
+            if current is not None and current.version != parent_version:
+                # someone promoted another model while we trained: our comparison is stale
+                gate = dict(mv.gate)
+                gate["reason"] += f"; not promoted: active model changed to {current.version} during training"
+                mv.gate = gate
+            else:
+                registry.promote(s, version, group, actor=options.actor, reason=decision.reason)
+                promoted = True
+        s.commit()
+    progress("done", steps, steps)
+    log.info("retrain %s: %s", version, decision.reason)
+    return RetrainResult(
+        version=version,
+        parent=parent_version,
+        dataset_version=dataset_version,
+        gate=decision,
+        promoted=promoted,
+        metrics=metrics,
+        training_time_s=float(training.get("time_s", 0.0)),
+        onnx_path=str(trained.onnx_path),
+    )
+
+
+def _slim(report: dict[str, Any]) -> dict[str, Any]:
+    """What the registry keeps of an evaluation: overall and per-class AP/precision/recall."""
+    keep = ("map50", "map50_95", "precision", "recall", "images", "instances")
+    out = {k: report.get(k) for k in keep if k in report}
+    out["per_class"] = {
+        name: {k: row.get(k) for k in ("ap50", "ap50_95", "precision", "recall", "instances") if k in row}
+        for name, row in (report.get("per_class") or {}).items()
+    }
+    return out
