@@ -106,7 +106,7 @@ def add_case(
         frame_wh=list(frame_wh),
         status=status,
         reject_reason=reject_reason,
-        reviewed_at=at + dt.timedelta(minutes=5),
+        reviewed_at=None if status == "pending_review" else at + dt.timedelta(minutes=5),
         reviewed_by="u1",
         corrections=corrections or [],
         object_count=object_count,

@@ -1,0 +1,254 @@
+"""Dataset builder: verdict -> labels, scene split without leaks, manifest reproducibility on S3."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from datasets.builder import (
+    BuildOptions,
+    DatasetError,
+    Verdict,
+    assign_scenes,
+    build_dataset,
+    datasets_store,
+    frame_labels,
+    load_manifest,
+    materialize,
+    split_scenes,
+)
+from tests.retrain.conftest import T0, add_case
+from urbaneye.db.models import Case, DatasetVersion
+from vision.types import OBJECT_KINDS, Detections
+
+K = {str(k): i for i, k in enumerate(OBJECT_KINDS)}
+
+
+def dets(*rows: tuple[str, tuple[float, float, float, float], float]) -> Detections:
+    return Detections(
+        xyxy=[r[1] for r in rows] or [[0, 0, 0, 0]][:0],
+        confidence=[r[2] for r in rows],
+        class_id=[K[r[0]] for r in rows],
+    )
+
+
+def case(kind="exposed_garbage", bbox=(20, 20, 60, 60), corrections=None, object_count=1) -> Case:
+    return Case(
+        id="c1",
+        kind=kind,
+        bbox_xyxy=list(bbox),
+        frame_wh=[160, 96],
+        corrections=corrections or [],
+        object_count=object_count,
+    )
+
+
+POS, NEG = Verdict("positive", "confirmed"), Verdict("negative", "rejected:false_detection")
+PERSON = ("person", (100.0, 10.0, 120.0, 80.0), 0.9)
+
+
+def labels(c, verdict, detections=None, wh=(160, 96)):
+    return sorted(
+        (lb.label, tuple(round(v) for v in lb.xyxy), lb.source)
+        for lb in frame_labels(c, verdict, detections, wh, 0.6)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "c", "verdict", "detections", "expected"),
+    [
+        (
+            "confirmed box + confident pseudo-label",
+            case(),
+            POS,
+            dets(PERSON, ("bicycle", (0, 0, 10, 10), 0.3)),
+            [("garbage", (20, 20, 60, 60), "case"), ("person", (100, 10, 120, 80), "pseudo")],
+        ),
+        (
+            "reviewed box replaces the model's own box",
+            case(),
+            POS,
+            dets(("garbage", (22, 22, 61, 61), 0.95)),
+            [("garbage", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "hard negative: false box and its pseudo-label removed",
+            case(),
+            NEG,
+            dets(("garbage", (22, 22, 61, 61), 0.95), PERSON),
+            [("person", (100, 10, 120, 80), "pseudo")],
+        ),
+        (
+            "vending maps to stall",
+            case("street_vending"),
+            POS,
+            None,
+            [("vending_stall", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "bike kind from the model",
+            case("bike_misparking"),
+            POS,
+            dets(("e_bike", (21, 20, 60, 59), 0.4)),
+            [("e_bike", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "bike group box: bikes labelled one by one",
+            case("bike_misparking", (0, 0, 100, 90), object_count=2),
+            POS,
+            dets(("bicycle", (5, 5, 40, 80), 0.8), ("bicycle", (50, 5, 90, 80), 0.8)),
+            [("bicycle", (5, 5, 40, 80), "pseudo"), ("bicycle", (50, 5, 90, 80), "pseudo")],
+        ),
+        (
+            "adjust correction moves the box",
+            case(corrections=[{"action": "adjust", "xyxy": [10, 10, 70, 70]}]),
+            POS,
+            None,
+            [("garbage", (10, 10, 70, 70), "correction")],
+        ),
+        (
+            "relabel correction",
+            case(corrections=[{"action": "relabel", "label": "trash_bin"}]),
+            POS,
+            None,
+            [("trash_bin", (20, 20, 60, 60), "correction")],
+        ),
+        (
+            "add and remove corrections",
+            case(
+                corrections=[
+                    {"action": "add", "xyxy": [70, 10, 90, 30], "label": "smoke"},
+                    {"action": "remove", "xyxy": [100, 10, 120, 80]},
+                ]
+            ),
+            POS,
+            dets(PERSON),
+            [("garbage", (20, 20, 60, 60), "case"), ("smoke", (70, 10, 90, 30), "correction")],
+        ),
+        (
+            "boxes scale to the stored image size",
+            case(),
+            POS,
+            None,
+            [("garbage", (40, 40, 120, 120), "case")],
+        ),
+    ],
+)
+def test_frame_labels(name, c, verdict, detections, expected):
+    wh = (320, 192) if name.startswith("boxes scale") else (160, 96)
+    assert labels(c, verdict, detections, wh) == expected, name
+
+
+def test_unknown_correction_names_the_fix():
+    with pytest.raises(DatasetError, match="use adjust, relabel, add or remove"):
+        frame_labels(case(corrections=[{"action": "move"}]), POS, None, (160, 96), 0.6)
+
+
+def test_scenes_and_split():
+    from datasets.builder import FrameRef
+
+    def f(cid, cam, minutes):
+        return FrameRef(cid, cam, T0 + dt.timedelta(minutes=minutes), "k", "s", 1)
+
+    frames = [
+        f("a", "cam-1", 0),
+        f("b", "cam-1", 30),
+        f("c", "cam-1", 200),
+        f("d", "cam-2", 0),
+        f("e", "cam-1", 500),
+    ]
+    scenes = assign_scenes(frames, scene_gap_s=3600, max_scene_s=6 * 3600)
+    assert scenes["a"] == scenes["b"] != scenes["c"]
+    assert len({scenes[x] for x in "abcde"}) == 4
+    val = split_scenes({"s1": 5, "s2": 5, "s3": 5, "s4": 5}, 0.25)
+    assert len(val) == 1
+    assert split_scenes({"s1": 5}, 0.5) == set()  # one scene stays in train
+    assert split_scenes({"s1": 5, "s2": 1}, 0.99) in ({"s1"}, {"s2"})
+
+
+def test_build_from_reviewed_cases_is_reproducible_on_s3(db, s3_settings, tmp_path):
+    from urbaneye.storage import get_store
+
+    evidence = get_store(s3_settings)
+    with db() as s:
+        # 4 cameras x 2 sessions far apart in time -> 8 scenes; plus cases that must be skipped
+        n = 0
+        for cam in ("cam-1", "cam-2", "cam-3", "cam-4"):
+            for day in (0, 3):
+                add_case(s, evidence, camera_id=cam, at=T0 + dt.timedelta(days=day), seed=n, frames=2)
+                n += 1
+        add_case(
+            s,
+            evidence,
+            camera_id="cam-1",
+            status="rejected",
+            reject_reason="false_detection",
+            at=T0 + dt.timedelta(days=6),
+            seed=90,
+        )
+        add_case(
+            s, evidence, status="rejected", reject_reason="duplicate", at=T0 + dt.timedelta(days=9), seed=91
+        )
+        add_case(s, evidence, status="pending_review", at=T0 + dt.timedelta(days=9), seed=92)
+        s.commit()
+        result = build_dataset(
+            s,
+            options=BuildOptions(synth_share=0, val_fraction=0.3),
+            settings=s3_settings,
+            out_dir=tmp_path / "ds",
+        )
+        s.commit()
+    m = result.manifest
+    assert result.counts["cases_used"] == 9
+    assert result.counts["cases_skipped"] == {"rejected:duplicate": 1}
+    assert (
+        result.counts["train"]["images"] + result.counts["val"]["images"] + result.counts["buffer_dropped"]
+        == 17
+    )
+    assert result.counts["val"]["images"] > 0 and result.counts["train"]["images"] > 0
+    # no scene in both splits, and no train frame within the gap of a val frame of its camera
+    splits = {}
+    for it in m["items"]:
+        splits.setdefault(it["scene"], set()).add(it["split"])
+    assert all(len(v) == 1 for v in splits.values())
+    val_at = [
+        (it["camera_id"], dt.datetime.fromisoformat(it["captured_at"]))
+        for it in m["items"]
+        if it["split"] == "val"
+    ]
+    for it in m["items"]:
+        if it["split"] == "train":
+            t = dt.datetime.fromisoformat(it["captured_at"])
+            assert all(cam != it["camera_id"] or abs((t - tv).total_seconds()) > 3600 for cam, tv in val_at)
+    neg = [it for it in m["items"] if it["verdict"] == "rejected:false_detection"]
+    assert len(neg) == 1 and neg[0]["labels"] == []
+    assert all(it["case_id"] and it["image_sha256"] for it in m["items"])
+
+    # stored in the datasets bucket and registered; a fresh materialize from the manifest is identical
+    assert result.manifest_uri == f"s3://{s3_settings.s3_datasets_bucket}/manifests/{result.version}.json"
+    store = datasets_store(s3_settings)
+    with db() as s:
+        row = s.get(DatasetVersion, result.version)
+        assert row.sha256 == result.sha256
+        again = load_manifest(s, result.version, store)
+    assert again == json.loads(json.dumps(m))
+    rebuilt = materialize(again, tmp_path / "again", store)
+
+    def tree(root):
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "data.yaml"
+        }
+
+    assert tree(tmp_path / "ds") == tree(rebuilt.parent)
+    label = next((tmp_path / "ds" / "labels" / "train").glob("*.txt")).read_text().split()
+    assert label[0] == str(K["garbage"]) and len(label) == 5
+
+
+def test_no_reviewed_cases_names_the_fix(db, fs_store):
+    with db() as s, pytest.raises(DatasetError, match="review some cases first"):
+        build_dataset(s, options=BuildOptions(synth_share=0))
