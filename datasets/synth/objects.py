@@ -1096,35 +1096,60 @@ def sample_smoke(rng: np.random.Generator) -> Params:
 
 
 def draw_smoke(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
-    """A plume of soft blobs rising and widening; ``phase`` (radians) advances the puffs."""
+    """A plume of soft puffs rising, widening and thinning; ``phase`` (radians) advances the puffs."""
     rng = np.random.default_rng(p["seed"])
     H, W = p["height_m"], p["width_m"]
     drift = p["drift"]
-    half = W / 2 + abs(drift) * H / 2 + W
-    cv = Canvas(sx, sy, sd, half, H + W, 0.1, 0.1)
+    half = W / 2 + abs(drift) * H / 2 + W * 0.6
+    cv = Canvas(sx, sy, sd, half, H + W * 0.6, 0.1, 0.1)
     hh, ww = cv.alpha.shape
-    # Paint density at quarter resolution, blur, upsample: soft edges for free.
-    q = 4 if min(hh, ww) > 32 else 1
-    acc = np.zeros((max(1, hh // q), max(1, ww // q)), np.float32)
-    n = int(rng.integers(9, 16))
+    # Paint density at reduced resolution, blur, upsample: soft edges for free.
+    q = 4 if min(hh, ww) > 48 else 2 if min(hh, ww) > 16 else 1
+    sh_, sw_ = max(1, hh // q), max(1, ww // q)
+    acc = np.zeros((sh_, sw_), np.float32)
+    tmp = np.zeros_like(acc)
+    n = int(rng.integers(18, 30))
     offs = rng.uniform(0, 1, n)
+    wob = rng.uniform(-1, 1, n)
     for i in range(n):
-        t = (offs[i] + phase / (2 * math.pi) * 0.25) % 1.0
-        y = 0.1 + t * H
-        x = drift * t * t * H / 2 + float(math.sin(phase * 0.7 + i) * 0.05) + float(rng.uniform(-0.08, 0.08))
-        r = W * (0.3 + 0.7 * t)
-        strength = (1 - t) ** 0.7
+        t = float((offs[i] + phase / (2 * math.pi) * 0.25) % 1.0)
+        y = 0.05 + t * H
+        x = drift * t * t * H / 2 + W * 0.25 * t * float(wob[i]) + 0.04 * math.sin(phase * 0.7 + i)
+        r = W * (0.1 + 0.6 * t)
+        strength = (1 - t) ** 0.6 * 0.8
         cx, cy = cv.P(x, y)
-        cv2.circle(acc, (int(cx / q), int(cy / q)), max(1, int(r * sx / q)), float(strength), -1, cv2.LINE_AA)
-    k = max(3, (int(W * sx / q / 3) // 2) * 2 + 1)
-    acc = cv2.GaussianBlur(acc, (k, k), 0)
-    acc = np.clip(acc * 1.8, 0, 1) * p["density"]
+        tmp.fill(0)
+        cv2.circle(tmp, (int(cx / q), int(cy / q)), max(1, int(r * sx / q)), 1.0, -1, cv2.LINE_AA)
+        acc += tmp * strength
+    sigma = max(0.8, W * sx / q / 6)
+    acc = cv2.GaussianBlur(acc, (0, 0), sigma)
+    _, coarse = _smoke_noise()
+    ny, nx = (
+        int(rng.integers(0, 1024 - sh_)) if sh_ < 1024 else 0,
+        int(rng.integers(0, 1024 - sw_)) if sw_ < 1024 else 0,
+    )
+    texture = coarse[ny : ny + sh_, nx : nx + sw_]
+    if texture.shape == acc.shape:
+        acc *= texture
+    acc = np.clip(acc * 1.6, 0, 1) * p["density"]
     dens = cv2.resize(acc, (ww, hh), interpolation=cv2.INTER_LINEAR)
     cv.alpha = (dens * 255).astype(np.uint8)
     t0 = p["tone"]
     cv.rgb[:] = (min(255, t0 + p["tint"]), t0, max(0, t0 - p["tint"]))
     dense = dens >= 0.45 * p["density"]
     return cv.finish(0.0, dense=dense, opaque=False)
+
+
+_SMOKE_NOISE: list[np.ndarray] = []
+
+
+def _smoke_noise() -> tuple[None, np.ndarray]:
+    """A fixed wispy modulation texture in [0.45, 1.25] (per process, from a fixed seed)."""
+    if not _SMOKE_NOISE:
+        rng = np.random.default_rng(99)
+        small = rng.uniform(0.45, 1.25, (64, 64)).astype(np.float32)
+        _SMOKE_NOISE.append(cv2.resize(small, (1024, 1024), interpolation=cv2.INTER_CUBIC))
+    return None, _SMOKE_NOISE[0]
 
 
 # --------------------------------------------------------------------------------------- hard negatives
