@@ -57,7 +57,15 @@ def _conf(s: Settings) -> dict:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 3.0,
         # Redis: a task taken by a worker that died unacknowledged comes back after this long.
-        "broker_transport_options": {"visibility_timeout": s.broker_visibility_timeout_s},
+        # Publishing fails fast when the broker is down (the spool and the relay are the retry), instead of
+        # kombu's default of several reconnect attempts inside the stream worker's loop.
+        "broker_transport_options": {
+            "visibility_timeout": s.broker_visibility_timeout_s,
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
         "task_time_limit": s.task_time_limit_s + 10,
         "task_soft_time_limit": s.task_time_limit_s,
         "task_always_eager": embedded,

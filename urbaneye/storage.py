@@ -8,6 +8,7 @@ caller leaves the frames in the hand-off spool, which is retried until the store
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -308,7 +309,13 @@ class MinioEvidenceStore:
 
         self.ensure_ready()
         digest = sha256_hex(data)
-        meta = {"sha256": digest, **{k: str(v) for k, v in (metadata or {}).items()}}
+        meta = {
+            "sha256": digest,
+            **{k: str(v) for k, v in (metadata or {}).items()},
+            # S3 checks the body against our hash on arrival; object lock requires an integrity header.
+            "x-amz-sdk-checksum-algorithm": "SHA256",
+            "x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(digest)).decode(),
+        }
         retention = None
         if self.object_lock:
             until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=self.retention_days)

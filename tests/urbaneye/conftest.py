@@ -328,3 +328,70 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
         time.sleep(interval_s)
+
+
+# --- the real stack: PostgreSQL + Redis broker + moto S3 + hotline receiver ------------------------
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    db_url: str
+    hotline: HotlineReceiver
+    s3: dict
+
+    def settings(self):  # noqa: ANN201
+        from urbaneye.settings import get_settings
+
+        return get_settings()
+
+
+def stack_env(
+    pg_url: str, broker_url: str, s3: dict, hotline_url: str, data_dir: Path, **extra: object
+) -> dict[str, str]:
+    env = {
+        "environment": "test",
+        "data_dir": str(data_dir),
+        "database_url": pg_url,
+        "broker_url": broker_url,
+        "evidence_backend": "s3",
+        "s3_endpoint": s3["endpoint"],
+        "s3_access_key": s3["access_key"],
+        "s3_secret_key": s3["secret_key"],
+        "s3_region": s3["region"],
+        "s3_object_lock": "true",
+        "s3_timeout_s": "1",
+        "hotline_url": hotline_url,
+        "hotline_secret": "test-hotline-secret",
+        "hotline_timeout_s": "1",
+        "hotline_backoff_s": "0.2",
+        "hotline_backoff_max_s": "1",
+        "hotline_max_retries": "30",
+        "outbox_lease_s": "3",
+        "spool_resend_after_s": "2",
+        "relay_interval_s": "0.2",
+        "broker_visibility_timeout_s": "5",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return {f"URBANEYE_{k.upper()}": v for k, v in env.items()}
+
+
+@pytest.fixture
+def make_stack(settings_env, pg_url, s3_server, hotline, tmp_path) -> Iterator[Callable[..., Stack]]:
+    """Build the stack's settings for a broker; applies them to this process (the 'stream worker')."""
+    from urbaneye.celery_app import reconfigure
+    from urbaneye.db.migrate import upgrade
+
+    upgrade(pg_url)
+
+    def make(broker_url: str, **extra: object) -> Stack:
+        env = stack_env(pg_url, broker_url, s3_server, hotline.url, tmp_path / "var", **extra)
+        settings_env(**{k.removeprefix("URBANEYE_").lower(): v for k, v in env.items()})
+        reconfigure()
+        return Stack(env=env, db_url=pg_url, hotline=hotline, s3=s3_server)
+
+    yield make
+    from urbaneye.settings import get_settings
+
+    get_settings.cache_clear()
+    reconfigure()

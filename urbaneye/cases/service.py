@@ -26,7 +26,7 @@ from urbaneye.cases.describe import describe_case
 from urbaneye.cases.spool import Spool, SpoolItem
 from urbaneye.db.models import Case, CaseStatus, Evidence, Outbox, RejectReason, Review, utcnow
 from urbaneye.settings import get_settings
-from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store
+from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store, sha256_hex
 from vision.types import GBT_CODES, ViolationKind
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,9 @@ def create_case_from_spool(
             uploaded = True
         except EvidenceStoreUnavailable as exc:
             log.warning("evidence %s waits in the spool: %s", key, exc)
-            from urbaneye.storage import sha256_hex
-
+            digest = sha256_hex(data)
+        except Exception:  # a refused upload must not cost the case: the spool keeps the bytes
+            log.exception("evidence %s upload refused; it waits in the spool", key)
             digest = sha256_hex(data)
         if row is None:
             row = Evidence(
