@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -69,10 +73,42 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or ("/ui" if scope["path"].startswith("/ui") else "other")
-            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
-            self.metrics.latency_s.labels(scope["method"], template).observe(time.perf_counter() - t0)
+            self.metrics.requests.labels(scope["method"], _route_template(scope), str(status["code"])).inc()
+            self.metrics.latency_s.labels(scope["method"], _route_template(scope)).observe(
+                time.perf_counter() - t0
+            )
+
+
+def _route_template(scope: Scope) -> str:
+    endpoint = scope.get("endpoint")
+    app = scope.get("app")
+    if endpoint is not None and app is not None:
+        templates = getattr(app.state, "route_templates", None)
+        if templates is None:
+            templates = app.state.route_templates = {r.endpoint: r.path for r in iter_api_routes(app)}
+        if endpoint in templates:
+            return templates[endpoint]
+    return "/ui" if scope["path"].startswith("/ui") else "other"
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str  # full template, e.g. /api/v1/cases/{case_id}
+    methods: frozenset[str]
+    endpoint: Callable
+    dependant: Any
+
+
+def iter_api_routes(app: FastAPI) -> Iterator[RouteInfo]:
+    """Every API route with its full path, whether FastAPI keeps included routers flattened (older
+    versions) or as included-router objects with effective route contexts (newer ones)."""
+    for route in app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            for ctx in contexts():
+                yield RouteInfo(ctx.path, frozenset(ctx.methods), ctx.endpoint, ctx.dependant)
+        elif isinstance(route, APIRoute):
+            yield RouteInfo(route.path, frozenset(route.methods), route.endpoint, route.dependant)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

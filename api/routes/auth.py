@@ -27,6 +27,7 @@ def login(
     try:
         user = authenticate(session, form.username, form.password, remote, settings)
     except AuthError as exc:
+        request.app.state.metrics.login_failures.inc()
         headers = (
             {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {"WWW-Authenticate": "Bearer"}
         )
