@@ -379,6 +379,7 @@ class BuildOptions:
     synth_share: float = 0.3  # fraction of the train split that is synthetic
     synth_seed: int = 0
     synth_style: str | None = None
+    synth_size: tuple[int, int] = (960, 540)
     split_salt: str = "urbaneye"
 
     def to_json(self) -> dict[str, Any]:
@@ -397,8 +398,8 @@ class BuildResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-#: A synthetic source: ``(count, seed, style, out_dir) -> [(image_path, [Label...]), ...]``.
-SynthSource = Callable[[int, int, str | None, Path], list[tuple[Path, list[Label]]]]
+#: A synthetic source: ``(count, seed, style, size, out_dir) -> [(image_path, [Label...]), ...]``.
+SynthSource = Callable[[int, int, str | None, tuple[int, int], Path], list[tuple[Path, list[Label]]]]
 
 
 def reviewed_cases(session: Session, options: BuildOptions) -> list[Case]:
@@ -551,7 +552,9 @@ def build_dataset(
 
         source = synth or synth_source
         with tempfile.TemporaryDirectory(prefix="ue-synth-") as tmp:
-            generated = source(n_synth, options.synth_seed, options.synth_style, Path(tmp))
+            generated = source(
+                n_synth, options.synth_seed, options.synth_style, options.synth_size, Path(tmp)
+            )
             for j, (path, labels) in enumerate(generated):
                 progress("synthetic", j, len(generated))
                 data = Path(path).read_bytes()
@@ -569,7 +572,12 @@ def build_dataset(
                         "key": key,
                         "split": "train",
                         "source": "synth",
-                        "synth": {"seed": options.synth_seed, "style": options.synth_style, "index": j},
+                        "synth": {
+                            "seed": options.synth_seed,
+                            "style": options.synth_style,
+                            "index": j,
+                            "name": Path(path).stem,
+                        },
                         "width": w,
                         "height": h,
                         "labels": [lb.to_json() for lb in labels],
@@ -718,14 +726,15 @@ def materialize(manifest: dict[str, Any], out_dir: Path, store: Any) -> Path:
 # ------------------------------------------------------------------------------------------------- synth
 
 
-def synth_source(count: int, seed: int, style: str | None, out_dir: Path) -> list[tuple[Path, list[Label]]]:
+def synth_source(
+    count: int, seed: int, style: str | None, size: tuple[int, int], out_dir: Path
+) -> list[tuple[Path, list[Label]]]:
     """Synthetic images with ground truth from ``datasets.synth`` (the bootstrap generator)."""
-    from datasets.synth import generate_images  # noqa: PLC0415 - heavy, optional at build time
+    from datasets.synth import generate_images
 
-    kwargs: dict[str, Any] = {"count": count, "seed": seed}
-    if style:
-        kwargs["style"] = style
-    data_yaml = Path(generate_images(out_dir, **kwargs))
+    data_yaml = Path(
+        generate_images(out_dir, count=count, seed=seed, val_fraction=0.0, size=tuple(size), style=style)
+    )
     return read_yolo_split(data_yaml, "train") + read_yolo_split(data_yaml, "val")
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 #: The fixed regression set: same seed, count and style every run, so numbers compare across versions.
 REGRESSION_SEED = 20240601
 REGRESSION_COUNT = 48
+REGRESSION_SIZE = (640, 360)
 BOOTSTRAP_DIR = REPO_ROOT / "models" / "bootstrap"
 #: Detections below this never become pseudo-labels; the builder's ``pseudo_conf`` decides the rest.
 PSEUDO_DETECT_THRESHOLD = 0.25
@@ -104,23 +105,26 @@ class RetrainResult:
 
 
 @contextlib.contextmanager
-def group_lock(session: Session, camera_group: str) -> Iterator[None]:
-    """Session-level advisory lock on PostgreSQL (released on exit or if the worker dies); no-op elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
+def group_lock(engine: Engine, camera_group: str) -> Iterator[None]:
+    """Advisory lock per camera group on PostgreSQL, held on a dedicated connection for the whole run.
+
+    If the worker dies the connection drops and PostgreSQL releases the lock. No-op on other databases.
+    """
+    if engine.dialect.name != "postgresql":
         yield
         return
     key = int.from_bytes(
         hashlib.sha256(f"urbaneye-retrain:{camera_group}".encode()).digest()[:8], "big", signed=True
     )
-    conn = session.connection()
-    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-        raise RetrainBusy(
-            f"a retraining of camera group {camera_group!r} is already running; wait for it to finish"
-        )
-    try:
-        yield
-    finally:
-        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            raise RetrainBusy(
+                f"a retraining of camera group {camera_group!r} is already running; wait for it to finish"
+            )
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
 def ensure_parent(session: Session, camera_group: str, settings: Settings) -> ModelVersion:
@@ -176,31 +180,32 @@ def fetch_weights(mv: ModelVersion, settings: Settings, dest_dir: Path) -> Path:
     return path
 
 
-def regression_set(seed: int, count: int, settings: Settings) -> Path:
-    """The fixed synthetic regression set (generated once per seed/count, cached in ``models_dir``)."""
-    root = Path(settings.models_dir) / "regression" / f"seed{seed}-n{count}"
+def regression_set(
+    seed: int, count: int, settings: Settings, size: tuple[int, int] = REGRESSION_SIZE
+) -> Path:
+    """The fixed synthetic regression set (generated once per seed/count/size, cached in ``models_dir``).
+
+    All images are in its ``val`` split. The generator is deterministic per seed, so every run and every
+    machine scores models on the same pictures.
+    """
+    import yaml
+
+    from datasets.synth import generate_images
+
+    root = Path(settings.models_dir) / "regression" / f"seed{seed}-n{count}-{size[0]}x{size[1]}"
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
         return data_yaml
-    from datasets.synth import generate_images
-
     tmp = root.with_name(root.name + f".tmp-{uuid.uuid4().hex[:6]}")
-    generate_images(tmp, count=count, seed=seed, val_fraction=1.0)
+    generate_images(tmp, count=count, seed=seed, val_fraction=0.0, size=size)
     if root.exists():  # another run finished first
         shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(root)
-        _rewrite_path(data_yaml, root)
+        return data_yaml
+    tmp.rename(root)
+    doc = yaml.safe_load((root / "data.yaml").read_text()) or {}
+    doc.update(path=str(root.resolve()), val="images/train", regression_seed=seed)
+    data_yaml.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     return data_yaml
-
-
-def _rewrite_path(data_yaml: Path, root: Path) -> None:
-    import yaml
-
-    doc = yaml.safe_load(data_yaml.read_text()) or {}
-    if "path" in doc:
-        doc["path"] = str(root.resolve())
-        data_yaml.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -250,13 +255,10 @@ def run_retraining(
     keep = options.work_dir is not None
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="ue-retrain-"))
     work.mkdir(parents=True, exist_ok=True)
-    lock_session = session_factory()
     try:
-        with group_lock(lock_session, options.camera_group):
-            lock_session.commit()  # the lock is session-level: it survives this (empty) commit
+        with group_lock(session_factory.kw["bind"], options.camera_group):
             return _run(options, session_factory, settings, progress, work)
     finally:
-        lock_session.close()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -268,7 +270,6 @@ def _run(
     progress: Progress,
     work: Path,
 ) -> RetrainResult:
-    from models.evaluate import evaluate_model
     from models.train import train_model
     from vision.config import ModelConfig
     from vision.detector import OnnxDetector
@@ -328,6 +329,8 @@ def _run(
     )
 
     def evaluate(onnx: Path, data: Path, split: str) -> dict[str, Any]:
+        from models.evaluate import evaluate_model
+
         kwargs = {"imgsz_px": options.eval_imgsz_px} if options.eval_imgsz_px else {}
         return evaluate_model(onnx, data, split, **kwargs)
 
