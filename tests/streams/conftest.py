@@ -24,8 +24,8 @@ def oracle_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def camera_dict(camera_id: str, url: str, **extra: Any) -> dict[str, Any]:
-    """A camera with one 'monitored' zone around GARBAGE_BOX, a 15 s garbage dwell, 5 detect-fps."""
+def camera_dict(camera_id: str, url: str, garbage_dwell_s: float = 15, **extra: Any) -> dict[str, Any]:
+    """A camera with one 'monitored' zone around GARBAGE_BOX, 5 detect-fps, video t=0 at 10:00 Beijing."""
     cam = {
         "id": camera_id,
         "name": f"测试 {camera_id}",
@@ -38,7 +38,7 @@ def camera_dict(camera_id: str, url: str, **extra: Any) -> dict[str, Any]:
                 "name": "人民路",
                 "kind": "monitored",
                 "polygon": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.85], [0.3, 0.85]],
-                "dwell_s": {"exposed_garbage": 15},
+                "dwell_s": {"exposed_garbage": garbage_dwell_s},
             }
         ],
     }

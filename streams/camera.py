@@ -1,0 +1,469 @@
+"""The per-camera loop: capture (thread) → bounded buffer → motion gate → detector → rules → events.
+
+Capture and processing are separate, like Frigate: a capture thread per camera reads the source at its
+own pace, keeps only the frames the detect rate needs (``grab`` skips colour conversion of the rest) and
+hands them over through a two-slot ``FrameBuffer`` that drops the oldest frame when the processor is
+behind. ``CameraProcessor`` runs on the worker's processing thread, which shares one detector (one ONNX
+session) across all cameras of the process.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from streams.motion import GateDecision, MotionGate
+from streams.sources import SourceError, SourceKind, StreamInfo, VideoSource, mask_url
+from streams.status import CameraHealth
+from vision.config import CameraConfig, RulesConfig
+from vision.types import Detections, ViolationEvent
+
+log = logging.getLogger(__name__)
+
+#: Reconnect backoff: 1 s, 2 s, 4 s … capped at 60 s (issue), each ±20 % jitter so cameras behind one
+#: failed switch do not reconnect in lock-step.
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_CAP_S = 60.0
+BACKOFF_JITTER = 0.2
+#: Frames waiting per camera between capture and processing. Two: one being replaced, one ready.
+BUFFER_FRAMES = 2
+
+
+class Detector(Protocol):
+    """What the per-camera loop needs from ``vision.detector.OnnxDetector``."""
+
+    version: str
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections: ...
+
+
+class Pipeline(Protocol):
+    """What the per-camera loop needs from ``vision.pipeline.CameraPipeline``."""
+
+    def step(
+        self, detections: Detections, ts_s: float, frame_wh: tuple[int, int]
+    ) -> list[ViolationEvent]: ...
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One frame picked at the detect rate.
+
+    Attributes:
+        camera_id: which camera.
+        image: BGR ``uint8 (h, w, 3)``.
+        ts_s: stream time for the rules: video seconds since the camera's t=0 (files with a start_time,
+            replay), else epoch seconds.
+        live: True when ``ts_s`` is epoch seconds.
+        frame_time: the wall-clock instant of the frame (UTC), for evidence file times.
+        captured_mono: ``time.monotonic()`` when it was read (latency, not logic).
+        seq: index among the camera's sampled frames since the capture started.
+        fresh: first sampled frame after the source was (re)opened: motion history no longer applies.
+    """
+
+    camera_id: str
+    image: np.ndarray
+    ts_s: float
+    live: bool
+    frame_time: dt.datetime
+    captured_mono: float
+    seq: int
+    fresh: bool = False
+
+    @property
+    def wh(self) -> tuple[int, int]:
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+class FrameBuffer:
+    """Bounded hand-over between one capture thread and the processor; drops (and counts) the oldest.
+
+    Example:
+        >>> buf = FrameBuffer(maxlen=2)
+        >>> [buf.put(i) for i in range(3)]
+        [0, 0, 1]
+        >>> buf.get_nowait(), buf.dropped
+        (1, 1)
+    """
+
+    def __init__(self, maxlen: int = BUFFER_FRAMES, on_ready: Callable[[], None] | None = None) -> None:
+        self._items: collections.deque = collections.deque()
+        self.maxlen = maxlen
+        self._lock = threading.Lock()
+        self._on_ready = on_ready
+        self.dropped = 0
+
+    def put(self, item: object) -> int:
+        """Add an item; returns how many old items were dropped to make room (0 or 1)."""
+        with self._lock:
+            dropped = 0
+            while len(self._items) >= self.maxlen:
+                self._items.popleft()
+                dropped += 1
+            self._items.append(item)
+            self.dropped += dropped
+        if self._on_ready is not None:
+            self._on_ready()
+        return dropped
+
+    def get_nowait(self):  # noqa: ANN201 - returns what was put
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class Backoff:
+    """Exponential reconnect delays with jitter, capped.
+
+    Example:
+        >>> b = Backoff(initial_s=1, cap_s=8, jitter=0, rng=random.Random(0))
+        >>> [b.next() for _ in range(5)]
+        [1.0, 2.0, 4.0, 8.0, 8.0]
+    """
+
+    def __init__(
+        self,
+        initial_s: float = BACKOFF_INITIAL_S,
+        cap_s: float = BACKOFF_CAP_S,
+        jitter: float = BACKOFF_JITTER,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.initial_s, self.cap_s, self.jitter = initial_s, cap_s, jitter
+        self._rng = rng or random.Random()
+        self._attempt = 0
+
+    def next(self) -> float:
+        base = min(self.cap_s, self.initial_s * 2.0**self._attempt)
+        self._attempt += 1
+        return max(0.0, base * (1.0 + self._rng.uniform(-self.jitter, self.jitter)))
+
+    def longest(self) -> float:
+        """Jump to the cap (permanent errors: a bad file will not fix itself within seconds)."""
+        self._attempt = 64
+        return self.next()
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class Sampler:
+    """Picks frames at ``fps`` by stream time; never bursts to catch up after a gap.
+
+    Example:
+        >>> s = Sampler(5.0)
+        >>> [round(i * 0.04, 2) for i in range(25) if s.due(i * 0.04)]
+        [0.0, 0.2, 0.4, 0.6, 0.8]
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.period_s = 1.0 / fps
+        self._next_s: float | None = None
+
+    def due(self, ts_s: float) -> bool:
+        # Half-a-millisecond slack: 0.2 s steps of a 25 fps clip land on 0.19999… in float arithmetic.
+        if self._next_s is not None and ts_s < self._next_s - 5e-4:
+            return False
+        self._next_s = ts_s + self.period_s if self._next_s is None else self._next_s + self.period_s
+        if self._next_s <= ts_s:  # a gap (stall, seek): restart the grid from here
+            self._next_s = ts_s + self.period_s
+        return True
+
+    def reset(self) -> None:
+        self._next_s = None
+
+
+def file_origin(camera: CameraConfig) -> dt.datetime | None:
+    """The aware wall-clock instant of a file's t=0 (``camera.start_time`` in the camera's zone)."""
+    if camera.start_time is None:
+        return None
+    start = camera.start_time
+    return start if start.tzinfo else start.replace(tzinfo=ZoneInfo(camera.timezone))
+
+
+class CaptureThread(threading.Thread):
+    """Keeps one camera's source open and feeds sampled frames into ``buffer``; never raises.
+
+    Reconnects with exponential backoff; a file loops (demos) when ``source.loop``; ``realtime`` paces
+    files at their native rate, as a live camera would deliver them (the worker; replay does not use
+    this class). A stale thread (the watchdog gave up on it while FFmpeg was stuck) exits quietly as soon
+    as its blocking call returns.
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        buffer: FrameBuffer,
+        health: CameraHealth,
+        *,
+        realtime: bool = True,
+        open_timeout_s: float | None = None,
+        read_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(name=f"capture-{camera.id}", daemon=True)
+        self.camera = camera
+        self.buffer = buffer
+        self.health = health
+        self.realtime = realtime
+        kwargs = {}
+        if open_timeout_s is not None:
+            kwargs["open_timeout_s"] = open_timeout_s
+        if read_timeout_s is not None:
+            kwargs["read_timeout_s"] = read_timeout_s
+        self.source = VideoSource(camera.source, **kwargs)
+        self.backoff = backoff or Backoff()
+        self._halt = threading.Event()
+        self._sampler = Sampler(camera.detect_fps)
+        self._seq = 0
+        self._origin = file_origin(camera)
+        self.last_progress_mono = time.monotonic()  # watchdog: updated on every grab attempt/sleep
+
+    # ------------------------------------------------------------ control
+    def stop(self) -> None:
+        self._halt.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._halt.is_set()
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> None:
+        label = f"camera {self.camera.id} ({self.source.label})"
+        loop_offset_s = 0.0
+        file_base_epoch: float | None = None  # files without start_time: epoch of the first open
+        try:
+            while not self._halt.is_set():
+                self.last_progress_mono = time.monotonic()
+                try:
+                    info = self.source.open()
+                except SourceError as exc:
+                    self.health.disconnected(str(exc), reconnecting=False)
+                    delay = self.backoff.longest() if exc.permanent else self.backoff.next()
+                    log.warning("%s: %s; retrying in %.1f s", label, exc, delay)
+                    self._sleep(delay)
+                    continue
+                self.health.connected(info.fps)
+                if file_base_epoch is None:
+                    file_base_epoch = time.time()
+                log.info("%s: opened %dx%d @ %.1f fps", label, info.width_px, info.height_px, info.fps or 0.0)
+                outcome, last_pos_s, frames = self._read(info, loop_offset_s, file_base_epoch)
+                self.source.close()
+                if self._halt.is_set():
+                    break
+                if outcome == "eof" and info.kind is SourceKind.FILE:
+                    if frames == 0:
+                        msg = (
+                            f"video file {self.camera.source.url} opened but no frame could be decoded "
+                            "(corrupt or truncated); re-encode it"
+                        )
+                        self.health.disconnected(msg, reconnecting=False)
+                        log.error("%s: %s", label, msg)
+                        self._sleep(self.backoff.longest())
+                        continue
+                    if not self.camera.source.loop:
+                        self.health.stopped("end of file")
+                        log.info("%s: end of file", label)
+                        return
+                    # Loop: keep stream time increasing so rules never see time run backwards.
+                    frame_s = 1.0 / info.fps if info.fps else 0.04
+                    loop_offset_s += last_pos_s + frame_s
+                    self.backoff.reset()
+                    continue
+                msg = f"lost {info.kind.value} stream ({outcome}); reconnecting"
+                self.health.disconnected(msg, reconnecting=True)
+                delay = self.backoff.next()
+                log.warning("%s: %s in %.1f s", label, msg, delay)
+                self._sleep(delay)
+        except Exception as exc:  # one camera's bug must never take the worker down
+            log.exception("%s: capture thread failed", label)
+            self.health.stopped(f"capture failed: {mask_url(str(exc))}")
+        finally:
+            self.source.close()
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._halt.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.last_progress_mono = time.monotonic()
+            self._halt.wait(min(left, 0.5))
+
+    def _read(self, info: StreamInfo, loop_offset_s: float, base_epoch: float) -> tuple[str, float, int]:
+        """Read until the stream ends or fails; returns (outcome, last video position s, frames grabbed)."""
+        is_file = info.kind is SourceKind.FILE
+        pace_anchor: float | None = None  # monotonic time of video position 0 (realtime files)
+        pos_s = 0.0
+        frames = 0
+        sampled = 0
+        while not self._halt.is_set():
+            self.last_progress_mono = time.monotonic()
+            if not self.source.grab():
+                return ("eof" if is_file else "read failed or timed out"), pos_s, frames
+            frames += 1
+            now_mono = time.monotonic()
+            if frames == 1:
+                self.backoff.reset()
+            if is_file:
+                pos_s = self.source.position_s()
+                if self.realtime:
+                    if pace_anchor is None:
+                        pace_anchor = now_mono - pos_s
+                    wait_s = pace_anchor + pos_s - now_mono
+                    if wait_s > 0:
+                        self._halt.wait(wait_s)
+                        now_mono = time.monotonic()
+                    elif wait_s < -1.0:
+                        pace_anchor = now_mono - pos_s  # decoding fell behind: don't burst to catch up
+                stream_s = loop_offset_s + pos_s
+                if self._origin is not None:
+                    ts_s, live = stream_s, False
+                    frame_time = self._origin + dt.timedelta(seconds=stream_s)
+                else:
+                    ts_s, live = base_epoch + stream_s, True
+                    frame_time = dt.datetime.fromtimestamp(ts_s, dt.UTC)
+            else:
+                ts_s, live = time.time(), True
+                frame_time = dt.datetime.fromtimestamp(ts_s, dt.UTC)
+            self.health.frame_in(now_mono)
+            if not self._sampler.due(ts_s):
+                continue
+            image = self.source.retrieve()
+            if image is None:
+                continue
+            frame = SampledFrame(
+                camera_id=self.camera.id,
+                image=image,
+                ts_s=ts_s,
+                live=live,
+                frame_time=frame_time.astimezone(dt.UTC),
+                captured_mono=now_mono,
+                seq=self._seq,
+                fresh=sampled == 0,
+            )
+            self._seq += 1
+            sampled += 1
+            dropped = self.buffer.put(frame)
+            if dropped:
+                self.health.dropped(dropped)
+        return "stopped", pos_s, frames
+
+
+class EventSink(Protocol):
+    """Receives each camera event with the frame and detections it came from."""
+
+    def put(
+        self, event: ViolationEvent, frame: SampledFrame, detections: Detections, model_version: str
+    ) -> None: ...
+
+
+#: Returns the detector to use for the next frame and its model version (hot reload swaps it).
+DetectorSource = Callable[[], tuple[Detector, str]]
+
+
+def fixed_detector(detector: Detector) -> DetectorSource:
+    version = str(getattr(detector, "version", "unknown"))
+    return lambda: (detector, version)
+
+
+@dataclass
+class ProcessResult:
+    decision: GateDecision
+    detections: Detections
+    events: list[ViolationEvent]
+    inference_ms: float
+
+
+class CameraProcessor:
+    """Motion gate → detector → pipeline → event sink for one camera. One thread calls ``process``.
+
+    When the gate skips a frame the rules still advance to its time with the last detections carried
+    (see ``streams.motion``), so dwell keeps counting and a dwell crossing opens on time with the
+    current frame as evidence.
+
+    Args:
+        camera / rules: the camera and the rule settings.
+        detectors: a detector, or a ``DetectorSource`` giving ``(detector, model_version)`` per frame.
+        sink: where events go (``HandoffQueue``), or None to only return them.
+        gating: False detects every sampled frame (``--no-motion-gating``).
+        live: stream times are epoch seconds (the rules' schedules then use them as wall clock).
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        rules: RulesConfig,
+        detectors: Detector | DetectorSource,
+        sink: EventSink | None = None,
+        *,
+        gating: bool = True,
+        live: bool = False,
+        pipeline: Pipeline | None = None,
+        health: CameraHealth | None = None,
+        on_detect: Callable[[str, float], None] | None = None,
+        escalation_history: dict[str, list[float]] | None = None,
+    ) -> None:
+        if pipeline is None:
+            from vision.pipeline import CameraPipeline
+
+            pipeline = CameraPipeline(camera, rules, escalation_history=escalation_history, live=live)
+        self.camera = camera
+        self.detectors: DetectorSource = (
+            fixed_detector(detectors) if hasattr(detectors, "detect") else detectors
+        )
+        self.sink = sink
+        self.pipeline = pipeline
+        self.health = health
+        self.on_detect = on_detect
+        motion = camera.motion if gating else camera.motion.model_copy(update={"enabled": False})
+        self.gate = MotionGate(motion, grace_s=rules.grace_s)
+        self._carried = Detections.empty()
+        self._last_wh: tuple[int, int] | None = None
+        self._last_ts_s: float | None = None
+        self.detector_calls = 0
+        self.frames = 0
+
+    def process(self, frame: SampledFrame) -> ProcessResult:
+        if frame.fresh or (self._last_wh is not None and frame.wh != self._last_wh):
+            # Reopened (reconnect, file loop) or reconfigured: the background and the carried boxes
+            # belong to another picture; detect this frame afresh.
+            self.gate.reset()
+            self._carried = Detections.empty()
+        self._last_wh = frame.wh
+        # Wall clocks can step back (NTP); the rules need time in order, so hold it at the last value.
+        ts_s = frame.ts_s if self._last_ts_s is None else max(frame.ts_s, self._last_ts_s)
+        self._last_ts_s = ts_s
+        decision = self.gate.decide(frame.image, ts_s)
+        detector, model_version = self.detectors()
+        inference_ms = 0.0
+        if decision.detect:
+            t0 = time.perf_counter()
+            detections = detector.detect(frame.image)
+            inference_ms = (time.perf_counter() - t0) * 1000.0
+            self._carried = detections
+            self.detector_calls += 1
+            if self.on_detect:
+                self.on_detect(self.camera.id, inference_ms)
+        else:
+            detections = self._carried
+        self.frames += 1
+        events = self.pipeline.step(detections, ts_s, frame.wh)
+        if self.health is not None:
+            self.health.processed(decision.detect)
+        if self.sink is not None:
+            for event in events:
+                self.sink.put(event, frame, detections, model_version)
+        return ProcessResult(decision, detections, events, inference_ms)

@@ -1,0 +1,157 @@
+"""A stream worker against real sources: RTSP (TCP), HTTP MJPEG and files, with failures and recovery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.status import CameraState, StatusBoard
+from streams.worker import DetectorPool, StreamWorker
+from tests.streams.conftest import camera_dict
+from tests.streams.helpers import MjpegServer, RtspServer, h264_annexb, write_clip
+from vision.config import load_cameras
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Poll until ``predicate()``; returns the seconds it took, fails naming ``what``."""
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout_s:
+            pytest.fail(f"{what}: not within {timeout_s} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "loop.mp4", seconds=4, fps=10)
+
+
+@pytest.fixture
+def rtsp(tmp_path: Path, clip: Path) -> Iterator[RtspServer]:
+    server = RtspServer(h264_annexb(clip, tmp_path / "loop.h264"), fps=10).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mjpeg() -> Iterator[MjpegServer]:
+    server = MjpegServer(fps=10).start()
+    yield server
+    server.stop()
+
+
+def start_worker(cameras_path: Path, board: StatusBoard, **kwargs) -> StreamWorker:  # noqa: ANN003
+    cameras_file = load_cameras(cameras_path)
+    detectors = DetectorPool(cameras_file, model_path=cameras_file.model.path)
+    return StreamWorker(cameras_file, detectors, None, board=board, **kwargs).start()
+
+
+def test_dead_rtsp_camera_goes_offline_reconnects_and_never_slows_the_others(
+    tmp_path: Path, clip: Path, rtsp: RtspServer, mjpeg: MjpegServer, cameras_yaml: Callable[..., Path]
+) -> None:
+    cams = cameras_yaml(
+        camera_dict("rtsp-1", rtsp.url(), start_time=None),
+        camera_dict("mjpeg-1", mjpeg.url, start_time=None),
+        camera_dict("file-1", str(clip), source={"url": str(clip), "loop": True}),
+    )
+    board = StatusBoard()
+    worker = start_worker(cams, board)
+    try:
+        snap = lambda cid: board.get(cid)  # noqa: E731
+        wait_for(
+            lambda: all(snap(c).frames_detected > 0 for c in ("rtsp-1", "mjpeg-1", "file-1")),
+            30,
+            "all cameras detecting",
+        )
+        wait_for(lambda: snap("rtsp-1").state is CameraState.ONLINE, 15, "rtsp online")
+
+        before = {c: snap(c) for c in ("mjpeg-1", "file-1")}
+        t_kill = time.monotonic()
+        rtsp.stop()  # the camera dies mid-stream
+        offline_s = wait_for(
+            lambda: snap("rtsp-1").state is CameraState.OFFLINE, 5.0, "rtsp offline after kill"
+        )
+        assert offline_s <= 5.0
+        time.sleep(max(0.0, 4.0 - (time.monotonic() - t_kill)))
+        outage_s = time.monotonic() - t_kill
+        for cid, old in before.items():
+            new = snap(cid)
+            # the others kept reading (10 fps) and processing (5 fps) through the outage; floors are
+            # generous for a loaded CI box, an outage that blocked them would give ~0
+            processed = new.frames_processed - old.frames_processed
+            assert processed >= 0.5 * 5 * outage_s, f"{cid} processed {processed} frames in {outage_s:.1f} s"
+            assert new.frames_in - old.frames_in >= 0.5 * 10 * outage_s
+            assert new.state is not CameraState.OFFLINE
+
+        rtsp.start()  # the camera comes back on the same address
+        wait_for(
+            lambda: snap("rtsp-1").frames_in > 0 and snap("rtsp-1").state is not CameraState.OFFLINE,
+            30,
+            "rtsp back",
+        )
+        status = snap("rtsp-1")
+        assert status.reconnects >= 1 and status.error == ""
+        assert status.state is CameraState.DEGRADED  # recently reconnected
+    finally:
+        worker.stop()
+    assert board.snapshots() == []  # a stopped worker no longer reports its cameras
+
+
+def test_bad_files_are_camera_errors_and_the_good_camera_runs(
+    tmp_path: Path, clip: Path, cameras_yaml: Callable[..., Path]
+) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("meeting notes, not a video\n" * 40)
+    data = clip.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    cams = cameras_yaml(
+        camera_dict("text-1", str(text)),
+        camera_dict("cut-1", str(tmp_path / "cut.mp4")),
+        camera_dict("missing-1", str(tmp_path / "nope.mp4")),
+        camera_dict("good-1", str(clip), source={"url": str(clip), "loop": True}),
+    )
+    board = StatusBoard()
+    worker = start_worker(cams, board)
+    try:
+        wait_for(lambda: board.get("good-1").frames_detected >= 5, 20, "good camera detecting")
+        wait_for(
+            lambda: all(board.get(c).error for c in ("text-1", "cut-1", "missing-1")), 10, "errors reported"
+        )
+        assert "not a video, or corrupt/truncated" in board.get("text-1").error
+        assert "not a video, or corrupt/truncated" in board.get("cut-1").error
+        assert "does not exist; fix source.url" in board.get("missing-1").error
+        for cid in ("text-1", "cut-1", "missing-1"):
+            assert board.get(cid).state is CameraState.OFFLINE
+        assert board.get("good-1").state is not CameraState.OFFLINE
+    finally:
+        worker.stop()
+
+
+def test_credentials_never_reach_status_or_logs(
+    rtsp: RtspServer, cameras_yaml: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    rtsp.stop()  # unreachable: the worker logs and reports the failure with the URL
+    cams = cameras_yaml(
+        camera_dict("rtsp-1", rtsp.url(), source={"url": rtsp.url("admin", "hunter2"), "password": "s3cret!"})
+    )
+    board = StatusBoard()
+    caplog.set_level(logging.DEBUG)
+    worker = start_worker(cams, board)
+    try:
+        wait_for(
+            lambda: "could not open rtsp stream" in board.get("rtsp-1").error, 15, "open failure reported"
+        )
+        assert "rtsp://***@127.0.0.1" in board.get("rtsp-1").error
+    finally:
+        worker.stop()
+    logged = caplog.text
+    assert "rtsp://***@127.0.0.1" in logged
+    for secret in ("hunter2", "s3cret", "admin:"):
+        assert (
+            secret not in logged and secret not in board.get("rtsp-1").error if board.get("rtsp-1") else True
+        )
