@@ -38,7 +38,16 @@ EXEMPTION_DEFAULTS: dict[ZoneKind, tuple[ViolationKind, ...]] = {
 #: ``Detections.data`` key of the (n, z) zone-touch matrix the pipeline computes once per frame.
 TOUCH_KEY = "zone_touch"
 
-_ANCHOR_BY_CLASS: tuple[Anchor, ...] = tuple(DEFAULT_ANCHORS[str(k)] for k in OBJECT_KINDS)
+_BOTTOM, _CENTER, _OVERLAP = 0, 1, 2
+_ANCHOR_CODE = np.array(
+    [
+        {Anchor.BOTTOM_CENTER: _BOTTOM, Anchor.CENTER: _CENTER, Anchor.OVERLAP: _OVERLAP}[
+            DEFAULT_ANCHORS[str(k)]
+        ]
+        for k in OBJECT_KINDS
+    ],
+    np.intp,
+)
 
 
 def is_exemption(zone: ZoneConfig) -> bool:
@@ -100,6 +109,7 @@ class ZoneGeometry:
         self._scale = min(1.0, MASK_MAX_SIDE_PX / max(w, h))
         mw, mh = max(1, round(w * self._scale)), max(1, round(h * self._scale))
         self._mask_wh = (mw, mh)
+        self._bounds = np.array([mw, mh, mw, mh], np.float64)
         integrals = np.zeros((len(zones), mh + 1, mw + 1), np.int32)
         shift = 4  # sub-pixel vertex precision when rasterising
         for i, poly in enumerate(self.polygons_px):
@@ -143,46 +153,40 @@ class ZoneGeometry:
         n, z = len(xyxy), len(self)
         if n == 0 or z == 0:
             return np.zeros((n, z), np.float32)
-        s = self._scale
-        mw, mh = self._mask_wh
-        x1 = np.clip(np.round(xyxy[:, 0] * s), 0, mw).astype(np.intp)
-        y1 = np.clip(np.round(xyxy[:, 1] * s), 0, mh).astype(np.intp)
-        x2 = np.clip(np.round(xyxy[:, 2] * s), 0, mw).astype(np.intp)
-        y2 = np.clip(np.round(xyxy[:, 3] * s), 0, mh).astype(np.intp)
-        full_area = np.round((xyxy[:, 2] - xyxy[:, 0]) * s) * np.round((xyxy[:, 3] - xyxy[:, 1]) * s)
+        scaled = np.rint(xyxy * self._scale)
+        full_area = (scaled[:, 2] - scaled[:, 0]) * (scaled[:, 3] - scaled[:, 1])
+        x1, y1, x2, y2 = np.minimum(np.maximum(scaled, 0), self._bounds).astype(np.intp).T
         integ = self._integrals
         inside = integ[:, y2, x2] - integ[:, y1, x2] - integ[:, y2, x1] + integ[:, y1, x1]  # (z, n)
+        frac = (inside / np.maximum(full_area, 1)).T.astype(np.float32)
         tiny = full_area < 1
-        frac = np.where(tiny, 0.0, inside / np.maximum(full_area, 1)).T.astype(np.float32)
         if tiny.any():
             centres = np.stack(
                 [(xyxy[tiny, 0] + xyxy[tiny, 2]) / 2, (xyxy[tiny, 1] + xyxy[tiny, 3]) / 2], axis=1
             )
-            frac[tiny] = self.contains(centres).astype(np.float32)
-        return np.clip(frac, 0.0, 1.0)
+            frac[tiny] = self.contains(centres)
+        return frac
+
+    def _member_overlap(self, xyxy: np.ndarray, class_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        overlap = self.overlap(xyxy)
+        if len(xyxy) == 0 or len(self) == 0:
+            return overlap >= OVERLAP_MIN, overlap
+        code = _ANCHOR_CODE[np.asarray(class_id, np.intp).reshape(-1)]
+        x = (xyxy[:, 0] + xyxy[:, 2]) / 2
+        y = np.where(code == _BOTTOM, xyxy[:, 3], (xyxy[:, 1] + xyxy[:, 3]) / 2)
+        by_point = self.contains(np.stack([x, y], axis=1))
+        member = np.where((code == _OVERLAP)[:, None], overlap >= OVERLAP_MIN, by_point)
+        return member, overlap
 
     def membership(self, xyxy: np.ndarray, class_id: np.ndarray) -> np.ndarray:
         """(n, 4) boxes of kinds ``class_id`` -> (n, z) bool, using each kind's anchor."""
-        xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
-        class_id = np.asarray(class_id).reshape(-1)
-        out = np.zeros((len(xyxy), len(self)), bool)
-        if len(xyxy) == 0 or len(self) == 0:
-            return out
-        anchors = np.array([_ANCHOR_BY_CLASS[int(c)] for c in class_id])
-        by_overlap = anchors == Anchor.OVERLAP
-        if by_overlap.any():
-            out[by_overlap] = self.overlap(xyxy[by_overlap]) >= OVERLAP_MIN
-        for anchor in (Anchor.BOTTOM_CENTER, Anchor.CENTER):
-            sel = anchors == anchor
-            if sel.any():
-                b = xyxy[sel]
-                y = b[:, 3] if anchor == Anchor.BOTTOM_CENTER else (b[:, 1] + b[:, 3]) / 2
-                out[sel] = self.contains(np.stack([(b[:, 0] + b[:, 2]) / 2, y], axis=1))
-        return out
+        return self._member_overlap(xyxy, class_id)[0]
 
     def touches(self, xyxy: np.ndarray, class_id: np.ndarray) -> np.ndarray:
         """(n, z) bool: the box is in the zone by its anchor, or at least 5 % of it overlaps the zone."""
-        return self.membership(xyxy, class_id) | (self.overlap(xyxy) >= RELEVANT_OVERLAP_MIN)
+        member, overlap = self._member_overlap(xyxy, class_id)
+        return member | (overlap >= RELEVANT_OVERLAP_MIN)
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,12 @@ class ZoneFrame:
         """
         touch = np.zeros((len(det), len(self.zones)), bool)
         if len(det) and len(self.zones):
-            rows = np.ones(len(det), bool) if class_ids is None else np.isin(det.class_id, list(class_ids))
+            if class_ids is None:
+                rows = np.ones(len(det), bool)
+            else:
+                wanted = np.zeros(len(OBJECT_KINDS), bool)
+                wanted[list(class_ids)] = True
+                rows = wanted[det.class_id]
             if rows.all():
                 touch = self.geometry.touches(det.xyxy, det.class_id)
             elif rows.any():

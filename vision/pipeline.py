@@ -1,0 +1,200 @@
+"""One camera's path from detections to violation events: tracker -> zones -> rules.
+
+Pure apart from its own state: time is an argument (stream seconds, or epoch seconds live), nothing
+here reads a clock, disk or network.
+
+Example:
+    >>> pipe = CameraPipeline(camera, cameras_file.rules, tracker=None)
+    >>> for ts_s, det in frames:
+    ...     for event in pipe.step(det, ts_s, (1920, 1080)):
+    ...         handle(event)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from vision.config import CameraConfig, RulesConfig
+from vision.rules import RULES
+from vision.rules.common import EscalationBook
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
+from vision.zones import ZoneIndex, watched_kinds
+
+log = logging.getLogger(__name__)
+
+
+class TimeOrderError(ValueError):
+    """A frame older than the previous one for the same camera."""
+
+
+class TrackerLike(Protocol):
+    def update(self, det: Detections) -> Detections: ...
+
+
+def default_tracker(frame_rate: float) -> TrackerLike | None:
+    """``vision.tracking.Tracker`` when it can be built here, else None (rules then match by position)."""
+    try:
+        from vision.tracking import Tracker
+    except ImportError as exc:
+        log.info("running untracked: vision.tracking unavailable (%s)", exc)
+        return None
+    try:
+        return Tracker(frame_rate)
+    except Exception as exc:  # a broken optional dependency must not stop a camera
+        log.warning("running untracked: Tracker(%s) failed: %s", frame_rate, exc)
+        return None
+
+
+class CameraPipeline:
+    """Tracker -> zone membership -> each violation rule, for one camera.
+
+    Args:
+        camera: the camera's config (zones, schedules, time zone).
+        rules: rule settings (grace, cooldown, score gate, escalation).
+        escalation_history: ``place_key -> offence times`` from the database, for 三色单 escalation.
+        tracker: ``"auto"`` builds ``vision.tracking.Tracker`` if importable; None runs untracked;
+            or pass any object with ``update(Detections) -> Detections``.
+        live: ``ts_s`` are epoch seconds (schedules use the wall clock) rather than stream seconds.
+
+    ``step`` must be called in time order, once per detected frame (frames skipped by motion gating
+    are simply not stepped). It returns ``sighting`` events (internal) besides ``opened``,
+    ``updated`` and ``closed``.
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        rules: RulesConfig,
+        escalation_history: Mapping[str, Iterable[float]] | EscalationBook | None = None,
+        tracker: TrackerLike | Literal["auto"] | None = "auto",
+        live: bool = False,
+    ) -> None:
+        self.camera = camera
+        self.rules = rules
+        self.zones = ZoneIndex(camera, live=live)
+        self.escalation = (
+            escalation_history
+            if isinstance(escalation_history, EscalationBook)
+            else EscalationBook(escalation_history, rules.escalation_window_days * 86400)
+        )
+        self.tracker: TrackerLike | None = (
+            default_tracker(camera.detect_fps) if tracker == "auto" else tracker
+        )
+        watched = {k for z in camera.zones for k in watched_kinds(z)}
+        # only rules some zone watches run: a bikes-only camera pays nothing for the others
+        self._rules: list[tuple[Any, Any]] = [
+            (module, module.init_state(camera.id, rules, self.escalation))
+            for kind, module in RULES.items()
+            if kind in watched
+        ]
+        self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
+        self._last_ts_s: float | None = None
+
+    def step(self, detections: Detections, ts_s: float, frame_wh: tuple[int, int]) -> list[ViolationEvent]:
+        """Detections of one frame at stream time ``ts_s`` -> events (possibly none)."""
+        if self._last_ts_s is not None and ts_s < self._last_ts_s:
+            raise TimeOrderError(
+                f"camera '{self.camera.id}': ts_s {ts_s} is earlier than the previous frame's "
+                f"{self._last_ts_s}; step frames in time order"
+            )
+        self._last_ts_s = ts_s
+        if self.tracker is not None:
+            detections = self.tracker.update(detections)  # empty frames too: tracks age out
+        zones = self.zones.frame(frame_wh, ts_s)
+        if len(detections) and self._rules:
+            detections = zones.with_touch(detections, self._class_ids)
+        events: list[ViolationEvent] = []
+        for i, (module, state) in enumerate(self._rules):
+            state, out = module.step(state, detections, zones, ts_s)
+            self._rules[i] = (module, state)
+            events.extend(out)
+        return events
+
+    def escalation_snapshot(self) -> dict[str, list[float]]:
+        """Offence history as it stands (to persist, or to seed the next pipeline)."""
+        return self.escalation.snapshot()
+
+
+class FrameInputError(ValueError):
+    """A detections record that cannot be replayed, with a message naming the item and the fix."""
+
+
+def label_kinds(class_map: Mapping[str, str | None]) -> dict[str, int | None]:
+    """Label -> class id (index into ``OBJECT_KINDS``) or None to ignore: kind names, then the class map."""
+    out: dict[str, int | None] = {str(k): i for i, k in enumerate(OBJECT_KINDS)}
+    for label, kind in class_map.items():
+        out[label] = None if kind is None else OBJECT_KINDS.index(ObjectKind(kind))
+    return out
+
+
+def frame_from_json(
+    record: Any, labels: Mapping[str, int | None]
+) -> tuple[str, float, tuple[int, int], Detections]:
+    """One detections JSONL record -> ``(camera_id, ts_s, frame_wh, Detections)``.
+
+    Record: ``{"camera_id", "ts_s", "frame_wh": [w, h], "detections": [{"label", "xyxy", "score"}]}``.
+
+    Example:
+        >>> frame_from_json({"camera_id": "c", "ts_s": 0, "frame_wh": [640, 480],
+        ...     "detections": [{"label": "garbage", "xyxy": [1, 2, 30, 40], "score": 0.7}]}, label_kinds({}))[3].kinds
+        [<ObjectKind.GARBAGE: 'garbage'>]
+    """
+    if not isinstance(record, Mapping):
+        raise FrameInputError("expected a JSON object {camera_id, ts_s, frame_wh, detections}")
+    missing = [k for k in ("camera_id", "ts_s", "frame_wh", "detections") if k not in record]
+    if missing:
+        raise FrameInputError(f"missing {missing}; each line needs camera_id, ts_s, frame_wh and detections")
+    try:
+        ts_s = float(record["ts_s"])
+    except (TypeError, ValueError):
+        raise FrameInputError(f"ts_s {record['ts_s']!r} is not a number of seconds") from None
+    wh = record["frame_wh"]
+    if not (
+        isinstance(wh, list | tuple)
+        and len(wh) == 2
+        and all(isinstance(v, int | float) and v > 0 for v in wh)
+    ):
+        raise FrameInputError(f"frame_wh {wh!r} must be [width, height] in pixels")
+    dets = record["detections"]
+    if not isinstance(dets, list):
+        raise FrameInputError("detections must be a list of {label, xyxy, score}")
+    boxes, scores, classes = [], [], []
+    for j, d in enumerate(dets):
+        if not isinstance(d, Mapping) or "label" not in d or "xyxy" not in d:
+            raise FrameInputError(f"detections[{j}] must be an object with label, xyxy and score")
+        label = str(d["label"])
+        if label not in labels:
+            raise FrameInputError(
+                f"detections[{j}] label '{label}' is not an object kind; add it to model.class_map in the "
+                f"cameras file (e.g. '{label}: garbage', or null to ignore it)"
+            )
+        cls = labels[label]
+        if cls is None:
+            continue
+        xyxy = d["xyxy"]
+        if not (
+            isinstance(xyxy, list | tuple)
+            and len(xyxy) == 4
+            and all(isinstance(v, int | float) for v in xyxy)
+        ):
+            raise FrameInputError(f"detections[{j}] xyxy {xyxy!r} must be [x1, y1, x2, y2] pixels")
+        if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:
+            raise FrameInputError(f"detections[{j}] xyxy {xyxy!r} is empty; x2 > x1 and y2 > y1 are required")
+        score = d.get("score", 1.0)
+        if not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+            raise FrameInputError(f"detections[{j}] score {score!r} must be a number in [0, 1]")
+        boxes.append(xyxy)
+        scores.append(score)
+        classes.append(cls)
+    det = (
+        Detections(
+            xyxy=np.array(boxes, np.float32), confidence=np.array(scores, np.float32), class_id=classes
+        )
+        if boxes
+        else Detections.empty()
+    )
+    return str(record["camera_id"]), ts_s, (int(wh[0]), int(wh[1])), det

@@ -1,0 +1,30 @@
+"""Bike mis-parking (非机动车乱停放, GB/T 0506): ``bicycle`` / ``e_bike`` stationary in a no-parking zone.
+
+Dwell 120 s on main roads, 300 s secondary. Bikes whose centres are within 1.5 box widths of each
+other form one cluster and one violation (a row of ten shared bikes is one case, not ten); bikes in
+a ``bike_bay`` never count; a bike moved and re-parked restarts its dwell (new stationary episode).
+"""
+
+from __future__ import annotations
+
+from vision.config import RulesConfig
+from vision.rules.common import EscalationBook, RuleSpec, RuleState, run_rule
+from vision.rules.common import init_state as _init_state
+from vision.types import Detections, ObjectKind, ViolationEvent, ViolationKind
+from vision.zones import ZoneFrame
+
+SPEC = RuleSpec(
+    kind=ViolationKind.BIKE_MISPARKING,
+    object_kinds=(ObjectKind.BICYCLE, ObjectKind.E_BIKE),
+    merge_widths=1.5,
+)
+
+
+def init_state(camera_id: str, rules: RulesConfig, escalation: EscalationBook | None = None) -> RuleState:
+    return _init_state(camera_id, rules, escalation)
+
+
+def step(
+    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float
+) -> tuple[RuleState, list[ViolationEvent]]:
+    return run_rule(SPEC, state, detections, zones, now_s)

@@ -1,0 +1,67 @@
+"""Exposed garbage (暴露垃圾, GB/T 0102): a ``garbage`` object persisting outside bin areas.
+
+A bag carried by a walker moves with them and never settles; a bag *held* by someone standing
+still (its box mostly inside a person's box and off the ground) does not count either, and its
+dwell starts only once it has been put down. ``bin_area`` zones exempt garbage inside them.
+Piles next to each other (within half a box width) are one place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vision.config import RulesConfig
+from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, run_rule
+from vision.rules.common import init_state as _init_state
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
+from vision.zones import ZoneFrame
+
+#: Fraction of the garbage box inside a person's box for it to be "in their hands".
+HELD_OVERLAP = 0.5
+#: Its bottom must be this fraction of the person's height above their feet (a pile lies on the ground).
+HELD_LIFT = 0.08
+
+
+def held_by_person(garbage: np.ndarray, persons: np.ndarray) -> np.ndarray:
+    """(n, 4) garbage boxes, (m, 4) person boxes -> (n,) bool held in someone's hands.
+
+    Example:
+        >>> held_by_person(np.array([[40, 50, 50, 70.0]]), np.array([[30, 0, 60, 100.0]]))
+        array([ True])
+    """
+    if len(garbage) == 0 or len(persons) == 0:
+        return np.zeros(len(garbage), bool)
+    g, p = garbage[:, None, :], persons[None, :, :]
+    iw = np.clip(np.minimum(g[..., 2], p[..., 2]) - np.maximum(g[..., 0], p[..., 0]), 0, None)
+    ih = np.clip(np.minimum(g[..., 3], p[..., 3]) - np.maximum(g[..., 1], p[..., 1]), 0, None)
+    area = np.maximum((g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]), 1e-6)
+    lifted = g[..., 3] <= p[..., 3] - HELD_LIFT * (p[..., 3] - p[..., 1])
+    return ((iw * ih / area >= HELD_OVERLAP) & lifted).any(axis=1)
+
+
+_PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
+
+
+def _annotate(objs: Detections, frame: Detections) -> Annotations:
+    persons = frame.of_kind(ObjectKind.PERSON)
+    return Annotations(
+        blocked=held_by_person(objs.xyxy, persons.xyxy), support=np.zeros(len(objs), np.float32)
+    )
+
+
+SPEC = RuleSpec(
+    kind=ViolationKind.EXPOSED_GARBAGE,
+    object_kinds=(ObjectKind.GARBAGE,),
+    merge_widths=0.5,
+    annotate=_annotate,
+)
+
+
+def init_state(camera_id: str, rules: RulesConfig, escalation: EscalationBook | None = None) -> RuleState:
+    return _init_state(camera_id, rules, escalation)
+
+
+def step(
+    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float
+) -> tuple[RuleState, list[ViolationEvent]]:
+    return run_rule(SPEC, state, detections, zones, now_s)
