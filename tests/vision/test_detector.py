@@ -147,6 +147,12 @@ def test_transposed_output_layout_is_accepted(tiny_onnx: Path, tmp_path: Path, b
     _same_detections(det.detect(bus_bgr), OnnxDetector(tiny_onnx).detect(bus_bgr))
 
 
+def test_end_to_end_export_with_nms_in_the_graph(export_tiny, tiny_onnx: Path, bus_bgr: np.ndarray) -> None:
+    det = OnnxDetector(export_tiny(nms=True, conf=0.35, iou=0.5))
+    assert det.layout == "end2end"
+    _same_detections(det.detect(bus_bgr), OnnxDetector(tiny_onnx).detect(bus_bgr), atol_px=0.1)
+
+
 def test_repeated_calls_reuse_buffers_and_handle_shape_changes(tiny_onnx: Path, bus_bgr, zidane_bgr) -> None:
     det = OnnxDetector(tiny_onnx)
     first = det.detect(bus_bgr)
