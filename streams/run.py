@@ -1,0 +1,261 @@
+"""The main job (``urbaneye run``) and the production worker (``urbaneye stream-worker``).
+
+``urbaneye run`` = stream workers for the configured cameras + the API and reviewer UI in one process, on
+embedded defaults when nothing else is configured (SQLite, file evidence store, in-process broker).
+``--demo`` first makes the demo clips, migrates the database and creates the demo users.
+
+``urbaneye stream-worker`` = workers only. Cameras are split between machines by ``--shard i/n`` or, better,
+by ``--leases`` (a dead worker's cameras move to live ones within ``settings.lease_ttl_s``);
+``--processes P`` runs P worker processes on this machine (sub-shards, or each with its own leases).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.leases import LeaseManager, select_shard
+from streams.sources import mask_url
+from urbaneye.settings import Settings, get_settings
+from vision.config import CamerasFile, load_cameras
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    cameras_path: Path
+    shard: tuple[int, int] | None = None
+    use_leases: bool = False
+    model_path: str | None = None
+    gating: bool = True
+    worker_id: str | None = None
+    realtime: bool = True
+
+
+class WorkerStack:
+    """Everything one worker process runs, built from settings: metrics, detectors, hand-off, leases."""
+
+    def __init__(self, options: WorkerOptions, settings: Settings | None = None) -> None:
+        from streams.worker import default_worker_id
+
+        self.options = options
+        self.settings = settings or get_settings()
+        self.cameras_file: CamerasFile = load_cameras(options.cameras_path)
+        self.worker_id = options.worker_id or self.settings.worker_id or default_worker_id()
+        self.worker = None
+        self.handoff = None
+        self.detectors = None
+
+    def start(self) -> WorkerStack:
+        from streams.metrics import get_metrics, serve_metrics
+        from streams.worker import DetectorPool, StreamWorker
+        from urbaneye.cases.handoff import Handoff
+        from urbaneye.db.session import session_factory
+
+        s = self.settings
+        sessions = session_factory(s.db_url)
+        metrics = get_metrics()
+        serve_metrics(s.metrics_port)
+        self.detectors = DetectorPool(
+            self.cameras_file, model_path=self.options.model_path, session_factory=sessions
+        )
+        self.handoff = Handoff(s.spool_dir, min_evidence_gap_s=self.cameras_file.rules.evidence_min_gap_s)
+        self.handoff.start_relay()
+        camera_ids = [c.id for c in self.cameras_file.cameras if c.enabled]
+        if self.options.shard is not None:
+            camera_ids = select_shard(camera_ids, *self.options.shard)
+        leases = None
+        if self.options.use_leases:
+            leases = LeaseManager(self._lease_backend(sessions), self.worker_id, camera_ids, s.lease_ttl_s)
+        self.worker = StreamWorker(
+            self.cameras_file,
+            self.detectors,
+            self.handoff,
+            worker_id=self.worker_id,
+            camera_ids=camera_ids,
+            leases=leases,
+            realtime=self.options.realtime,
+            gating=self.options.gating,
+            session_factory=sessions,
+            metrics=metrics,
+        ).start()
+        return self
+
+    def _lease_backend(self, sessions):  # noqa: ANN001, ANN202
+        from streams.leases import DbLeases, RedisLeases
+
+        if self.settings.redis_url:
+            log.info("camera leases in Redis %s", mask_url(self.settings.redis_url))
+            return RedisLeases(self.settings.redis_url)
+        log.info("camera leases in the database")
+        return DbLeases(sessions)
+
+    def run_until(self, stop: threading.Event) -> None:
+        assert self.worker is not None
+        self.worker.run_until(stop)
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self.handoff is not None:
+            self.handoff.close()
+        if self.detectors is not None:
+            self.detectors.stop()
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT set ``stop``: the worker then finishes its in-flight frames and flushes events."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping gracefully", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def serve_worker(options: WorkerOptions) -> int:
+    """Run one worker process until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    install_stop_signals(stop)
+    stack = WorkerStack(options).start()
+    try:
+        stack.run_until(stop)
+    finally:
+        stack.stop()
+    return 0
+
+
+def child_argv(options: WorkerOptions, index: int, processes: int) -> list[str]:
+    """Command line of worker process ``index`` of ``processes`` on this machine."""
+    argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(options.cameras_path)]
+    if options.use_leases:
+        argv.append("--leases")
+    else:
+        i, n = options.shard or (0, 1)
+        # shard_of(c, n*P) mod n == shard_of(c, n): sub-shard i + j*n of n*P lies inside machine shard i.
+        argv += ["--shard", f"{i + index * n}/{n * processes}"]
+    if options.model_path:
+        argv += ["--model", options.model_path]
+    if not options.gating:
+        argv.append("--no-motion-gating")
+    return argv
+
+
+def supervise_processes(options: WorkerOptions, processes: int, settings: Settings | None = None) -> int:
+    """Run ``processes`` worker processes; restart any that dies; forward SIGTERM/SIGINT to all."""
+    settings = settings or get_settings()
+    stop = threading.Event()
+    install_stop_signals(stop)
+    base_id = options.worker_id or settings.worker_id or f"{os.uname().nodename}:{os.getpid()}"
+
+    def spawn(j: int) -> subprocess.Popen:
+        env = dict(os.environ)
+        env["URBANEYE_WORKER_ID"] = f"{base_id}/{j}"
+        if settings.metrics_port:
+            env["URBANEYE_METRICS_PORT"] = str(settings.metrics_port + j)
+        return subprocess.Popen(child_argv(options, j, processes), env=env)
+
+    children = {j: spawn(j) for j in range(processes)}
+    log.info("started %d worker processes: %s", processes, [c.pid for c in children.values()])
+    while not stop.wait(1.0):
+        for j, child in list(children.items()):
+            code = child.poll()
+            if code is not None:
+                log.error("worker process %d (pid %d) exited with %d; restarting", j, child.pid, code)
+                time.sleep(1.0)
+                children[j] = spawn(j)
+    for child in children.values():
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 40
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
+
+
+def demo_cameras(settings: Settings) -> Path:
+    try:
+        from datasets.demo import ensure_demo_clips
+    except ImportError as exc:
+        raise SystemExit(f"urbaneye run --demo: the demo clips module is not available ({exc})") from None
+    return Path(ensure_demo_clips(settings.data_dir / "demo"))
+
+
+def run_main(
+    cameras_path: Path | None,
+    *,
+    demo: bool,
+    host: str | None = None,
+    port: int | None = None,
+    processes: int = 1,
+    model_path: str | None = None,
+    gating: bool = True,
+) -> int:
+    """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
+    import uvicorn
+
+    from api.app import create_app
+    from urbaneye.db.migrate import upgrade
+
+    settings = get_settings()
+    if demo:
+        cameras_path = demo_cameras(settings)
+    if cameras_path is None:
+        raise SystemExit("urbaneye run: give --cameras FILE.yaml, or --demo for the bundled demo cameras")
+    load_cameras(cameras_path)  # fail fast on a bad file, before anything starts
+    revision = upgrade(settings.db_url)
+    log.info("database %s at revision %s", mask_url(settings.db_url), revision)
+    if demo:
+        from api.auth import ensure_demo_users
+        from urbaneye.db.session import session_scope
+
+        with session_scope(settings.db_url) as session:
+            ensure_demo_users(session)
+
+    options = WorkerOptions(cameras_path=Path(cameras_path), model_path=model_path, gating=gating)
+    host = host or settings.host
+    port = port or settings.port
+    stack: WorkerStack | None = None
+    children: subprocess.Popen | None = None
+    supervisor_stop = threading.Event()
+    if processes > 1:
+        argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(cameras_path)]
+        argv += ["--processes", str(processes)] + (["--model", model_path] if model_path else [])
+        argv += [] if gating else ["--no-motion-gating"]
+        children = subprocess.Popen(argv)
+    else:
+        stack = WorkerStack(options, settings).start()
+        threading.Thread(
+            target=stack.run_until, args=(supervisor_stop,), name="supervisor", daemon=True
+        ).start()
+
+    url = f"http://{host}:{port}"
+    print(f"UrbanEye is running: {url}  (API docs: {url}/docs)", flush=True)
+    if demo:
+        print("  demo reviewer: demo / demo-review    demo admin: admin / admin-demo", flush=True)
+        print(
+            "  the demo cameras loop their clips; the first cases appear within a couple of minutes",
+            flush=True,
+        )
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="info"))
+    try:
+        server.run()  # returns on SIGINT/SIGTERM (uvicorn handles them)
+    finally:
+        supervisor_stop.set()
+        if stack is not None:
+            stack.stop()
+        if children is not None:
+            children.send_signal(signal.SIGTERM)
+            children.wait(60)
+    return 0
