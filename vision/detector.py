@@ -61,6 +61,9 @@ _EXPECTED = "expected an ultralytics YOLO detection export with output (1, 4+nc,
 _PAD_VALUE = 114  # ultralytics letterbox grey; the model was trained with it
 _MAX_NMS_CANDIDATES = 30_000  # like ultralytics: beyond this, NMS time explodes on garbage models
 MAX_DETECTIONS = 300
+MAX_DYNAMIC_BATCH = (
+    16  # frames per run for dynamic-batch models: bounds the input buffer (16 x 4.9 MB at 640)
+)
 
 
 class ModelLoadError(ValueError):
@@ -200,6 +203,8 @@ class OnnxDetector:
         batch: static batch size of the model, or None if the batch axis is dynamic.
         times: per-stage timing of all calls so far.
 
+    Not thread-safe: input buffers are reused between calls. Use one instance per thread or process.
+
     Raises:
         ModelLoadError: at construction, for a missing file, a file that is not ONNX, or an ONNX that is not a
             YOLO detection export (classifier, segmentation, pose, wrong output shape, no class names).
@@ -320,9 +325,8 @@ class OnnxDetector:
         self._end2end = meta.get("end2end") == "True" or (isinstance(args, dict) and bool(args.get("nms")))
         self.nc = nc
         self.layout: str | None = None
-        if all(
-            isinstance(d, int) for d in out_shapes[0]
-        ):  # dynamic exports are checked after the warm-up run
+        # Dynamic exports have symbolic dims; their layout is decided from the warm-up run's real output.
+        if all(isinstance(d, int) for d in out_shapes[0]):
             self.layout = self._decide_layout(tuple(out_shapes[0]))
 
     def _decide_layout(self, shape: tuple[Any, ...]) -> str:
@@ -382,6 +386,7 @@ class OnnxDetector:
         self._kind_of_kept = kind_of_class[self._kept_classes]
         self._thr_of_kept = thr[self._kept_classes]
         self._thr_col = self._thr_of_kept[:, None]
+        self._thr_by_class = np.where(kind_of_class >= 0, thr, np.inf)  # dropped classes never pass
         self._labels_arr = np.asarray(self.labels, dtype=object)
         self.kind_of_class = kind_of_class
 
@@ -413,7 +418,7 @@ class OnnxDetector:
     def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
         """Detect in several frames, using the model's batch axis (static batch: chunks, padded)."""
         results: list[Detections] = []
-        step = self.batch or max(len(frames), 1)
+        step = self.batch or max(min(len(frames), MAX_DYNAMIC_BATCH), 1)
         for start in range(0, len(frames), step):
             chunk = frames[start : start + step]
             with self.times.preprocess:
@@ -440,9 +445,8 @@ class OnnxDetector:
             hw = (frame.shape[0], frame.shape[1])
             lb = self._letterboxes.get(hw)
             if lb is None:
-                if (
-                    len(self._letterboxes) > 64
-                ):  # streams have one shape; callers passing crops must not grow this
+                # Streams have one frame shape; callers passing many crop sizes must not grow this forever.
+                if len(self._letterboxes) > 64:
                     self._letterboxes.clear()
                 lb = self._letterboxes[hw] = _letterbox_params(hw, self.imgsz)
             target = self._tensor[slot]
@@ -503,16 +507,11 @@ class OnnxDetector:
         valid = (model_class >= 0) & (model_class < self.nc)
         rows, model_class = rows[valid], model_class[valid]
         kind = self.kind_of_class[model_class]
-        thr = np.where(kind >= 0, self._class_thresholds()[model_class], np.inf)
+        thr = self._thr_by_class[model_class]
         ok = rows[:, 4] >= thr
         return self._finish(
             rows[ok, :4].astype(np.float32), rows[ok, 4], kind[ok], model_class[ok], lb, frame_hw
         )
-
-    def _class_thresholds(self) -> np.ndarray:
-        thr = np.ones(self.nc, np.float32)
-        thr[self._kept_classes] = self._thr_of_kept
-        return thr
 
     def _finish(
         self,
