@@ -149,6 +149,13 @@ def _ground_texture(layout: StreetLayout, rng: np.random.Generator) -> tuple[np.
         step = max(4, int(0.9 / RES_Z_M))
         for z in range(za, zb, step):
             cv2.line(tex, (xa, z), (xb, min(zb, z + step // 2)), (*bay_col, 0), 2)
+    for z0, z1 in layout.markets_z_m:  # painted night-market border: dashed yellow
+        xa, xb = cx(layout.x_left_bld_m + 0.3), cx(layout.x_left_curb_m - 0.3)
+        za, zb = rz(z0), rz(z1)
+        mark = (30, 200, 235, 0)
+        cv2.rectangle(tex, (xa, za), (xb, zb), mark, 3)
+        for z in range(za, zb, max(4, int(1.0 / RES_Z_M))):
+            cv2.line(tex, (xa + 6, z), (xa + 10, z), mark, 2)
     # Noise and stains so no band is a flat colour.
     _add_noise(tex, _noise(rng, rows, cols, float(rng.uniform(0.4, 1.0)), float(rng.uniform(0.3, 1.0))))
     for _ in range(int(rng.integers(0, 6))):

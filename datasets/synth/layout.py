@@ -47,6 +47,7 @@ class StreetLayout:
     shops_right: tuple[Shop, ...] = field(default_factory=tuple)
     shops_left: tuple[Shop, ...] = field(default_factory=tuple)
     palette_seed: int = 0
+    markets_z_m: tuple[tuple[float, float], ...] = ()  # painted night-market areas on the left sidewalk
 
     @property
     def road_width_m(self) -> float:
@@ -65,8 +66,10 @@ class StreetLayout:
     def region(self, name: str, z0_m: float, z1_m: float) -> np.ndarray:
         """(4, 2) world (X, Z) corners of a named ground region between ``z0_m`` and ``z1_m``.
 
-        Names: road, right_sidewalk, left_sidewalk, blind_path, bike_bay (X of the bays), frontage
-        (the 1.5 m of sidewalk along the right shop fronts), curbside (the 1.5 m along the right curb).
+        Names: road, right_sidewalk, left_sidewalk, blind_path, blind_path_walk (the strip and 0.75 m
+        either side), bike_bay (X of the bays), frontage (the 1.5 m of sidewalk along the right shop
+        fronts), curbside (the 1.5 m along the right curb), night_market (the left sidewalk inside its
+        painted border).
         """
         xs = {
             "road": (self.x_left_curb_m, self.x_right_curb_m),
@@ -76,11 +79,16 @@ class StreetLayout:
             "bike_bay": self.bike_bay_x_m,
             "frontage": (self.x_right_bld_m - 1.5, self.x_right_bld_m),
             "curbside": (self.x_right_curb_m, self.x_right_curb_m + 1.5),
+            "night_market": (self.x_left_bld_m + 0.3, self.x_left_curb_m - 0.3),
         }.get(name)
+        if name in ("blind_path", "blind_path_walk") and not self.blind_path_x_m:
+            raise ValueError(f"region {name!r}: this street has no blind path; set street.blind_path: true")
+        if name == "blind_path_walk":  # the strip and the walking room beside it
+            xs = (self.blind_path_x_m[0] - 0.75, self.blind_path_x_m[1] + 0.75)
         if xs is None:
             raise ValueError(
-                f"unknown region {name!r}; use road, right_sidewalk, left_sidewalk, blind_path, bike_bay, "
-                "frontage or curbside"
+                f"unknown region {name!r}; use road, right_sidewalk, left_sidewalk, blind_path, "
+                "blind_path_walk, bike_bay, frontage, curbside or night_market"
             )
         x0, x1 = xs
         return np.array([[x0, z0_m], [x1, z0_m], [x1, z1_m], [x0, z1_m]], np.float64)

@@ -38,6 +38,8 @@ class Placed:
     phase: float = 0.0
     order_bias: float = 0.0  # >0 paints later than its depth says (rider after the bike)
     tag: str = ""  # caller's id (scenario actor), carried into the result
+    jitter_px: tuple[int, int] = (0, 0)  # tiny frame-to-frame shake of a stationary object
+    cache_key: object = None  # sprites with the same key are drawn once (stationary video actors)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Lighting:
     exposure: float = 1.0
     noise: float = 1.0
     blur_px: int = 0  # motion blur length
-    seed: int = 0
+    seed: int = 0  # fixes lamp pools (and everything else when frame_seed is None)
+    frame_seed: int | None = None  # videos: per-frame noise and rain, with the lamps kept still
 
 
 @dataclass
@@ -133,7 +136,13 @@ def _composite(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray) -> None:
     dst[:] = (d + (src.astype(np.float32) - d) * a).astype(np.uint8)
 
 
-def compose(camera: Camera, background: Background, placed: list[Placed], light: Lighting) -> Frame:
+def compose(
+    camera: Camera,
+    background: Background,
+    placed: list[Placed],
+    light: Lighting,
+    sprite_cache: dict[object, Sprite] | None = None,
+) -> Frame:
     """Paint ``placed`` over ``background``; returns the finished image and per-object visibility."""
     rng = np.random.default_rng(light.seed)
     frame = background.albedo.copy()
@@ -150,9 +159,14 @@ def compose(camera: Camera, background: Background, placed: list[Placed], light:
     staged.sort(key=lambda s: -s[0])
     records = []
     for k, (_, p, u, v, zc, sx, sy, sd) in enumerate(staged):
-        sprite = objects.draw(p.kind, p.params, sx, sy, sd, p.phase)
-        ox = int(round(u - sprite.ax))
-        oy = int(round(v - p.lift_m * sy - sprite.ay))
+        if sprite_cache is not None and p.cache_key is not None:
+            sprite = sprite_cache.get(p.cache_key)
+            if sprite is None:
+                sprite = sprite_cache[p.cache_key] = objects.draw(p.kind, p.params, sx, sy, sd, p.phase)
+        else:
+            sprite = objects.draw(p.kind, p.params, sx, sy, sd, p.phase)
+        ox = int(round(u - sprite.ax)) + p.jitter_px[0]
+        oy = int(round(v - p.lift_m * sy - sprite.ay)) + p.jitter_px[1]
         sh, sw = sprite.alpha.shape
         if sprite.opaque and p.lift_m == 0:
             _shadow(frame, sprite, ox, oy, light, sw)
@@ -205,6 +219,7 @@ def _finish(
 ) -> np.ndarray:
     """Light, weather, blur and sensor noise. Uses OpenCV's saturating uint8 arithmetic for speed."""
     h, w = frame.shape[:2]
+    frame_rng = rng if light.frame_seed is None else np.random.default_rng([light.seed, light.frame_seed])
     tod = light.time_of_day
     if tod == "day":
         gain = light.exposure * (0.8 if light.weather in ("overcast", "rain") else 1.0)
@@ -248,15 +263,15 @@ def _finish(
         out = cv2.blendLinear(out, haze, 1 - fog, fog)
     if light.weather == "rain":
         streaks = np.zeros((h, w), np.uint8)
-        slant = float(rng.uniform(-0.3, 0.3))
-        for _ in range(int(rng.integers(150, 500))):
-            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-            ln = int(rng.integers(8, 25))
-            cv2.line(streaks, (x, y), (int(x + slant * ln), y + ln), int(rng.integers(25, 70)), 1)
+        slant = float(frame_rng.uniform(-0.3, 0.3))
+        for _ in range(int(frame_rng.integers(150, 500))):
+            x, y = int(frame_rng.integers(0, w)), int(frame_rng.integers(0, h))
+            ln = int(frame_rng.integers(8, 25))
+            cv2.line(streaks, (x, y), (int(x + slant * ln), y + ln), int(frame_rng.integers(25, 70)), 1)
         out = cv2.add(out, cv2.merge([streaks, streaks, streaks]))
     if light.blur_px >= 3:
         k = np.zeros((light.blur_px, light.blur_px), np.float32)
-        ang = float(rng.uniform(0, math.pi))
+        ang = float(frame_rng.uniform(0, math.pi))
         c = light.blur_px // 2
         p0 = (int(round(c - c * math.cos(ang))), int(round(c - c * math.sin(ang))))
         p1 = (int(round(c + c * math.cos(ang))), int(round(c + c * math.sin(ang))))
@@ -265,7 +280,7 @@ def _finish(
         out = cv2.filter2D(out, -1, k)
     if light.noise > 0 and h < 2048 and w < 2048:
         fine, _ = noise_bank()
-        y, x = int(rng.integers(0, 2048 - h)), int(rng.integers(0, 2048 - w))
+        y, x = int(frame_rng.integers(0, 2048 - h)), int(frame_rng.integers(0, 2048 - w))
         amp = light.noise * (2.2 if tod == "night" else 1.0) * 0.5
         n = fine[y : y + h, x : x + w]
         if amp != 1.0:
