@@ -20,7 +20,7 @@ import numpy as np
 
 from vision.config import CameraConfig, RulesConfig
 from vision.rules import RULES
-from vision.rules.common import EscalationBook
+from vision.rules.common import EscalationBook, rescale
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
 from vision.zones import ZoneIndex, watched_kinds
 
@@ -32,7 +32,9 @@ class TimeOrderError(ValueError):
 
 
 class TrackerLike(Protocol):
-    def update(self, det: Detections) -> Detections: ...
+    """``vision.tracking.Tracker``'s interface: tracked detections, untracked ones dropped."""
+
+    def update(self, det: Detections, ts_s: float | None = None) -> Detections: ...
 
 
 def default_tracker(frame_rate: float) -> TrackerLike | None:
@@ -43,6 +45,7 @@ def default_tracker(frame_rate: float) -> TrackerLike | None:
         log.info("running untracked: vision.tracking unavailable (%s)", exc)
         return None
     try:
+        # tracks outlive short occlusions; longer ones are bridged by the rules' own matching
         return Tracker(frame_rate)
     except Exception as exc:  # a broken optional dependency must not stop a camera
         log.warning("running untracked: Tracker(%s) failed: %s", frame_rate, exc)
@@ -93,6 +96,7 @@ class CameraPipeline:
         ]
         self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
         self._last_ts_s: float | None = None
+        self._frame_wh: tuple[int, int] | None = None
 
     def step(self, detections: Detections, ts_s: float, frame_wh: tuple[int, int]) -> list[ViolationEvent]:
         """Detections of one frame at stream time ``ts_s`` -> events (possibly none)."""
@@ -102,8 +106,14 @@ class CameraPipeline:
                 f"{self._last_ts_s}; step frames in time order"
             )
         self._last_ts_s = ts_s
+        if self._frame_wh is not None and tuple(frame_wh) != self._frame_wh:
+            # same view at another resolution: what the rules remember is rescaled, not forgotten
+            sx, sy = frame_wh[0] / self._frame_wh[0], frame_wh[1] / self._frame_wh[1]
+            for _, state in self._rules:
+                rescale(state, sx, sy)
+        self._frame_wh = (int(frame_wh[0]), int(frame_wh[1]))
         if self.tracker is not None:
-            detections = self.tracker.update(detections)  # empty frames too: tracks age out
+            detections = self.tracker.update(detections, ts_s=ts_s)  # empty frames too: tracks age out
         zones = self.zones.frame(frame_wh, ts_s)
         if len(detections) and self._rules:
             detections = zones.with_touch(detections, self._class_ids)

@@ -50,7 +50,7 @@ def _annotate(grills: Detections, frame: Detections) -> Annotations:
 SPEC = RuleSpec(
     kind=ViolationKind.OPEN_AIR_BARBECUE,
     object_kinds=(ObjectKind.GRILL,),
-    merge_widths=0.5,
+    merge_widths=1.5,
     annotate=_annotate,
     support_weight=0.5,
 )

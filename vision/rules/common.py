@@ -60,8 +60,12 @@ UNSETTLED_TTL_S = 3.0
 # Matching detections to candidates.
 MATCH_MIN_IOU = 0.2
 MATCH_MAX_SHIFT = 0.5  # centre distance, in candidate diagonals
-TRACK_MAX_SHIFT = 1.5  # same tracker id may move further between sightings
+TRACK_MAX_SHIFT = 1.5  # a moving object with the same tracker id may move further between sightings
+#: Trackers swap ids between neighbouring parked bikes; for a settled object the id only breaks ties.
+SETTLED_TRACK_BONUS = 0.1
 
+#: Two settled candidates whose boxes overlap this much are one object seen twice.
+DUPLICATE_IOU = 0.5
 #: An episode must have been seen in at least this fraction of the frames since it started to open.
 MIN_PRESENCE = 0.25
 #: A place is sighted once its objects have been stationary for dwell * 0.1 (clamped to 3..15 s).
@@ -138,6 +142,7 @@ class Candidate:
     last_still_s: float = 0.0
     hold_s: float = -math.inf  # last time it was ineligible (outside zone, exempt, blocked)
     held: bool = False  # blocked in most recent observations
+    merged_into: int = 0  # a duplicate of this older candidate; dropped
     # zone membership of geo_box (the anchor when last computed) for geometry geo_of
     geo_of: object | None = None
     geo_box: tuple[float, float, float, float] | None = None
@@ -352,6 +357,10 @@ def _pair_gain(box: list[float], tid: int | None, c: Candidate) -> float | None:
     iou = _iou(box, ref)
     shift = _centre_dist(box, ref) / _diag(ref)
     same = tid is not None and tid >= 0 and tid == c.tracker_id
+    if c.anchor is not None:  # settled: position decides, the tracker id only breaks ties
+        if iou >= MATCH_MIN_IOU or shift <= MATCH_MAX_SHIFT:
+            return same * SETTLED_TRACK_BONUS + iou - 0.01 * shift
+        return None
     if iou >= MATCH_MIN_IOU or shift <= MATCH_MAX_SHIFT or (same and shift <= TRACK_MAX_SHIFT):
         return same * 2.0 + iou - 0.01 * shift
     return None
@@ -388,11 +397,13 @@ def _match(cands: list[Candidate], det: Detections, boxes: list[list[float]]) ->
     if det.tracker_id is not None:
         ctid = np.array([-1 if c.tracker_id is None else c.tracker_id for c in cands], np.int64)
         same_track = (det.tracker_id[:, None] == ctid[None, :]) & (ctid[None, :] >= 0)
-    ok = (iou >= MATCH_MIN_IOU) | (shift <= MATCH_MAX_SHIFT) | (same_track & (shift <= TRACK_MAX_SHIFT))
+    settled = np.array([c.anchor is not None for c in cands])[None, :]
+    near = (iou >= MATCH_MIN_IOU) | (shift <= MATCH_MAX_SHIFT)
+    ok = near | (same_track & (shift <= TRACK_MAX_SHIFT) & ~settled)
     if not ok.any():
         return result
     # higher is better: same track, then IoU, then closeness
-    gain = same_track * 2.0 + iou - 0.01 * shift
+    gain = same_track * np.where(settled, SETTLED_TRACK_BONUS, 2.0) + iou - 0.01 * shift
     di, ci = np.nonzero(ok)
     order = np.argsort(-gain[di, ci], kind="stable")
     used_c: set[int] = set()
@@ -552,6 +563,21 @@ def _update_eligibility(c: Candidate, zones: ZoneFrame, spec: RuleSpec, now_s: f
         c.hold_s = now_s  # dwell counts only from when the object became eligible
 
 
+def _absorb_duplicate(state: RuleState, new: Candidate) -> None:
+    """A candidate that just settled on top of another settled one is the same object seen twice
+    (a tracker id swap or a split detection led a second candidate there): the older one keeps the
+    object and its dwell, the newer one is dropped."""
+    assert new.anchor is not None
+    for old in state.candidates:
+        if old is new or old.anchor is None or old.merged_into or old.cand_id > new.cand_id:
+            continue
+        if _iou(old.anchor, new.anchor) >= DUPLICATE_IOU:
+            old.last_seen_s = max(old.last_seen_s, new.last_seen_s)
+            old.box = new.box
+            new.merged_into = old.cand_id
+            return
+
+
 def update_candidates(
     state: RuleState, spec: RuleSpec, detections: Detections, zones: ZoneFrame, now_s: float
 ) -> None:
@@ -583,11 +609,14 @@ def update_candidates(
                 c = Candidate(state.next_cand_id, int(objs.class_id[i]), now_s, now_s, box, tid)  # type: ignore[arg-type]
                 state.next_cand_id += 1
                 state.candidates.append(c)
+            settled_before = c.dwell_start_s
             _observe(c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules)
+            if c.dwell_start_s is not None and c.dwell_start_s != settled_before:
+                _absorb_duplicate(state, c)
     kept = []
     for c in state.candidates:
         unseen = now_s - c.last_seen_s
-        if unseen > rules.grace_s or (c.dwell_start_s is None and unseen > UNSETTLED_TTL_S):
+        if c.merged_into or unseen > rules.grace_s or (c.dwell_start_s is None and unseen > UNSETTLED_TTL_S):
             continue
         _update_eligibility(c, zones, spec, now_s)
         kept.append(c)
@@ -860,6 +889,29 @@ def advance_places(state: RuleState, spec: RuleSpec, zones: ZoneFrame, now_s: fl
         kept.append(place)
     state.places = kept
     return events
+
+
+def rescale(state: RuleState, sx: float, sy: float) -> None:
+    """The stream changed resolution but not its view: scale every remembered box by (sx, sy)."""
+
+    def box(b: Iterable[float]) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = b
+        return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+    k = math.sqrt(sx * sy)
+    for c in state.candidates:
+        c.box = box(c.box)
+        if c.anchor is not None:
+            c.anchor = list(box(c.anchor))
+        c.home = (c.home[0] * sx, c.home[1] * sy)
+        c.geo_box = None
+        c.samples = deque(
+            ((t, f, n, cx * sx, cy * sy, d * k, *box(rest)) for t, f, n, cx, cy, d, *rest in c.samples),
+            maxlen=SAMPLES_KEPT,
+        )
+    for p in state.places:
+        p.bbox = box(p.bbox)
+    state.cluster_cache = state.assign_cache = None
 
 
 def run_rule(

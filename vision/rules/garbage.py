@@ -3,7 +3,7 @@
 A bag carried by a walker moves with them and never settles; a bag *held* by someone standing
 still (its box mostly inside a person's box and off the ground) does not count either, and its
 dwell starts only once it has been put down. ``bin_area`` zones exempt garbage inside them.
-Piles next to each other (within half a box width) are one place.
+Piles next to each other (centres within 1.5 box widths) are one place.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _annotate(objs: Detections, frame: Detections) -> Annotations:
 SPEC = RuleSpec(
     kind=ViolationKind.EXPOSED_GARBAGE,
     object_kinds=(ObjectKind.GARBAGE,),
-    merge_widths=0.5,
+    merge_widths=1.5,
     annotate=_annotate,
 )
 
