@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.camera import CameraProcessor, Detector, SampledFrame, Sampler, file_origin
+from streams.camera import CameraProcessor, Detector, EventSink, SampledFrame, Sampler, file_origin
 from streams.events import JsonlEventWriter
 from streams.sources import SourceError, VideoSource
 from vision.config import CameraConfig, CamerasFile, ConfigError, RulesConfig, SourceConfig
@@ -58,14 +58,19 @@ def replay_video(
     on_event: Callable[[ViolationEvent], None],
     *,
     gating: bool = True,
+    sink: EventSink | None = None,
 ) -> ReplayStats:
-    """Run one camera's pipeline over one video file; ``on_event`` gets every event (sightings too)."""
+    """Run one camera's pipeline over one video file; ``on_event`` gets every event (sightings too).
+
+    ``sink`` (e.g. a ``streams.events.HandoffQueue``) also receives each event with its frame, as in a
+    worker: evidence rendering and the hand-off to cases, driven by video time.
+    """
     stats = ReplayStats(camera.id, str(video))
     source = VideoSource(SourceConfig(url=str(video)), decode_threads=0)  # 0 = FFmpeg's choice: one file
     source.open()  # SourceError names the file and the fix
     origin = file_origin(camera) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     sampler = Sampler(camera.detect_fps)
-    processor = CameraProcessor(camera, rules, detector, None, gating=gating, live=False)
+    processor = CameraProcessor(camera, rules, detector, sink, gating=gating, live=False)
     t0 = time.perf_counter()
     try:
         while source.grab():
@@ -82,7 +87,7 @@ def replay_video(
                 image=image,
                 ts_s=pos_s,
                 live=False,
-                frame_time=origin + dt.timedelta(seconds=pos_s),
+                frame_time=(origin + dt.timedelta(seconds=pos_s)).astimezone(dt.UTC),
                 captured_mono=time.monotonic(),
                 seq=stats.frames_sampled,
                 fresh=stats.frames_sampled == 0,

@@ -248,9 +248,15 @@ def run_main(
             "  the demo cameras loop their clips; the first cases appear within a couple of minutes",
             flush=True,
         )
-    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="info"))
+    # access_log off: api's credential-masking log filter empties record.args, which uvicorn's access
+    # formatter cannot format (reported to the api area); workers log what matters here anyway.
+    config = uvicorn.Config(create_app(), host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(config)
+    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with
+    # our handler in place that re-raise only sets the flag, so the workers below still stop gracefully.
+    install_stop_signals(threading.Event())
     try:
-        server.run()  # returns on SIGINT/SIGTERM (uvicorn handles them)
+        server.run()
     finally:
         supervisor_stop.set()
         if stack is not None:
