@@ -15,7 +15,7 @@ from api.schemas.common import errors
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=Token, responses=errors(401, 429))
+@router.post("/login", response_model=Token, responses=errors(400, 401, 429))
 def login(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -36,6 +36,6 @@ def login(
     return Token(access_token=issued.token, expires_at=issued.expires_at, kind=issued.kind)
 
 
-@router.get("/me", response_model=UserPublic, responses=errors(401))
+@router.get("/me", response_model=UserPublic, responses=errors(400, 401))
 def me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)

@@ -265,7 +265,7 @@ def verify_case(
     return CasePublic.model_validate(_verify(session, request, case_id, user, body))
 
 
-@router.post("/verify-bulk", response_model=BulkVerifyOut, responses=errors(422))
+@router.post("/verify-bulk", response_model=BulkVerifyOut)
 def verify_bulk(
     body: BulkVerifyIn, request: Request, session: SessionDep, user: ReviewerUser
 ) -> BulkVerifyOut:

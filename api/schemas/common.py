@@ -20,7 +20,7 @@ class Message(BaseModel):
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the given error status codes."""
     text = {
-        400: "bad request",
+        400: "malformed request (e.g. a body that is not JSON)",
         401: "missing, invalid or expired token",
         403: "the user's role may not do this",
         404: "not found",
@@ -32,4 +32,5 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": text.get(code, "error")} for code in codes}
 
 
-AUTH_ERRORS = errors(401, 403)
+#: What every authenticated route can answer besides its own errors (422 is added by FastAPI).
+AUTH_ERRORS = errors(400, 401, 403)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -20,13 +22,65 @@ PASSWORDS = {
 }
 
 
+SECRET = "test-secret-key-for-api-tests-0123456789"
+
+
 @pytest.fixture
 def api_settings(settings_env, pg_url):  # noqa: ANN001, ANN201
-    settings = settings_env(database_url=pg_url, secret_key="test-secret-key-for-api-tests-0123456789")
+    settings = settings_env(database_url=pg_url, secret_key=SECRET)
     from api.cli import ensure_schema
 
     ensure_schema(pg_url)
     return settings
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A PostgreSQL database for a whole module (the root ``pg_url`` fixture is per test)."""
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"ue_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        from urbaneye.db.session import get_engine
+
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_app(tmp_path_factory) -> Iterator:  # noqa: ANN001
+    """An app, its database with one user per role, and a TestClient, shared by a module's tests
+    (for route-table sweeps that only read)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.cli import ensure_schema
+    from urbaneye.settings import Settings
+
+    with scratch_database() as url:
+        settings = Settings(
+            environment="test", database_url=url, secret_key=SECRET, data_dir=tmp_path_factory.mktemp("var")
+        )
+        ensure_schema(url)
+        app = create_app(settings)
+        session = app.state.sessionmaker()
+        users = _make_users(session, settings)
+        with TestClient(app) as client:
+            yield app, client, users, session
+        session.close()
 
 
 @pytest.fixture
@@ -61,6 +115,10 @@ class Users:
 
 @pytest.fixture
 def users(db, api_settings) -> Users:  # noqa: ANN001
+    return _make_users(db, api_settings)
+
+
+def _make_users(db, settings) -> Users:  # noqa: ANN001
     from api.auth import create_user, issue_token
 
     by_role, tokens = {}, {}
@@ -70,7 +128,7 @@ def users(db, api_settings) -> Users:  # noqa: ANN001
     db.commit()
     for role, user in by_role.items():
         kind = "service" if role == "service" else "access"
-        tokens[role] = issue_token(user, api_settings, kind=kind).token
+        tokens[role] = issue_token(user, settings, kind=kind).token
     return Users(by_role, tokens)
 
 
