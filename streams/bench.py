@@ -136,7 +136,51 @@ def bench_detector(model: Path, frame: np.ndarray, frames: int, threads: int) ->
         result["ultralytics_note"] = f"ultralytics not installed ({exc.name}); install the train extra"
     if result["ultralytics_pt_fps"]:
         result["ours_over_ultralytics_pt"] = round(result["ours_fps"] / result["ultralytics_pt_fps"], 3)
+    if threads > 1:
+        result["layout"] = bench_layout(model, frame, frames, threads)
     return result
+
+
+def _layout_process(model: str, frame: np.ndarray, frames: int, threads: int, start: Any, queue: Any) -> None:
+    from vision.config import ModelConfig
+    from vision.detector import OnnxDetector
+
+    detector = OnnxDetector(model, ModelConfig(intra_op_threads=threads))
+    for _ in range(3):
+        detector.detect(frame)
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in range(frames):
+        detector.detect(frame)
+    queue.put((t0, time.perf_counter()))
+
+
+def bench_layout(model: Path, frame: np.ndarray, frames: int, cores: int) -> dict[str, Any]:
+    """Aggregate detections/s: one process with a ``cores``-thread session vs ``cores`` 1-thread processes."""
+    ctx = mp.get_context("spawn")
+
+    def run(processes: int, threads: int) -> float:
+        queue, start = ctx.Queue(), ctx.Event()
+        procs = [
+            ctx.Process(target=_layout_process, args=(str(model), frame, frames, threads, start, queue))
+            for _ in range(processes)
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)
+        start.set()
+        spans = [queue.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join(60)
+        return processes * frames / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+    one = run(1, cores)
+    many = run(cores, 1)
+    return {
+        f"one_process_{cores}_threads_fps": round(one, 2),
+        f"{cores}_processes_1_thread_fps": round(many, 2),
+        "processes_over_threads": round(many / one, 3),
+    }
 
 
 def _bench_ultralytics(

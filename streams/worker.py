@@ -239,6 +239,11 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> StreamWorker:
+        import cv2
+
+        # Parallelism comes from cameras (threads) and processes; OpenCV's own thread pool on top of
+        # that only oversubscribes the cores (resize/convert of one frame are too small to split).
+        cv2.setNumThreads(1)
         if not self.cameras:
             log.warning("worker %s: no enabled cameras to run", self.worker_id)
         if self._handoff_queue is not None:
