@@ -7,6 +7,7 @@ and the relay (``Handoff.start_relay`` or ``urbaneye relay``) runs it again, so 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from enum import StrEnum
 
@@ -84,7 +85,15 @@ def make_app() -> Celery:
 
 def reconfigure(settings: Settings | None = None) -> Celery:
     """Re-read settings into the app (tests, CLI overrides); drops pooled broker connections."""
-    app.close()
+    # Celery caches the broker connection pool and the producer pool built on it; drop both so the
+    # next publish connects to the new broker.
+    for holder, attr in ((app.amqp, "_producer_pool"), (app, "_pool")):
+        pool = getattr(holder, attr, None)
+        setattr(holder, attr, None)
+        if pool is not None:
+            # a pool of a dead broker may fail to close; it is dropped either way
+            with contextlib.suppress(Exception):
+                pool.force_close_all()
     app.conf.update(_conf(settings or get_settings()))
     return app
 

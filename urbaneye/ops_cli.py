@@ -80,9 +80,10 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from urbaneye.audit import verify_chain, verify_evidence
     from urbaneye.db.session import session_factory
+    from urbaneye.settings import get_settings
     from urbaneye.storage import get_store
 
-    session = session_factory(args.database_url)()
+    session = session_factory(args.database_url or get_settings().db_url)()
     try:
         rows, chain_problems = verify_chain(session)
         print(f"audit chain: {rows} rows checked, {len(chain_problems)} problems")

@@ -274,9 +274,6 @@ class MinioEvidenceStore:
     def ensure_ready(self) -> None:
         if self._ready:
             return
-        from minio.commonconfig import COMPLIANCE, GOVERNANCE
-        from minio.objectlockconfig import DAYS, ObjectLockConfig
-
         if not self._call("bucket check", self.client.bucket_exists, self.bucket):
             self._call(
                 "bucket create",
@@ -287,17 +284,43 @@ class MinioEvidenceStore:
             )
             log.info("created evidence bucket %s (object lock %s)", self.bucket, self.object_lock)
         if self.object_lock:
-            mode = COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE
+            self._ensure_lock_config()
+        for name in self.extra_buckets:
+            if name and not self._call("bucket check", self.client.bucket_exists, name):
+                self._call("bucket create", self.client.make_bucket, name, location=self.region)
+        self._ready = True
+
+    def _ensure_lock_config(self) -> None:
+        """Default retention on the bucket; objects also carry their own retention (see ``put``)."""
+        from minio.commonconfig import COMPLIANCE, GOVERNANCE
+        from minio.error import S3Error
+        from minio.objectlockconfig import DAYS, ObjectLockConfig
+
+        mode = COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE
+        try:
+            current = self._call("object lock config", self.client.get_object_lock_config, self.bucket)
+            if (
+                current.mode == mode
+                and int(current.duration or 0) == self.retention_days
+                and (str(current.duration_unit).upper() == DAYS.upper())
+            ):
+                return
+        except S3Error as exc:
+            if exc.code == "ObjectLockConfigurationNotFoundError":
+                raise RuntimeError(
+                    f"bucket {self.bucket} exists without object lock, which S3 cannot add later; "
+                    "use a new bucket (URBANEYE_S3_BUCKET) or set URBANEYE_S3_OBJECT_LOCK=false"
+                ) from None
+            raise
+        try:
             self._call(
                 "object lock config",
                 self.client.set_object_lock_config,
                 self.bucket,
                 ObjectLockConfig(mode, self.retention_days, DAYS),
             )
-        for name in self.extra_buckets:
-            if name and not self._call("bucket check", self.client.bucket_exists, name):
-                self._call("bucket create", self.client.make_bucket, name, location=self.region)
-        self._ready = True
+        except S3Error as exc:  # every object still gets its own retention in put()
+            log.error("could not set default retention on bucket %s: %s", self.bucket, exc)
 
     def put(
         self, key: str, data: bytes, content_type: str = "image/jpeg", metadata: dict | None = None

@@ -117,7 +117,8 @@ def embedded(settings_env, tmp_path: Path):
 
 @dataclass
 class HotlineReceiver:
-    """Records every request; answers per ``mode``: ok | fail (500) | hang (sleep past the client timeout).
+    """Records every request; answers per ``mode``: ok | fail (500) | hang (sleep ``hang_s``, then 500) |
+    slow (sleep ``hang_s``, then accept).
 
     Honours ``Idempotency-Key`` like a real intake: ``accepted`` holds each case id once.
     """
@@ -148,7 +149,7 @@ def hotline() -> Iterator[HotlineReceiver]:
             with receiver.lock:
                 receiver.requests.append(record)
                 mode = receiver.mode
-            if mode == "hang":
+            if mode in ("hang", "slow"):
                 time.sleep(receiver.hang_s)
             if mode in ("fail", "hang"):
                 self.send_response(500)
@@ -383,6 +384,10 @@ def make_stack(settings_env, pg_url, s3_server, hotline, tmp_path) -> Iterator[C
     from urbaneye.db.migrate import upgrade
 
     upgrade(pg_url)
+    # moto keeps its buckets in module state shared by every server in this process: start empty.
+    import httpx
+
+    httpx.post(f"http://{s3_server['endpoint']}/moto-api/reset", timeout=10).raise_for_status()
 
     def make(broker_url: str, **extra: object) -> Stack:
         env = stack_env(pg_url, broker_url, s3_server, hotline.url, tmp_path / "var", **extra)

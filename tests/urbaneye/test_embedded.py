@@ -16,7 +16,7 @@ def test_opened_event_becomes_case_with_evidence_and_description(embedded):
     ev = make_event()
     item_id = handoff.submit(ev, make_frames(ev), make_context())
 
-    with session_scope() as s:
+    with session_scope(embedded.db_url) as s:
         case = s.execute(select(Case)).scalar_one()
         assert case.violation_id == ev.violation_id
         assert case.status == CaseStatus.PENDING_REVIEW

@@ -443,10 +443,11 @@ def process_spool_item(spool_item_id: str, *, url: str | None = None) -> str:
 
     spool = Spool(get_settings().spool_dir)
     if spool.is_done(spool_item_id):
+        spool.mark_done(spool_item_id)  # idempotent: finishes a clean-up a crash interrupted
         return "already_done"
     for attempt in range(3):
         try:
-            with session_scope(url) as session:
+            with session_scope(url or get_settings().db_url) as session:
                 case = create_case_from_spool(session, spool_item_id, spool=spool)
                 complete = evidence_complete(case)
             break

@@ -193,6 +193,9 @@ class Spool:
         now = time.time() if now is None else now
         due = []
         for item_id in self.pending_ids():
+            if self.is_done(item_id):  # a crash between the done marker and the clean-up: finish it
+                self.mark_done(item_id)
+                continue
             try:
                 sent_at = (self.sent_dir / item_id).stat().st_mtime
             except FileNotFoundError:

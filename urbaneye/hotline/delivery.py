@@ -56,7 +56,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
     twice at once; the ``Idempotency-Key`` header lets the intake drop repeats across attempts.
     """
     s = get_settings()
-    with session_scope(url) as session:
+    with session_scope(url or get_settings().db_url) as session:
         stmt = select(Outbox).where(Outbox.id == outbox_id)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)

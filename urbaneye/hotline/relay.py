@@ -30,7 +30,7 @@ def dispatch_due_outbox(url: str | None = None, limit: int = 200) -> int:
     s = get_settings()
     now = utcnow()
     lease = dt.timedelta(seconds=s.outbox_lease_s)
-    with session_scope(url) as session:
+    with session_scope(url or get_settings().db_url) as session:
         stmt = (
             select(Outbox)
             .where(Outbox.status == "pending", Outbox.next_attempt_at <= now)
@@ -51,7 +51,7 @@ def dispatch_due_outbox(url: str | None = None, limit: int = 200) -> int:
             log.warning(
                 "hotline delivery task not sent (%s); %d rows wait for the next round", exc, len(ids) - i
             )
-            with session_scope(url) as session:
+            with session_scope(url or get_settings().db_url) as session:
                 session.execute(update(Outbox).where(Outbox.id.in_(ids[i:])).values(next_attempt_at=now))
             break
         sent += 1
