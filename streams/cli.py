@@ -67,6 +67,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="ONNX detector (default: the shipped bootstrap model)")
     p.add_argument("--no-motion-gating", action="store_true")
+    p.add_argument("--size", type=_size, default=(960, 540), help="render WIDTHxHEIGHT (default 960x540)")
+    p.add_argument("--fps", type=float, default=5.0, help="render frames per second (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_eval_events)
 
@@ -81,6 +83,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="shorter runs (smoke test; numbers are noisier)")
     p.add_argument("--sections", default="detector,pipeline,motion_gating", help="comma-separated subset")
     p.set_defaults(func=_bench)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 960x540") from None
+    if not (64 <= w <= 7680 and 64 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be 64..7680 x 64..4320")
+    return w, h
 
 
 def _common_worker_args(p: argparse.ArgumentParser) -> None:
@@ -166,7 +178,14 @@ def _replay(args: argparse.Namespace) -> int:
 def _eval_events(args: argparse.Namespace) -> int:
     from streams.evaluate import eval_events
 
-    result = eval_events(args.scenarios, args.seed, model_path=args.model, gating=not args.no_motion_gating)
+    result = eval_events(
+        args.scenarios,
+        args.seed,
+        model_path=args.model,
+        gating=not args.no_motion_gating,
+        fps=args.fps,
+        size=args.size,
+    )
     if args.json:
         print(json.dumps(result, ensure_ascii=False, sort_keys=True))
     else:

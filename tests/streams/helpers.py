@@ -433,3 +433,96 @@ class RtspServer:
             start = 0x80 if i == 0 else 0
             end = 0x40 if i == len(chunks) - 1 else 0
             yield bytes([fu_ind, start | end | nal_type]) + chunk, i == len(chunks) - 1
+
+
+def letterbox_tensor(frame_bgr: np.ndarray, imgsz_px: int = ORACLE_IMGSZ_PX) -> np.ndarray:
+    """(3, s, s) float32 RGB/255 input exactly as ``OnnxDetector`` letterboxes a frame (pad 114)."""
+    h, w = frame_bgr.shape[:2]
+    gain = min(imgsz_px / h, imgsz_px / w)
+    new_w, new_h = max(round(w * gain), 1), max(round(h * gain), 1)
+    left = round((imgsz_px - new_w) / 2 - 0.1)
+    top = round((imgsz_px - new_h) / 2 - 0.1)
+    out = np.full((3, imgsz_px, imgsz_px), 114 / 255.0, np.float32)
+    resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    out[:, top : top + new_h, left : left + new_w] = resized[:, :, ::-1].transpose(2, 0, 1) / 255.0
+    return out
+
+
+def build_change_oracle(
+    path: Path, anchors: list[OracleAnchor], background_bgr: np.ndarray, gain: float = 8.0
+) -> Path:
+    """An ONNX 'detector' scoring each anchor by how much its box differs from ``background_bgr``.
+
+    score = clip(gain * mean|input - background| over the box, 0, 1): an object put down in the box
+    scores ~1, the empty scene ~0 (compression noise), so rendered scenarios become deterministic tests.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    s = ORACLE_IMGSZ_PX
+    fh, fw = background_bgr.shape[:2]
+    scale = min(s / fh, s / fw)
+    left = round((s - round(fw * scale)) / 2 - 0.1)
+    top = round((s - round(fh * scale)) / 2 - 0.1)
+    bg = letterbox_tensor(background_bgr)[None]
+    labels = [str(k) for k in OBJECT_KINDS]
+    nc, n = len(labels), len(anchors)
+    boxes = np.zeros((1, 4, n), np.float32)
+    onehot = np.zeros((1, nc, n), np.float32)
+    nodes = [
+        helper.make_node("Sub", ["images", "background"], ["delta"]),
+        helper.make_node("Abs", ["delta"], ["absd"]),
+    ]
+    inits = [
+        helper.make_tensor("background", TensorProto.FLOAT, bg.shape, bg.ravel()),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+    ]
+    means = []
+    for i, a in enumerate(anchors):
+        x1, y1, x2, y2 = (v * scale + o for v, o in zip(a.box_xyxy, (left, top, left, top), strict=True))
+        boxes[0, :, i] = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+        onehot[0, labels.index(a.kind), i] = 1.0
+        ix1, iy1 = int(np.floor(x1)), int(np.floor(y1))
+        ix2, iy2 = max(int(np.ceil(x2)), ix1 + 1), max(int(np.ceil(y2)), iy1 + 1)
+        inits += [
+            helper.make_tensor(f"st{i}", TensorProto.INT64, [4], [0, 0, iy1, ix1]),
+            helper.make_tensor(f"en{i}", TensorProto.INT64, [4], [1, 3, iy2, ix2]),
+        ]
+        nodes += [
+            helper.make_node("Slice", ["absd", f"st{i}", f"en{i}"], [f"crop{i}"]),
+            helper.make_node("ReduceMean", [f"crop{i}"], [f"mean{i}"], axes=[1, 2, 3], keepdims=1),
+        ]
+        means.append(f"mean{i}")
+    inits += [
+        helper.make_tensor("boxes", TensorProto.FLOAT, boxes.shape, boxes.ravel()),
+        helper.make_tensor("onehot", TensorProto.FLOAT, onehot.shape, onehot.ravel()),
+        helper.make_tensor("shape_1_1_n", TensorProto.INT64, [3], [1, 1, n]),
+    ]
+    nodes += [
+        helper.make_node("Concat", means, ["means4"], axis=3),
+        helper.make_node("Reshape", ["means4", "shape_1_1_n"], ["means"]),
+        helper.make_node("Mul", ["means", "gain"], ["scaled"]),
+        helper.make_node("Clip", ["scaled", "zero", "one"], ["clipped"]),
+        helper.make_node("Mul", ["onehot", "clipped"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "change-oracle",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, s, s])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, n])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="urbaneye-tests"
+    )
+    model.ir_version = 8
+    for key, value in {"names": str(dict(enumerate(labels))), "imgsz": str([s, s]), "task": "detect",
+                       "model_version": "change-oracle"}.items():  # fmt: skip
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
