@@ -244,8 +244,9 @@ def suite() -> dict[str, dict[str, Any]]:
     out["night_market"] = scenario(
         "night_market", "Stalls trade inside the designated night market during its hours (18:00-23:00).", 180,
         [{"id": f"market-stall-{k}", "kind": "vending_stall", "seed": 60 + k, "attendant": False,
-          "look": {"variant": v, "canopy_kind": "flat"}, "arrive_s": 5 + 5 * k,
-          "at": at("night_market", 11 + 6 * k, 0.5)} for k, v in enumerate(["table", "cart"])]
+          "look": {"variant": v, "canopy_kind": c}, "arrive_s": 5 + 5 * k,
+          "at": at("night_market", 10.5 + 4 * k, 0.5)}
+         for k, (v, c) in enumerate([("table", "flat"), ("cart", "none")])]
         + passers("p", 160, 0, 20, 180), start_time="2024-06-03T19:30:00+08:00", time_of_day="dusk",
         must_not_alert=True)  # fmt: skip
     out["garbage_carried"] = scenario(

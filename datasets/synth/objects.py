@@ -1134,6 +1134,7 @@ def draw_smoke(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -
     acc = np.clip(acc * 1.6, 0, 1) * p["density"]
     dens = cv2.resize(acc, (ww, hh), interpolation=cv2.INTER_LINEAR)
     cv.alpha = (dens * 255).astype(np.uint8)
+    cv.glow = (dens * 110).astype(np.uint8)  # at night, smoke is lit by the fire and the lamps
     t0 = p["tone"]
     cv.rgb[:] = (min(255, t0 + p["tint"]), t0, max(0, t0 - p["tint"]))
     dense = dens >= 0.45 * p["density"]

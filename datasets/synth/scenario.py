@@ -431,7 +431,7 @@ def build_scene(scenario: Scenario, cams: CamerasFile, size: tuple[int, int], se
         shadow_dy=0.25,
         shadow_strength=0.4,
         exposure=1.0,
-        noise=0.6,
+        noise=0.35,
         blur_px=0,
         seed=int(np.random.default_rng([seed, 5]).integers(1 << 31)),
     )
