@@ -1,0 +1,220 @@
+// Cameras: live status, the latest snapshot with zones, and (admins) drawing/editing zone polygons.
+import { ROAD_CLASS_ZH, fill, ZONE_KIND_ZH, auth, del, el, fmtTime, get, imageUrl, put, svg, toast } from "./api.js";
+
+const STATE_ZH = { online: "在线", degraded: "降级", offline: "离线" };
+
+export function mountCameras(root, [cameraId]) {
+  if (cameraId) return mountCamera(root, cameraId);
+  const grid = el("div", { class: "cam-grid", id: "cameras" }, el("p", { class: "muted" }, "加载中…"));
+  root.append(el("section", { class: "page" }, el("h2", {}, "摄像头"), grid));
+  get("cameras").then((res) => {
+    if (!res.data.length) { grid.replaceChildren(el("p", { class: "empty" }, "尚未配置摄像头")); return; }
+    grid.replaceChildren(...res.data.map((c) => el("a", { class: "cam-card", href: `#/cameras/${encodeURIComponent(c.id)}` },
+      el("div", { class: "cam-title" }, el("b", {}, c.name || c.id), el("span", { class: `state ${c.status.state}` }, STATE_ZH[c.status.state] || c.status.state)),
+      el("div", { class: "muted" }, c.id, " · ", c.location.address || "—"),
+      el("div", { class: "small" }, `输入 ${c.status.input_fps.toFixed(1)} fps · 检测 ${c.status.detect_fps.toFixed(1)} fps · 区域 ${c.zones.length} 个`),
+      el("div", { class: "small muted" }, `最后画面 ${fmtTime(c.status.last_frame_at)}`),
+      c.status.error ? el("div", { class: "small error" }, c.status.error) : null)));
+  }).catch((err) => grid.replaceChildren(el("p", { class: "error" }, err.message)));
+  return null;
+}
+
+function mountCamera(root, cameraId) {
+  const isAdmin = auth.user.role === "admin";
+  const ed = { cam: null, zones: [], selected: null, draft: null, drag: null, snapshot: null };
+  const stage = el("div", { class: "stage", id: "stage" }, el("p", { class: "muted" }, "加载画面…"));
+  const side = el("div", { class: "zone-side" });
+  const info = el("div", { class: "cam-info" });
+  root.append(el("section", { class: "page camera-page" },
+    el("p", {}, el("a", { href: "#/cameras" }, "← 全部摄像头")), info,
+    el("div", { class: "cam-body" }, stage, side)));
+
+  async function load() {
+    try {
+      ed.cam = await get(`cameras/${encodeURIComponent(cameraId)}`);
+    } catch (err) { info.replaceChildren(el("p", { class: "error" }, err.message)); return; }
+    ed.zones = ed.cam.zones.map((z) => ({ ...z }));
+    renderInfo();
+    renderSide();
+    if (ed.cam.status.has_snapshot) {
+      try {
+        ed.snapshot = await imageUrl(`/api/v1/cameras/${encodeURIComponent(cameraId)}/snapshot`, { zones: false });
+      } catch (err) { toast(err.message, "error"); }
+    }
+    renderStage();
+    renderSide();
+  }
+
+  function renderInfo() {
+    const c = ed.cam;
+    const s = c.status;
+    fill(info,
+      el("h2", {}, c.name || c.id, " ", el("span", { class: `state ${s.state}` }, STATE_ZH[s.state] || s.state)),
+      el("dl", { class: "meta" },
+        el("dt", {}, "编号"), el("dd", {}, c.id),
+        el("dt", {}, "地点"), el("dd", {}, c.location.address || "—"),
+        el("dt", {}, "视频源"), el("dd", {}, c.source.url, c.source.has_credentials ? el("span", { class: "muted" }, "（已存凭据，不显示）") : ""),
+        el("dt", {}, "处理节点"), el("dd", {}, s.worker_id || "—"),
+        el("dt", {}, "帧率"), el("dd", {}, `输入 ${s.input_fps.toFixed(1)} / 检测 ${s.detect_fps.toFixed(1)} fps`),
+        el("dt", {}, "重连/丢帧"), el("dd", {}, `${s.reconnects} / ${s.dropped_frames}`),
+        el("dt", {}, "最后画面"), el("dd", {}, fmtTime(s.last_frame_at)),
+        el("dt", {}, "模型分组"), el("dd", {}, c.group)),
+      s.error ? el("p", { class: "error" }, s.error) : null);
+  }
+
+  // ---- the snapshot with zones, and the polygon editor -----------------------------------------
+  function relPoint(e, box) {
+    const r = box.getBoundingClientRect();
+    const clamp = (v) => Math.round(Math.min(Math.max(v, 0), 1) * 10000) / 10000;
+    return [clamp((e.clientX - r.left) / r.width), clamp((e.clientY - r.top) / r.height)];
+  }
+
+  function renderStage() {
+    if (!ed.snapshot) {
+      stage.replaceChildren(el("div", { class: "noimg big" }, "暂无画面：摄像头在线后由处理节点保存快照"));
+      return;
+    }
+    const overlay = svg("svg", { class: "overlay editor", viewBox: "0 0 1 1", preserveAspectRatio: "none", id: "zone-svg" });
+    for (const z of ed.zones) {
+      if (ed.draft && ed.draft.id === z.id) continue;
+      overlay.append(svg("polygon", {
+        class: `zone kind-${z.kind} ${ed.selected === z.id ? "selected" : ""}`,
+        points: z.polygon.map((p) => p.join(",")).join(" "),
+        onclick: (e) => { if (ed.draft) return; e.stopPropagation(); ed.selected = z.id; renderStage(); renderSide(); },
+      }, svg("title", {}, `${z.id} ${ZONE_KIND_ZH[z.kind] || z.kind}`)));
+    }
+    if (ed.draft) {
+      const pts = ed.draft.polygon;
+      overlay.append(svg(ed.draft.closed ? "polygon" : "polyline", {
+        class: `draft ${ed.draft.closed ? "closed" : ""}`, points: pts.map((p) => p.join(",")).join(" "),
+      }));
+      pts.forEach((p, i) => overlay.append(svg("circle", {
+        class: `handle ${i === 0 ? "first" : ""}`, cx: p[0], cy: p[1], r: 0.009,
+        onmousedown: (e) => { e.stopPropagation(); e.preventDefault(); if (ed.draft.closed) ed.drag = i; else if (i === 0 && pts.length >= 3) closeDraft(); },
+      })));
+    }
+    const img = el("img", { src: ed.snapshot, alt: "摄像头快照", draggable: "false", id: "snapshot" });
+    const box = el("div", { class: "imgwrap snapshot" }, img, overlay);
+    if (isAdmin) {
+      box.addEventListener("click", (e) => {
+        if (!ed.draft || ed.draft.closed) return;
+        ed.draft.polygon.push(relPoint(e, box));
+        renderStage();
+        renderSide();
+      });
+      box.addEventListener("mousemove", (e) => {
+        if (ed.drag === null || !ed.draft) return;
+        ed.draft.polygon[ed.drag] = relPoint(e, box);
+        const poly = overlay.querySelector(".draft");
+        poly.setAttribute("points", ed.draft.polygon.map((p) => p.join(",")).join(" "));
+        const h = overlay.querySelectorAll(".handle")[ed.drag];
+        h.setAttribute("cx", ed.draft.polygon[ed.drag][0]); h.setAttribute("cy", ed.draft.polygon[ed.drag][1]);
+      });
+      const endDrag = () => { ed.drag = null; };
+      box.addEventListener("mouseup", endDrag);
+      box.addEventListener("mouseleave", endDrag);
+    }
+    fill(stage, box, ed.draft && !ed.draft.closed
+      ? el("p", { class: "hint" }, `点击画面添加顶点（已 ${ed.draft.polygon.length} 个）；点击第一个顶点或“闭合”完成。`)
+      : ed.draft ? el("p", { class: "hint" }, "拖动顶点可调整形状；填写右侧信息后保存。") : null);
+  }
+
+  function closeDraft() {
+    if (ed.draft.polygon.length < 3) { toast("至少需要 3 个顶点", "error"); return; }
+    ed.draft.closed = true;
+    renderStage();
+    renderSide();
+  }
+
+  function startDraft(zone) {
+    ed.selected = zone ? zone.id : null;
+    ed.draft = zone
+      ? { ...zone, polygon: zone.polygon.map((p) => [...p]), closed: true, existing: true }
+      : { id: nextZoneId(), name: "", kind: "no_vending", road_class: "secondary", polygon: [], closed: false, existing: false };
+    renderStage();
+    renderSide();
+  }
+
+  function nextZoneId() {
+    let n = ed.zones.length + 1;
+    while (ed.zones.some((z) => z.id === `zone-${n}`)) n += 1;
+    return `zone-${n}`;
+  }
+
+  async function saveDraft() {
+    const d = ed.draft;
+    const form = side.querySelector("form");
+    d.id = form.elements.zid.value.trim();
+    d.name = form.elements.zname.value.trim();
+    d.kind = form.elements.zkind.value;
+    d.road_class = form.elements.zroad.value;
+    const { closed, existing, ...zone } = d;
+    try {
+      const saved = await put(`cameras/${encodeURIComponent(cameraId)}/zones/${encodeURIComponent(zone.id)}`, zone);
+      const i = ed.zones.findIndex((z) => z.id === saved.id);
+      if (i >= 0) ed.zones[i] = saved; else ed.zones.push(saved);
+      ed.draft = null;
+      ed.selected = saved.id;
+      toast(`区域 ${saved.id} 已保存`);
+    } catch (err) {
+      side.querySelector(".form-error").textContent = err.message;
+      return;
+    }
+    renderStage();
+    renderSide();
+  }
+
+  async function deleteZone(zone) {
+    if (!confirm(`删除区域 ${zone.id}？`)) return;
+    try {
+      await del(`cameras/${encodeURIComponent(cameraId)}/zones/${encodeURIComponent(zone.id)}`);
+      ed.zones = ed.zones.filter((z) => z.id !== zone.id);
+      ed.selected = null;
+      toast(`区域 ${zone.id} 已删除`);
+    } catch (err) { toast(err.message, "error"); }
+    renderStage();
+    renderSide();
+  }
+
+  function renderSide() {
+    const items = ed.zones.map((z) => el("li", {
+      class: `zone-item ${ed.selected === z.id ? "selected" : ""}`, dataset: { zone: z.id },
+      onclick: () => { if (!ed.draft) { ed.selected = z.id; renderStage(); renderSide(); } },
+    },
+    el("i", { class: `swatch kind-${z.kind}` }), el("b", {}, z.id), ` ${z.name || ""}`,
+    el("div", { class: "small muted" }, `${ZONE_KIND_ZH[z.kind] || z.kind} · ${ROAD_CLASS_ZH[z.road_class] || z.road_class}`,
+      z.schedule ? ` · ${z.schedule.windows.join(", ")}` : ""),
+    isAdmin && !ed.draft && ed.selected === z.id ? el("div", { class: "row" },
+      el("button", { onclick: (e) => { e.stopPropagation(); startDraft(z); } }, "编辑形状"),
+      el("button", { class: "danger", onclick: (e) => { e.stopPropagation(); deleteZone(z); } }, "删除")) : null));
+
+    const parts = [el("h3", {}, `区域（${ed.zones.length}）`), el("ul", { class: "zones" }, ...items)];
+    if (isAdmin && !ed.draft) {
+      parts.push(el("button", { class: "primary", id: "new-zone", disabled: !ed.snapshot, onclick: () => startDraft(null) }, "＋ 新建区域"));
+    }
+    if (ed.draft) {
+      const d = ed.draft;
+      const kindSel = el("select", { name: "zkind", id: "zone-kind" }, ...Object.entries(ZONE_KIND_ZH).map(([k, v]) => el("option", { value: k }, v)));
+      kindSel.value = d.kind;
+      const roadSel = el("select", { name: "zroad", id: "zone-road" }, ...Object.entries(ROAD_CLASS_ZH).map(([k, v]) => el("option", { value: k }, v)));
+      roadSel.value = d.road_class;
+      parts.push(el("form", { class: "zone-form", onsubmit: (e) => { e.preventDefault(); saveDraft(); } },
+        el("h3", {}, d.existing ? `编辑区域 ${d.id}` : "新建区域"),
+        el("label", {}, "区域编号", el("input", { name: "zid", id: "zone-id", value: d.id, required: true, readonly: d.existing || null, pattern: "[A-Za-z0-9_.\\-]{1,64}" })),
+        el("label", {}, "名称", el("input", { name: "zname", id: "zone-name", value: d.name || "", placeholder: "如：人民路北口" })),
+        el("label", {}, "类型", kindSel),
+        el("label", {}, "道路等级", roadSel),
+        el("p", { class: "small muted" }, `顶点 ${d.polygon.length} 个`),
+        el("div", { class: "row" },
+          d.closed ? null : el("button", { type: "button", id: "close-zone", onclick: closeDraft, disabled: d.polygon.length < 3 }, "闭合"),
+          d.closed ? null : el("button", { type: "button", onclick: () => { d.polygon.pop(); renderStage(); renderSide(); } }, "撤销顶点"),
+          el("button", { type: "submit", class: "primary", id: "save-zone", disabled: !d.closed }, "保存"),
+          el("button", { type: "button", onclick: () => { ed.draft = null; renderStage(); renderSide(); } }, "取消")),
+        el("p", { class: "form-error error", role: "alert" })));
+    }
+    side.replaceChildren(...parts);
+  }
+
+  load();
+  return () => { if (ed.snapshot) URL.revokeObjectURL(ed.snapshot); };
+}

@@ -1,0 +1,365 @@
+// Review queue: one key per decision, the next case (and its images) preloaded, decisions sent in the
+// background so the step from one case to the next never waits on the network.
+import {
+  ESCALATION_ZH, fill, KIND_ZH, OBJECT_ZH, REASONS, STATUS_ZH, auth, el, fmtDuration, fmtTime, get, post, svg, toast,
+} from "./api.js";
+
+const PAGE = 50;
+const PRELOAD_AHEAD = 2;
+
+export function mountQueue(root) {
+  const state = {
+    order: localStorage.getItem("urbaneye.order") || "oldest",
+    queue: [],            // CasePublic, pending
+    index: 0,
+    total: 0,
+    details: new Map(),   // id -> Promise<CaseDetail>
+    similar: new Map(),   // id -> Promise<CasesPublic>
+    images: new Map(),    // url -> Image (kept so the browser keeps them decoded)
+    decided: [],          // stack of {c, decision, reason, request}
+    done: 0,
+    shownAt: performance.now(),
+    variant: "annotated",
+    zoom: false,
+    noteOpen: false,
+    corrections: [],
+    label: "",
+    loading: false,
+  };
+  const canDecide = ["admin", "reviewer"].includes(auth.user.role);
+
+  // ---- layout ---------------------------------------------------------------------------------
+  const orderSel = el("select", { id: "order", "aria-label": "排序", onchange: (e) => {
+    state.order = e.target.value;
+    localStorage.setItem("urbaneye.order", state.order);
+    reload();
+  } },
+  el("option", { value: "oldest" }, "最早优先"), el("option", { value: "escalation" }, "升级（红/黄）优先"));
+  orderSel.value = state.order;
+  const list = el("ol", { class: "qitems", id: "queue-list" });
+  const counter = el("span", { id: "queue-total" });
+  const doneCounter = el("span", { class: "muted", id: "done-count" });
+  const aside = el("aside", { class: "qlist" },
+    el("div", { class: "qhead" }, el("h2", {}, "待审核 ", counter), orderSel), doneCounter, list);
+  const main = el("section", { class: "case", id: "case" });
+  const page = el("div", { class: "queue-page" }, aside, main);
+  root.append(page);
+
+  // ---- data -----------------------------------------------------------------------------------
+  async function fetchPage() {
+    const res = await get("cases", { status: "pending_review", order: state.order, limit: PAGE });
+    state.total = res.count;
+    const known = new Set([...state.queue.map((c) => c.id), ...state.decided.map((d) => d.c.id)]);
+    for (const c of res.data) if (!known.has(c.id)) state.queue.push(c);
+  }
+
+  async function reload() {
+    state.queue = [];
+    state.index = 0;
+    state.details.clear();
+    state.loading = true;
+    render();
+    try { await fetchPage(); } catch (err) { toast(err.message, "error"); }
+    state.loading = false;
+    show();
+  }
+
+  function detail(id) {
+    if (!state.details.has(id)) {
+      const p = get(`cases/${id}`);
+      p.catch(() => state.details.delete(id));
+      state.details.set(id, p);
+    }
+    return state.details.get(id);
+  }
+
+  function similar(id) {
+    if (!state.similar.has(id)) state.similar.set(id, get(`cases/${id}/similar`, { limit: 5 }));
+    return state.similar.get(id);
+  }
+
+  function preloadImages(d) {
+    for (const ev of d.evidence) {
+      if (!ev.url || state.images.has(ev.url)) continue;
+      const img = new Image();
+      img.decoding = "async";
+      img.src = ev.url;
+      state.images.set(ev.url, img);
+    }
+  }
+
+  function preloadAhead() {
+    for (let k = 1; k <= PRELOAD_AHEAD; k++) {
+      const c = state.queue[state.index + k];
+      if (c) detail(c.id).then(preloadImages).catch(() => {});
+    }
+    if (state.queue.length - state.index < 10 && state.queue.length < state.total) {
+      fetchPage().then(renderList).catch(() => {});
+    }
+  }
+
+  const current = () => state.queue[state.index];
+
+  // ---- rendering ------------------------------------------------------------------------------
+  function renderList() {
+    counter.textContent = String(Math.max(state.total, 0));
+    document.getElementById("pending-count").textContent = state.total ? String(state.total) : "";
+    doneCounter.textContent = state.done ? `本次已审 ${state.done} 件` : "";
+    list.replaceChildren(...state.queue.slice(0, 200).map((c, i) => el("li", {
+      class: `qitem ${i === state.index ? "current" : ""}`,
+      dataset: { id: c.id },
+      onclick: () => { state.index = i; show(); },
+    },
+    el("i", { class: `dot ${c.escalation}`, title: `${ESCALATION_ZH[c.escalation] || c.escalation}` }),
+    el("span", { class: "qkind" }, KIND_ZH[c.kind] || c.kind),
+    el("span", { class: "qmeta" }, `${c.camera_id} · ${fmtTime(c.created_at).slice(5, 16)}`))));
+    list.querySelector(".current")?.scrollIntoView({ block: "nearest" });
+  }
+
+  function render() {
+    renderList();
+    main.replaceChildren(state.loading ? el("p", { class: "empty" }, "加载中…")
+      : el("p", { class: "empty" }, "队列已清空 🎉 没有待审核的案件"));
+  }
+
+  async function show() {
+    state.zoom = false;
+    state.noteOpen = false;
+    state.corrections = [];
+    state.label = "";
+    const c = current();
+    renderList();
+    if (!c) { render(); return; }
+    state.shownAt = performance.now();
+    const id = c.id;
+    let d;
+    try { d = await detail(id); } catch (err) { main.replaceChildren(el("p", { class: "error" }, err.message)); return; }
+    if (current()?.id !== id) return; // moved on while loading
+    preloadImages(d);
+    renderCase(d);
+    preloadAhead();
+  }
+
+  function frame(d, seq, caption) {
+    const pick = (variant) => d.evidence.find((e) => e.seq === seq && e.variant === variant);
+    const ev = pick(state.variant) || pick("clean") || pick("annotated");
+    const [fw, fh] = d.frame_wh.length === 2 ? d.frame_wh : [1, 1];
+    const overlay = svg("svg", { class: "overlay", viewBox: "0 0 1 1", preserveAspectRatio: "none" });
+    if (state.variant === "clean" && d.zone_polygon.length >= 3) {
+      overlay.append(svg("polygon", { class: "zone", points: d.zone_polygon.map(([x, y]) => `${x},${y}`).join(" ") }));
+    }
+    if (state.variant === "clean" && d.bbox_xyxy.length === 4 && d.frame_wh.length === 2) {
+      const [x1, y1, x2, y2] = d.bbox_xyxy;
+      overlay.append(svg("rect", { class: "bbox", x: x1 / fw, y: y1 / fh, width: (x2 - x1) / fw, height: (y2 - y1) / fh }));
+    }
+    for (const corr of state.corrections.filter((k) => k.seq === seq)) {
+      const [x1, y1, x2, y2] = corr.bbox_xyxy;
+      overlay.append(svg("rect", { class: "corr", x: x1 / fw, y: y1 / fh, width: (x2 - x1) / fw, height: (y2 - y1) / fh }));
+    }
+    const img = ev?.url ? el("img", { src: ev.url, alt: caption, draggable: "false" })
+      : el("div", { class: "noimg" }, ev ? "证据上传中…" : "无此帧");
+    const wrap = el("div", { class: "imgwrap" }, img, overlay);
+    if (canDecide && ev?.url && d.frame_wh.length === 2) enableBoxDrawing(wrap, d, seq);
+    return el("figure", { class: "frame", dataset: { seq: String(seq) } }, wrap,
+      el("figcaption", {}, el("b", {}, caption), ` ${fmtTime(ev?.frame_ts)}`,
+        ev ? el("span", { class: "hash", title: `SHA-256 ${ev.sha256}` }, ` SHA-256 ${ev.sha256.slice(0, 12)}…`) : null));
+  }
+
+  function enableBoxDrawing(wrap, d, seq) {
+    // drag on a frame to add a missed/mislabelled object box (kept with the review for retraining)
+    let start = null;
+    let ghost = null;
+    const rel = (e) => {
+      const r = wrap.getBoundingClientRect();
+      return [Math.min(Math.max((e.clientX - r.left) / r.width, 0), 1), Math.min(Math.max((e.clientY - r.top) / r.height, 0), 1)];
+    };
+    wrap.addEventListener("mousedown", (e) => {
+      if (e.button !== 0) return;
+      start = rel(e);
+      ghost = svg("rect", { class: "corr ghost", x: start[0], y: start[1], width: 0, height: 0 });
+      wrap.querySelector("svg").append(ghost);
+      e.preventDefault();
+    });
+    wrap.addEventListener("mousemove", (e) => {
+      if (!start) return;
+      const [x, y] = rel(e);
+      ghost.setAttribute("x", Math.min(x, start[0])); ghost.setAttribute("y", Math.min(y, start[1]));
+      ghost.setAttribute("width", Math.abs(x - start[0])); ghost.setAttribute("height", Math.abs(y - start[1]));
+    });
+    const finish = (e) => {
+      if (!start) return;
+      const [x, y] = rel(e);
+      const [fw, fh] = d.frame_wh;
+      const box = [Math.min(x, start[0]) * fw, Math.min(y, start[1]) * fh, Math.max(x, start[0]) * fw, Math.max(y, start[1]) * fh]
+        .map((v) => Math.round(v));
+      start = null;
+      ghost?.remove();
+      if (box[2] - box[0] < 6 || box[3] - box[1] < 6) return; // a click, not a box
+      state.corrections.push({ action: "add", bbox_xyxy: box, label: state.label || "vending_stall", seq });
+      renderCase(d);
+      toast(`已添加更正框：${OBJECT_ZH[state.label || "vending_stall"]}`);
+    };
+    wrap.addEventListener("mouseup", finish);
+    wrap.addEventListener("mouseleave", finish);
+  }
+
+  function renderCase(d) {
+    const crop = d.evidence.find((e) => e.variant === "crop" && e.seq === 2) || d.evidence.find((e) => e.variant === "crop");
+    const similarBox = el("ul", { class: "similar", id: "similar" }, el("li", { class: "muted" }, "加载中…"));
+    similar(d.id).then((res) => {
+      similarBox.replaceChildren(...(res.data.length ? res.data.map((s) => el("li", {},
+        el("span", { class: `status ${s.status}` }, STATUS_ZH[s.status] || s.status),
+        ` ${fmtTime(s.created_at)} · ${KIND_ZH[s.kind] || s.kind}`,
+        s.reject_reason ? ` · ${REASONS.find((r) => r.code === s.reject_reason)?.zh || s.reject_reason}` : "",
+      )) : [el("li", { class: "muted" }, "此处此前无案件")]));
+    }).catch(() => similarBox.replaceChildren(el("li", { class: "muted" }, "—")));
+
+    const labelSel = el("select", { id: "corr-label", "aria-label": "更正标签", onchange: (e) => { state.label = e.target.value; } },
+      el("option", { value: "" }, "更正标签…"),
+      ...Object.entries(OBJECT_ZH).map(([k, v]) => el("option", { value: k }, v)));
+    labelSel.value = state.label;
+    const corrList = el("div", { class: "corrs" }, ...state.corrections.map((k, i) => el("span", { class: "chip" },
+      `${k.action === "add" ? "新增" : "改为"} ${OBJECT_ZH[k.label] || k.label}`,
+      el("button", { class: "link", title: "删除", onclick: () => { state.corrections.splice(i, 1); renderCase(d); } }, "×"))));
+
+    const reasonButtons = REASONS.map((r) => el("button", {
+      class: "reject", dataset: { reason: r.code }, disabled: !canDecide,
+      onclick: () => (r.code === "other" ? openNote() : decide("reject", r.code)),
+    }, el("kbd", {}, r.key), ` ${r.zh}`));
+
+    fill(main,
+      el("div", { class: "case-head" },
+        el("h2", {}, KIND_ZH[d.kind] || d.kind, " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
+        el("span", { class: `badge ${d.escalation}` }, `${ESCALATION_ZH[d.escalation] || d.escalation}单`),
+        el("span", { class: "pos muted" }, `${state.index + 1} / ${state.total}`)),
+      el("dl", { class: "meta" },
+        el("dt", {}, "地点"), el("dd", {}, d.address || "—"),
+        el("dt", {}, "摄像头"), el("dd", {}, `${d.camera_name || d.camera_id}（${d.camera_id}）`),
+        el("dt", {}, "区域"), el("dd", {}, d.zone_name || d.zone_id || "—"),
+        el("dt", {}, "持续"), el("dd", { id: "dwell" }, fmtDuration(d.duration_s)),
+        el("dt", {}, "置信度"), el("dd", {}, `${Math.round(d.confidence * 100)}%`),
+        el("dt", {}, "模型"), el("dd", {}, d.model_version || "—"),
+        el("dt", {}, "开始"), el("dd", {}, fmtTime(d.started_at)),
+        el("dt", {}, "同地历史"), el("dd", {}, `${d.place_earlier_count} 件`)),
+      el("p", { class: "desc" }, d.description),
+      el("div", { class: "frames" }, frame(d, 1, "① 首次发现"), frame(d, 2, "② 停留超时")),
+      el("div", { class: "lower" },
+        el("div", { class: "crop" }, el("h3", {}, "目标特写 ", el("kbd", {}, "Z"), " 放大"),
+          crop?.url ? el("img", { src: crop.url, alt: "目标特写", id: "crop", onclick: toggleZoom }) : el("div", { class: "noimg" }, "无特写")),
+        el("div", { class: "history" }, el("h3", {}, "同一地点的早前案件"), similarBox),
+        el("div", { class: "corrections" }, el("h3", {}, "标注更正（用于再训练）"),
+          el("p", { class: "muted small" }, "在图上拖动框选漏检/错检目标；选择标签后按决定键一并提交。"),
+          labelSel, corrList)),
+      el("div", { class: "decide" },
+        el("button", { class: "confirm", id: "btn-confirm", disabled: !canDecide, onclick: () => decide("confirm") },
+          el("kbd", {}, "Y"), " 确认违规"),
+        ...reasonButtons,
+        el("span", { class: "spacer" }),
+        el("button", { onclick: prev, id: "btn-prev" }, el("kbd", {}, "K"), " 上一条"),
+        el("button", { onclick: next, id: "btn-next" }, el("kbd", {}, "J"), " 下一条"),
+        el("button", { onclick: undo, id: "btn-undo", disabled: !canDecide }, el("kbd", {}, "U"), " 撤销")),
+      el("div", { class: "note", id: "note", hidden: true },
+        el("input", { id: "note-input", placeholder: "请说明驳回原因（其他），回车提交，Esc 取消", maxlength: "2000" })),
+      el("footer", { class: "legend" },
+        "快捷键：", el("kbd", {}, "Y"), "/", el("kbd", {}, "Enter"), " 确认　",
+        ...REASONS.flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
+        el("kbd", {}, "J"), "/", el("kbd", {}, "→"), " 下一条　", el("kbd", {}, "K"), "/", el("kbd", {}, "←"), " 上一条　",
+        el("kbd", {}, "U"), "/", el("kbd", {}, "Ctrl+Z"), " 撤销　", el("kbd", {}, "A"), ` 标注/原图（当前：${state.variant === "annotated" ? "标注" : "原图"}）　`,
+        el("kbd", {}, "Z"), " 特写放大"),
+      state.zoom && crop?.url ? el("div", { class: "zoom", onclick: toggleZoom }, el("img", { src: crop.url, alt: "特写放大" })) : null,
+    );
+  }
+
+  // ---- actions --------------------------------------------------------------------------------
+  function decide(decision, reason = null, note = "") {
+    const c = current();
+    if (!c || !canDecide) return;
+    const body = { decision, duration_ms: Math.round(performance.now() - state.shownAt) };
+    if (reason) body.reason = reason;
+    if (note) body.note = note;
+    const corrections = [...state.corrections];
+    if (state.label && !corrections.some((k) => k.action === "add") && c.bbox_xyxy.length === 4) {
+      corrections.push({ action: "relabel", bbox_xyxy: c.bbox_xyxy, label: state.label, seq: 2 });
+    }
+    if (corrections.length) body.corrections = corrections;
+    const record = { c, decision, reason };
+    record.request = post(`cases/${c.id}/verify`, body);
+    state.decided.push(record);
+    state.queue.splice(state.index, 1);
+    state.total = Math.max(state.total - 1, 0);
+    state.done += 1;
+    if (state.index >= state.queue.length) state.index = Math.max(state.queue.length - 1, 0);
+    show(); // the next case is already loaded: show it before the server answers
+    const what = decision === "confirm" ? "已确认" : `已驳回（${REASONS.find((r) => r.code === reason)?.zh}）`;
+    record.request.then(() => toast(`${what}：${KIND_ZH[c.kind] || c.kind} · ${c.camera_id}`)).catch((err) => {
+      toast(`提交失败：${err.message}`, "error");
+      state.decided = state.decided.filter((r) => r !== record);
+      state.done -= 1;
+      if (err.status !== 409) { state.queue.splice(state.index, 0, c); state.total += 1; }
+      show();
+    });
+  }
+
+  async function undo() {
+    const record = state.decided.pop();
+    if (!record) { toast("没有可撤销的决定"); return; }
+    try {
+      await record.request; // the decision must have landed before it can be undone
+      await post(`cases/${record.c.id}/undo`);
+    } catch (err) {
+      toast(`撤销失败：${err.message}`, "error");
+      return;
+    }
+    state.details.delete(record.c.id);
+    state.queue.splice(state.index, 0, record.c);
+    state.total += 1;
+    state.done -= 1;
+    toast(`已撤销：${KIND_ZH[record.c.kind] || record.c.kind} · ${record.c.camera_id} 回到队列`);
+    show();
+  }
+
+  function next() { if (state.index < state.queue.length - 1) { state.index += 1; show(); } }
+  function prev() { if (state.index > 0) { state.index -= 1; show(); } }
+  function toggleZoom() { state.zoom = !state.zoom; detail(current().id).then(renderCase); }
+
+  function openNote() {
+    const box = document.getElementById("note");
+    if (!box) return;
+    state.noteOpen = true;
+    box.hidden = false;
+    const input = document.getElementById("note-input");
+    input.value = "";
+    input.focus();
+    input.onkeydown = (e) => {
+      if (e.key === "Enter" && input.value.trim()) { e.preventDefault(); decide("reject", "other", input.value.trim()); }
+      if (e.key === "Escape") { e.preventDefault(); box.hidden = true; state.noteOpen = false; input.blur(); }
+      e.stopPropagation();
+    };
+  }
+
+  function onKey(e) {
+    const t = e.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
+    if (e.altKey || e.metaKey) return;
+    const key = e.key;
+    if (e.ctrlKey) {
+      if (key === "z" || key === "Z") { e.preventDefault(); undo(); }
+      return;
+    }
+    const reason = REASONS.find((r) => r.key === key);
+    if (key === "y" || key === "Y" || key === "Enter") decide("confirm");
+    else if (reason) (reason.code === "other" ? openNote() : decide("reject", reason.code));
+    else if (key === "j" || key === "J" || key === "ArrowRight" || key === "ArrowDown") next();
+    else if (key === "k" || key === "K" || key === "ArrowLeft" || key === "ArrowUp") prev();
+    else if (key === "u" || key === "U") undo();
+    else if (key === "a" || key === "A") { state.variant = state.variant === "annotated" ? "clean" : "annotated"; detail(current().id).then(renderCase); }
+    else if (key === "z" || key === "Z") toggleZoom();
+    else if (key === "Escape" && state.zoom) toggleZoom();
+    else return;
+    e.preventDefault();
+  }
+
+  document.addEventListener("keydown", onKey);
+  reload();
+  return () => document.removeEventListener("keydown", onKey);
+}
