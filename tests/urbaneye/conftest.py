@@ -118,7 +118,7 @@ def embedded(settings_env, tmp_path: Path):
 @dataclass
 class HotlineReceiver:
     """Records every request; answers per ``mode``: ok | fail (500) | hang (sleep ``hang_s``, then 500) |
-    slow (sleep ``hang_s``, then accept).
+    slow (sleep ``hang_s``, then accept) | refuse (422).
 
     Honours ``Idempotency-Key`` like a real intake: ``accepted`` holds each case id once.
     """
@@ -145,12 +145,17 @@ def hotline() -> Iterator[HotlineReceiver]:
 
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            record = {"headers": dict(self.headers), "body": body, "mode": receiver.mode}
+            record = {"path": self.path, "headers": dict(self.headers), "body": body, "mode": receiver.mode}
             with receiver.lock:
                 receiver.requests.append(record)
                 mode = receiver.mode
             if mode in ("hang", "slow"):
                 time.sleep(receiver.hang_s)
+            if mode == "refuse":
+                self.send_response(422)
+                self.end_headers()
+                self.wfile.write(b"missing grid code")
+                return
             if mode in ("fail", "hang"):
                 self.send_response(500)
                 self.end_headers()
