@@ -400,7 +400,8 @@ def bench_motion_gating(model: Path, quick: bool) -> dict[str, Any]:
 def run_bench(model_path: str | None = None, quick: bool = False, sections: list[str] | None = None) -> dict:
     sections = sections or ["detector", "pipeline", "motion_gating"]
     model = _model_path(model_path)
-    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "quick": quick}
+    # Load average: the numbers below only mean something on a machine that is otherwise idle.
+    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "quick": quick, "load_avg_before": os.getloadavg()}
     t0 = time.perf_counter()
     if "detector" in sections:
         frame = first_frame(camera_clip_1080p(20))
@@ -412,4 +413,5 @@ def run_bench(model_path: str | None = None, quick: bool = False, sections: list
     if "motion_gating" in sections:
         result["motion_gating"] = bench_motion_gating(model, quick)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
+    result["load_avg_after"] = os.getloadavg()
     return result

@@ -282,6 +282,7 @@ class RtspServer:
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._conns: list[socket.socket] = []
+        self._frozen: set[int] = set()  # id() of connections that get no more packets (a stall)
         self.sps = next(n for u in self.units for n in u if n[0] & 0x1F == 7)
         self.pps = next(n for u in self.units for n in u if n[0] & 0x1F == 8)
 
@@ -300,6 +301,10 @@ class RtspServer:
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
         self._acceptor.start()
         return self
+
+    def stall(self) -> None:
+        """Stop sending to the connected clients but keep their TCP connections open (a hung camera)."""
+        self._frozen |= {id(c) for c in self._conns}
 
     def stop(self) -> None:
         self._stop.set()
@@ -404,6 +409,9 @@ class RtspServer:
         t0 = time.monotonic()
         try:
             while playing.is_set() and not self._stop.is_set():
+                if id(conn) in self._frozen:
+                    self._stop.wait(0.1)
+                    continue
                 nals = self.units[frame % len(self.units)]
                 ts = (frame * 90000 // int(self.fps)) & 0xFFFFFFFF
                 for k, nal in enumerate(nals):

@@ -102,6 +102,24 @@ def test_dead_rtsp_camera_goes_offline_reconnects_and_never_slows_the_others(
     assert board.snapshots() == []  # a stopped worker no longer reports its cameras
 
 
+def test_a_stalled_stream_goes_offline_and_is_reopened(
+    rtsp: RtspServer, cameras_yaml: Callable[..., Path]
+) -> None:
+    board = StatusBoard()
+    worker = start_worker(cameras_yaml(camera_dict("rtsp-1", rtsp.url(), start_time=None)), board)
+    try:
+        wait_for(lambda: board.get("rtsp-1").state is CameraState.ONLINE, 30, "rtsp online")
+        rtsp.stall()  # connection stays open, packets stop: only timeouts can notice
+        assert (
+            wait_for(lambda: board.get("rtsp-1").state is CameraState.OFFLINE, 5.0, "offline on stall") <= 5.0
+        )
+        # the read timeout ends the stuck read; the reconnect gets a fresh, flowing session
+        wait_for(lambda: board.get("rtsp-1").reconnects >= 1, 15, "reconnect after the read timeout")
+        wait_for(lambda: board.get("rtsp-1").state is not CameraState.OFFLINE, 30, "flowing again")
+    finally:
+        worker.stop()
+
+
 def test_bad_files_are_camera_errors_and_the_good_camera_runs(
     tmp_path: Path, clip: Path, cameras_yaml: Callable[..., Path]
 ) -> None:
