@@ -37,6 +37,13 @@ def test_garbage_left_on_the_street_opens_after_dwell() -> None:
         ),
         ("in the bin area", [Obj("garbage", BAG)]),
         ("put down for a minute, then carried off", [Obj("garbage", (200.0, 700.0, 260.0, 750.0), 0, 60)]),
+        (
+            "a street bin the detector also calls garbage",
+            [
+                Obj("trash_bin", (200.0, 600.0, 260.0, 700.0)),
+                Obj("garbage", (202.0, 603.0, 259.0, 700.0), score=0.55),
+            ],
+        ),
     ],
 )
 def test_no_violation(name: str, objs: list[Obj]) -> None:
@@ -51,6 +58,32 @@ def test_dwell_starts_when_the_bag_is_put_down() -> None:
     events = run(CAM, [held, dropped, holder], 450, fps=2.5)
     (opened,) = of(events, "opened")
     assert opened.ts_s - 100 == pytest.approx(DWELL_S, abs=5)
+
+
+def test_walkers_passing_in_front_of_a_pile_do_not_delay_it() -> None:
+    pile = Obj("garbage", (200.0, 700.0, 260.0, 750.0), 10)
+    # every 20 s someone walks by in front of it, their box covering the pile for about 4 s
+    walkers = [
+        Obj(
+            "person",
+            (100.0, 560.0, 160.0, 800.0),  # nearer the camera than the pile: it looks "in their hands"
+            20 * i,
+            20 * i + 12,
+            moves=[(20 * i, 0, 0), (20 * i + 12, 200, 0)],
+        )
+        for i in range(1, 16)
+    ]
+    (opened,) = of(run(CAM, [pile, *walkers], 360, fps=2.5), "opened")
+    assert opened.ts_s - 10 == pytest.approx(DWELL_S, abs=5)
+
+
+def test_garbage_beside_a_bin_still_counts() -> None:
+    bin_, pile = (
+        Obj("trash_bin", (200.0, 600.0, 260.0, 700.0)),
+        Obj("garbage", (262.0, 660.0, 322.0, 700.0), 10),
+    )
+    (opened,) = of(run(CAM, [bin_, pile], 360, fps=2.5), "opened")
+    assert opened.ts_s - 10 == pytest.approx(DWELL_S, abs=5)
 
 
 def test_piles_next_to_each_other_are_one_violation() -> None:

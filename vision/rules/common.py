@@ -73,6 +73,8 @@ CONFIRM_FRACTION, CONFIRM_MIN_S, CONFIRM_MAX_S = 0.1, 3.0, 15.0
 #: Recent observations looked at for "blocked" (garbage held by a person) and supporting evidence.
 CONTEXT_WINDOW = 10
 BLOCKED_MAJORITY = 0.5
+#: Blocked only counts once it has lasted this long (brief overlaps are passers-by, not holders).
+HELD_MIN_S = 10.0
 #: Zone membership of a settled object is recomputed only when its anchor box moved this much.
 GEO_SLACK_PX = 2.0
 #: Escalation places without a frontage are cells of this fraction of the frame.
@@ -142,6 +144,7 @@ class Candidate:
     last_still_s: float = 0.0
     hold_s: float = -math.inf  # last time it was ineligible (outside zone, exempt, blocked)
     held: bool = False  # blocked in most recent observations
+    held_since_s: float | None = None  # when the current blocked streak began
     merged_into: int = 0  # a duplicate of this older candidate; dropped
     # zone membership of geo_box (the anchor when last computed) for geometry geo_of
     geo_of: object | None = None
@@ -496,7 +499,10 @@ def _observe(
         c.scores.popleft()
     c.blocked.append(blocked)
     c.support.append(support)
-    c.held = sum(c.blocked) >= BLOCKED_MAJORITY * len(c.blocked)
+    held = sum(c.blocked) >= BLOCKED_MAJORITY * len(c.blocked)
+    if held and not c.held:
+        c.held_since_s = now_s
+    c.held = held
     if c.samples and now_s - c.samples[-1][0] < SAMPLE_MIN_GAP_S:
         return
     x1, y1, x2, y2 = box
@@ -558,7 +564,9 @@ def _update_eligibility(c: Candidate, zones: ZoneFrame, spec: RuleSpec, now_s: f
     active = zones.active
     c.zone_idx = next((j for j in c.geo_watch if active[j]), -1)
     exempt = any(active[j] for j in c.geo_exempt)
-    c.eligible = c.zone_idx >= 0 and not exempt and not c.held
+    # a walker passing in front of a pile looks like holding it for a moment: only a streak counts
+    held = c.held and c.held_since_s is not None and now_s - c.held_since_s >= HELD_MIN_S
+    c.eligible = c.zone_idx >= 0 and not exempt and not held
     if not c.eligible:
         c.hold_s = now_s  # dwell counts only from when the object became eligible
 

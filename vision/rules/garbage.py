@@ -2,7 +2,8 @@
 
 A bag carried by a walker moves with them and never settles; a bag *held* by someone standing
 still (its box mostly inside a person's box and off the ground) does not count either, and its
-dwell starts only once it has been put down. ``bin_area`` zones exempt garbage inside them.
+dwell starts only once it has been put down. ``bin_area`` zones exempt garbage inside them, and a
+``garbage`` box that is a detected ``trash_bin``'s box again is the bin itself, labelled twice.
 Piles next to each other (centres within 1.5 box widths) are one place.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from vision.config import RulesConfig
-from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, run_rule
+from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, iou_matrix, run_rule
 from vision.rules.common import init_state as _init_state
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneFrame
@@ -20,6 +21,8 @@ from vision.zones import ZoneFrame
 HELD_OVERLAP = 0.5
 #: Its bottom must be this fraction of the person's height above their feet (a pile lies on the ground).
 HELD_LIFT = 0.08
+#: A garbage box this similar to a trash_bin box is the bin, labelled twice by the detector.
+BIN_IOU = 0.5
 
 
 def held_by_person(garbage: np.ndarray, persons: np.ndarray) -> np.ndarray:
@@ -40,13 +43,22 @@ def held_by_person(garbage: np.ndarray, persons: np.ndarray) -> np.ndarray:
 
 
 _PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
+_BIN = OBJECT_KINDS.index(ObjectKind.TRASH_BIN)
+
+
+def is_a_bin(garbage: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """(n,) bool: the garbage box is a detected bin's box again (IoU >= BIN_IOU), i.e. the detector
+    labelled one bin both ways. A pile beside a bin overlaps it far less."""
+    if len(garbage) == 0 or len(bins) == 0:
+        return np.zeros(len(garbage), bool)
+    return (iou_matrix(garbage, bins) >= BIN_IOU).any(axis=1)
 
 
 def _annotate(objs: Detections, frame: Detections) -> Annotations:
-    persons = frame.of_kind(ObjectKind.PERSON)
-    return Annotations(
-        blocked=held_by_person(objs.xyxy, persons.xyxy), support=np.zeros(len(objs), np.float32)
-    )
+    persons = frame.xyxy[frame.class_id == _PERSON]
+    bins = frame.xyxy[frame.class_id == _BIN]
+    blocked = held_by_person(objs.xyxy, persons) | is_a_bin(objs.xyxy, bins)
+    return Annotations(blocked=blocked, support=np.zeros(len(objs), np.float32))
 
 
 SPEC = RuleSpec(
