@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +24,9 @@ PUSH_POLICIES = ("after_review", "immediate")
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="URBANEYE_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="development | test | production (production refuses default secrets)"
+    )
     data_dir: Path = Field(REPO_ROOT / "var", description="local state: SQLite file, spool, evidence store")
 
     # database
@@ -49,31 +51,54 @@ class Settings(BaseSettings):
     )
 
     # evidence store
-    evidence_backend: Literal["fs", "s3"] = "fs"
+    evidence_backend: Literal["fs", "s3"] = Field(
+        "fs", description="fs = directory in data_dir (embedded); s3 = MinIO/S3 through the minio SDK"
+    )
     s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of MinIO / S3")
-    s3_access_key: str = "minioadmin"
-    s3_secret_key: str = "minioadmin"
-    s3_secure: bool = False
-    s3_region: str = "us-east-1"
-    s3_bucket: str = "urbaneye-evidence"
-    s3_datasets_bucket: str = "urbaneye-datasets"
-    s3_object_lock: bool = False
-    s3_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
-    s3_retention_days: Annotated[int, Field(ge=1, le=36500)] = 365
-    presign_expiry_s: Annotated[int, Field(ge=30, le=900)] = 600
+    s3_access_key: str = Field("minioadmin", description="S3 access key")
+    s3_secret_key: str = Field("minioadmin", description="S3 secret key")
+    s3_secure: bool = Field(False, description="use HTTPS to reach S3")
+    s3_region: str = Field(
+        "us-east-1", description="S3 region (MinIO ignores it; set it to skip a region lookup)"
+    )
+    s3_bucket: str = Field("urbaneye-evidence", description="evidence bucket, created at start-up")
+    s3_datasets_bucket: str = Field(
+        "urbaneye-datasets", description="bucket for training datasets, created at start-up"
+    )
+    s3_object_lock: bool = Field(
+        False,
+        description="create the evidence bucket with object lock (WORM) and a retention on every object",
+    )
+    s3_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        "GOVERNANCE", description="object lock mode: GOVERNANCE (admins may lift) or COMPLIANCE (nobody may)"
+    )
+    s3_retention_days: Annotated[int, Field(ge=1, le=36500)] = Field(
+        365, description="object lock retention of evidence, days"
+    )
+    presign_expiry_s: Annotated[int, Field(ge=30, le=900)] = Field(
+        600, description="lifetime of presigned evidence links, seconds (at most 15 minutes)"
+    )
     s3_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
         5.0, description="connect/read timeout; on failure evidence waits in the spool"
     )
 
     # hotline / 数字城管 intake
     hotline_url: str = Field("", description="HTTP JSON intake; empty = cases stay queued")
-    hotline_secret: str = _DEV_SECRET
-    hotline_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
-    hotline_max_retries: Annotated[int, Field(ge=0, le=50)] = 8
+    hotline_secret: str = Field(
+        _DEV_SECRET, description="HMAC-SHA256 key signing our pushes and verifying hotline callbacks"
+    )
+    hotline_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
+        10.0, description="HTTP time-out of one push, seconds"
+    )
+    hotline_max_retries: Annotated[int, Field(ge=0, le=50)] = Field(
+        8, description="retries after the first failed push before the case is dead-lettered"
+    )
     hotline_backoff_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         5.0, description="first retry delay; doubles per attempt (exponential backoff)"
     )
-    hotline_backoff_max_s: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    hotline_backoff_max_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        600.0, description="upper bound of the retry delay, seconds"
+    )
     outbox_lease_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         60.0, description="a dispatched outbox row is sent again if its task has not finished by then"
     )
@@ -87,21 +112,33 @@ class Settings(BaseSettings):
     )
 
     # API / auth
-    secret_key: str = _DEV_SECRET
-    access_token_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 3600
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
-    login_lockout_s: Annotated[int, Field(ge=1, le=86400)] = 300
+    secret_key: str = Field(_DEV_SECRET, description="signs API tokens and filesystem evidence links")
+    access_token_ttl_s: Annotated[int, Field(ge=60, le=86400)] = Field(
+        3600, description="API token lifetime, seconds"
+    )
+    host: str = Field("127.0.0.1", description="API listen address")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="API listen port")
+    login_max_failures: Annotated[int, Field(ge=1, le=100)] = Field(
+        5, description="failed logins before a username is locked out"
+    )
+    login_lockout_s: Annotated[int, Field(ge=1, le=86400)] = Field(
+        300, description="lock-out duration after too many failed logins, seconds"
+    )
 
     # models
     model_path: Path = Field(BOOTSTRAP_MODEL, description="default ONNX detector")
     models_dir: Path = Field(REPO_ROOT / "var" / "models", description="registry artefacts")
 
     # streams
-    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
-    worker_id: str = ""
-    lease_ttl_s: Annotated[float, Field(ge=2, le=600)] = 15.0
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        9108, description="Prometheus metrics port of the stream worker (0 = off)"
+    )
+    worker_id: str = Field(
+        "", description="stream worker id for camera leases; empty = derived from host and process"
+    )
+    lease_ttl_s: Annotated[float, Field(ge=2, le=600)] = Field(
+        15.0, description="camera lease lifetime; a dead worker's cameras move after this long"
+    )
     redis_url: str = Field("", description="for camera leases; empty = leases in the database")
 
     @model_validator(mode="after")
@@ -157,3 +194,58 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_markdown() -> str:
+    """The settings table of docs/settings.md, generated from the fields above (one source of truth)."""
+    rows = [
+        "| Variable | Type | Default | Description |",
+        "|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            try:
+                default = "<repo>/" + str(default.relative_to(REPO_ROOT))
+            except ValueError:
+                default = str(default)
+        default_txt = f"`{default}`" if default not in ("", None) else "(empty)"
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+        typ = "one of " + ", ".join(choices) if choices else getattr(field.annotation, "__name__", "")
+        bounds = [
+            f"{k} {getattr(m, k)}" for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)
+        ]
+        if bounds:
+            typ += f" ({', '.join(bounds)})"
+        desc = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `URBANEYE_{name.upper()}` | {typ} | {default_txt} | {desc} |")
+    return "\n".join(rows) + "\n"
+
+
+SETTINGS_DOC_BEGIN = "<!-- settings:begin (generated: python -m urbaneye.settings docs/settings.md) -->"
+SETTINGS_DOC_END = "<!-- settings:end -->"
+
+
+def write_settings_doc(path: Path) -> bool:
+    """Replace the generated table in ``path``; returns True if the file changed."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition(SETTINGS_DOC_BEGIN)
+    _, sep2, tail = rest.partition(SETTINGS_DOC_END)
+    if not sep or not sep2:
+        raise ValueError(
+            f"{path} lacks the settings markers; add {SETTINGS_DOC_BEGIN} and {SETTINGS_DOC_END}"
+        )
+    new = f"{head}{SETTINGS_DOC_BEGIN}\n{settings_markdown()}{SETTINGS_DOC_END}{tail}"
+    if new == text:
+        return False
+    path.write_text(new, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":
+    import sys
+
+    changed = write_settings_doc(
+        Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "docs" / "settings.md")
+    )
+    print("updated" if changed else "up to date")
