@@ -1,0 +1,159 @@
+"""Model card: what a shipped detector is, how it was made, and how well it does.
+
+The card is a JSON file beside the model (``card.json``). It is written by ``urbaneye train`` and
+updated by ``urbaneye eval --card`` when the model is measured on a held-out set, so a reviewer can
+reproduce both the model and its figures from the card alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+CARD_SCHEMA_VERSION = 1
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_hardware(device: str = "cpu") -> dict[str, Any]:
+    """The machine a model was trained on: CPU model, usable cores, torch threads, GPU if any.
+
+    ``device`` is the ultralytics device string the run used (``"cpu"``, ``"0"``, ``"cuda:0"``).
+    """
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": _cpu_model(),
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if device != "cpu" and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    try:
+        import ultralytics
+
+        info["ultralytics"] = ultralytics.__version__
+    except ImportError:
+        pass
+    return info
+
+
+@dataclass
+class ArtifactInfo:
+    """One file of the model: where it is (relative to the card), its hash and size."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, path: str | Path, relative_to: str | Path, **extra: Any) -> ArtifactInfo:
+        path = Path(path)
+        try:
+            name = str(path.resolve().relative_to(Path(relative_to).resolve()))
+        except ValueError:
+            name = str(path)
+        return cls(file=name, sha256=sha256_file(path), size_bytes=path.stat().st_size, extra=dict(extra))
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to trust, reproduce and load one trained detector.
+
+    Attributes:
+        name: model name, e.g. ``"urbaneye-bootstrap"``.
+        classes: model labels in class-id order (``OBJECT_KINDS`` order for our models).
+        imgsz_px: ONNX input size ``[h, w]``.
+        architecture: ultralytics model yaml, e.g. ``"yolov8n.yaml"``; ``init_weights`` when fine-tuned.
+        dataset: ``{"data_yaml", "seed", "train_images", "val_images", ...}`` of the training data.
+        recipe: the full training recipe (name and every ultralytics override used).
+        training: ``{"time_s", "epochs", "hardware": {...}}``.
+        artifacts: ``{"onnx": ArtifactInfo, "pt": ..., "onnx_dynamic": ...}``.
+        metrics: named evaluations, e.g. ``{"val": {...}, "holdout": {...}}``; each holds the
+            ``evaluate_model`` JSON plus how it was produced (``command``, ``data_yaml``, ``split``).
+    """
+
+    name: str
+    classes: list[str]
+    imgsz_px: list[int]
+    architecture: str
+    dataset: dict[str, Any]
+    recipe: dict[str, Any]
+    training: dict[str, Any]
+    artifacts: dict[str, ArtifactInfo] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    init_weights: str | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        version = data.get("schema_version")
+        if version != CARD_SCHEMA_VERSION:
+            raise ValueError(
+                f"model card schema_version {version!r} is not supported (expected {CARD_SCHEMA_VERSION}); "
+                "re-run `urbaneye train` or upgrade urbaneye"
+            )
+        data = dict(data)
+        data["artifacts"] = {k: ArtifactInfo(**v) for k, v in data.get("artifacts", {}).items()}
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model card {path} not found; train a model with `urbaneye train`")
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def verify(self, card_dir: str | Path) -> list[str]:
+        """Check each artifact's sha256 against the files beside the card; returns a list of problems."""
+        problems = []
+        for key, art in self.artifacts.items():
+            path = Path(card_dir) / art.file
+            if not path.is_file():
+                problems.append(f"{key}: {path} is missing")
+            elif sha256_file(path) != art.sha256:
+                problems.append(f"{key}: {path} sha256 differs from the card; re-export or update the card")
+        return problems
