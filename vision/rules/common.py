@@ -2,13 +2,17 @@
 
 Two layers, both pure (time is an argument; no clock, disk or network):
 
-1. **Candidates** follow individual objects of the rule's kinds. They are matched to detections by
-   tracker id *and* by position (IoU / centre distance), so a tracker ID switch or an untracked
-   stream does not lose them. Each candidate judges stationarity over a time window (medians, so a
-   1-3 frame false box or a jittery box does not count as movement); a *stationary episode* starts
-   when it settles (back-dated to the first settled observation) and ends when it has moved for
-   ``MOVE_RESET_S``. Settling somewhere else (a bike moved and re-parked) starts a new episode.
-   Missed frames and occlusions shorter than ``rules.grace_s`` keep the candidate and its dwell.
+1. **Candidates** follow individual objects of the rule's kinds. A settled object is matched to
+   detections by position against where it settled (IoU / centre distance; a tracker id only breaks
+   ties), so tracker ID switches, ids carried over to another object, stray boxes and untracked
+   streams do not move or lose it; a moving one may also follow its tracker id. Each candidate
+   judges stationarity over a time window (medians, so a 1-3 frame false box or a jittery box does
+   not count as movement); a *stationary episode* starts when it settles (back-dated to the first
+   settled observation) and ends when it has moved for ``MOVE_RESET_S``. Settling somewhere else (a
+   bike moved and re-parked) starts a new episode. Missed frames and occlusions shorter than
+   ``rules.grace_s`` keep the candidate and its dwell. Two candidates settled on one object merge.
+   Dwell counts only while the object is eligible: in a watching zone in force, outside exemptions
+   in force, not blocked (held by a person, part of a grill stall) for ``HELD_MIN_S`` or more.
 2. **Places** group eligible candidates of one zone (bikes within ~1.5 box widths form one cluster)
    and carry one violation each: ``sighting`` (internal, first evidence frame) -> ``opened`` at the
    dwell crossing -> ``updated`` every ``rules.update_interval_s`` -> ``closed`` once nothing has been
