@@ -418,6 +418,7 @@ def train_model(
             "time_s": round(train_time_s, 1),
             "epochs": epochs_done,
             "train_imgsz_px": args["imgsz"],
+            "images_per_epoch": len(trainer.train_loader.sampler),
             "hardware": hardware,
             "ultralytics_val": _ultralytics_metrics(trainer),
         },

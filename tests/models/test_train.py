@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -47,6 +48,7 @@ def test_tiny_run_writes_a_complete_card(tiny_run: TrainResult, tiny_dataset: Pa
     assert card.recipe["name"] == "tiny"
     assert card.recipe["train_args"]["pretrained"] is False and card.recipe["train_args"]["amp"] is False
     assert card.training["epochs"] == 1 and card.training["time_s"] > 0
+    assert card.training["images_per_epoch"] == 6
     assert card.training["hardware"]["device"] == "cpu" and card.training["hardware"]["torch_threads"] == 2
     assert set(card.artifacts) == {"onnx", "pt"}
     assert card.artifacts["onnx"].file == "ue-tiny.onnx" and card.artifacts["onnx"].extra["opset"] == 17
@@ -81,6 +83,14 @@ def test_init_weights_start_from_the_parent(
     assert parent.keys() == kid.keys() and len(parent) > 10
     for key in parent:
         np.testing.assert_array_equal(parent[key], kid[key], err_msg=key)
+
+
+def test_epoch_images_draws_a_subset_each_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+    recipe = dataclasses.replace(load_recipe("tiny"), epoch_images=4, epochs=2, batch=2)
+    result = train_model(tiny_dataset, tmp_path, recipe=recipe, evaluate=False)
+    assert result.card.training["images_per_epoch"] == 4  # of 6 train images
+    assert result.card.training["epochs"] == 2
+    assert result.card.recipe["epoch_images"] == 4
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu", "tiny"])
