@@ -38,6 +38,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--cases", type=int, default=100_000)
     b.add_argument("--reviewers", type=int, default=50)
     b.add_argument("--duration-s", type=float, default=20.0)
+    b.add_argument(
+        "--think-s", type=float, default=1.0, help="mean reviewer pause per case (0 = closed loop)"
+    )
+    b.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    b.add_argument(
+        "--proposed-indexes", action="store_true", help="add the indexes docs/api.md asks for first"
+    )
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=cmd_bench_api)
 
@@ -147,7 +154,13 @@ def cmd_bench_api(args: argparse.Namespace) -> int:
     from api.bench import run_bench
 
     report = run_bench(
-        database_url=args.database_url, cases=args.cases, reviewers=args.reviewers, duration_s=args.duration_s
+        database_url=args.database_url,
+        cases=args.cases,
+        reviewers=args.reviewers,
+        duration_s=args.duration_s,
+        think_s=args.think_s,
+        proposed_indexes=args.proposed_indexes,
+        workers=args.workers,
     )
     if args.json:
         print(json.dumps(report, indent=2))
