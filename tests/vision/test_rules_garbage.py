@@ -60,6 +60,14 @@ def test_dwell_starts_when_the_bag_is_put_down() -> None:
     assert opened.ts_s - 100 == pytest.approx(DWELL_S, abs=5)
 
 
+def test_a_double_labelled_bin_stays_quiet_when_the_detector_misses_most_frames() -> None:
+    bin_ = Obj("trash_bin", (200.0, 600.0, 260.0, 700.0))
+    also_garbage = Obj("garbage", (202.0, 603.0, 259.0, 700.0), score=0.55)
+    assert (
+        of(run(CAM, [bin_, also_garbage], 400, Noise(miss=0.6, jitter_px=4, seed=8), fps=2.5), "opened") == []
+    )
+
+
 def test_walkers_passing_in_front_of_a_pile_do_not_delay_it() -> None:
     pile = Obj("garbage", (200.0, 700.0, 260.0, 750.0), 10)
     # every 20 s someone walks by in front of it, their box covering the pile for about 4 s

@@ -76,7 +76,7 @@ MIN_PRESENCE = 0.25
 CONFIRM_FRACTION, CONFIRM_MIN_S, CONFIRM_MAX_S = 0.1, 3.0, 15.0
 #: Recent observations looked at for "blocked" (garbage held by a person) and supporting evidence.
 CONTEXT_WINDOW = 10
-BLOCKED_MAJORITY = 0.5
+BLOCKED_FRACTION = 0.3  # of recent observations; the other object (bin, person) is missed too
 #: Blocked only counts once it has lasted this long (brief overlaps are passers-by, not holders).
 HELD_MIN_S = 10.0
 #: Zone membership of a settled object is recomputed only when its anchor box moved this much.
@@ -503,7 +503,7 @@ def _observe(
         c.scores.popleft()
     c.blocked.append(blocked)
     c.support.append(support)
-    held = sum(c.blocked) >= BLOCKED_MAJORITY * len(c.blocked)
+    held = sum(c.blocked) >= BLOCKED_FRACTION * len(c.blocked)
     if held and not c.held:
         c.held_since_s = now_s
     c.held = held
