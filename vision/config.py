@@ -158,7 +158,11 @@ class ZoneConfig(_Model):
     kind: ZoneKind
     polygon: list[Point] = Field(description="points in normalised [0,1] image coordinates, in order")
     road_class: RoadClass = RoadClass.SECONDARY
-    violations: list[ViolationKind] | None = Field(None, description="defaults by zone kind")
+    violations: list[ViolationKind] | None = Field(
+        None,
+        description="watching zones: the kinds watched (default by zone kind); exemption zones "
+        "(allowed_vending, bike_bay, bin_area): the kinds the zone permits",
+    )
     schedule: Schedule | None = Field(None, description="when in force; None = always")
     dwell_s: dict[ViolationKind, Annotated[float, Field(ge=5, le=86400)]] = Field(default_factory=dict)
     frontage_id: str | None = Field(None, description="shop frontage for 门前三包 / escalation grouping")
@@ -170,6 +174,9 @@ class ZoneConfig(_Model):
         return self
 
     def watches(self) -> tuple[ViolationKind, ...]:
+        """Kinds this zone raises violations for (exemption zones raise none)."""
+        if self.kind in (ZoneKind.ALLOWED_VENDING, ZoneKind.BIKE_BAY, ZoneKind.BIN_AREA):
+            return ()
         return tuple(self.violations) if self.violations is not None else DEFAULT_ZONE_VIOLATIONS[self.kind]
 
     def dwell_for(self, kind: ViolationKind) -> float:

@@ -235,6 +235,7 @@ class ViolationEvent:
     first_seen_s: float = 0.0
     object_count: int = 1
     evidence_request: bool = False
+    place_key: str = ""  # camera/zone/kind/frontage-or-cell: where repeat offences are counted
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -252,4 +253,5 @@ class ViolationEvent:
             "first_seen_s": round(float(self.first_seen_s), 3),
             "object_count": int(self.object_count),
             "evidence_request": bool(self.evidence_request),
+            "place_key": self.place_key,
         }

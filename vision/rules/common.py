@@ -730,6 +730,7 @@ def _event(
         first_seen_s=float(place.first_seen_s),
         object_count=int(place.object_count),
         evidence_request=evidence,
+        place_key=place.place_key,
     )
 
 
