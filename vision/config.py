@@ -194,7 +194,9 @@ def verify_polygon(zone_id: str, points: list[tuple[float, ...]]) -> None:
                 "by image width and height"
             )
     n = len(points)
-    area2 = sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n))
+    area2 = sum(
+        points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)
+    )
     if abs(area2) < 1e-9:
         raise ValueError(f"zone '{zone_id}' polygon has zero area; its points lie on one line")
     edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
@@ -271,7 +273,9 @@ class CameraConfig(_Model):
         seen: set[str] = set()
         for z in self.zones:
             if z.id in seen:
-                raise ValueError(f"camera '{self.id}' has two zones with id '{z.id}'; zone ids must be unique")
+                raise ValueError(
+                    f"camera '{self.id}' has two zones with id '{z.id}'; zone ids must be unique"
+                )
             seen.add(z.id)
         return self
 
@@ -350,7 +354,9 @@ class CamerasFile(_Model):
         for c in self.cameras:
             if c.id == camera_id:
                 return c
-        raise ConfigError(f"no camera '{camera_id}' in the cameras file; known: {[c.id for c in self.cameras]}")
+        raise ConfigError(
+            f"no camera '{camera_id}' in the cameras file; known: {[c.id for c in self.cameras]}"
+        )
 
 
 def parse_cameras(raw: dict[str, Any], origin: str = "cameras file") -> CamerasFile:

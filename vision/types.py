@@ -109,8 +109,10 @@ class Detections:
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        xyxy = _as_array(self.xyxy, np.float32, "xyxy").reshape(-1, 4) if np.size(self.xyxy) else np.zeros(
-            (0, 4), np.float32
+        xyxy = (
+            _as_array(self.xyxy, np.float32, "xyxy").reshape(-1, 4)
+            if np.size(self.xyxy)
+            else np.zeros((0, 4), np.float32)
         )
         n = len(xyxy)
         conf = _as_array(self.confidence, np.float32, "confidence").reshape(-1)
@@ -138,7 +140,9 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32), class_id=np.zeros(0))
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32), class_id=np.zeros(0)
+        )
 
     @classmethod
     def merge(cls, parts: list[Detections]) -> Detections:
@@ -146,7 +150,11 @@ class Detections:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
-        tid = None if any(p.tracker_id is None for p in parts) else np.concatenate([p.tracker_id for p in parts])
+        tid = (
+            None
+            if any(p.tracker_id is None for p in parts)
+            else np.concatenate([p.tracker_id for p in parts])
+        )
         keys = set.intersection(*(set(p.data) for p in parts))
         return cls(
             xyxy=np.concatenate([p.xyxy for p in parts]),
