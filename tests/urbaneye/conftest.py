@@ -240,6 +240,13 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     r.stop()
 
 
+@pytest.fixture
+def private_redis_url(own_redis: OwnRedis) -> str:
+    """A Redis server of this test alone: the shared one (fixture ``redis_url``) has 14 databases for
+    every engineer's tests, and a colliding test's worker or FLUSHDB would steal or drop our tasks."""
+    return own_redis.url
+
+
 # --- Celery worker subprocesses --------------------------------------------------------------------
 
 

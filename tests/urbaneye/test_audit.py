@@ -66,8 +66,8 @@ def _verify_cli(env: dict[str, str]) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_audit_verify_cli_detects_tampered_row_and_evidence(make_stack, redis_url):
-    stack = make_stack(redis_url)
+def test_audit_verify_cli_detects_tampered_row_and_evidence(make_stack, private_redis_url):
+    stack = make_stack(private_redis_url)
     ev = make_event("cam-1:z1:9")
     Handoff().spool.write(
         "t-9", ev.to_json(), make_context(), [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(ev)]

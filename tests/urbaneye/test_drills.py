@@ -103,8 +103,8 @@ def test_broker_outage_while_violations_arrive(make_stack, own_redis, worker_fac
     assert max(Counter(stack.hotline.keys()).values()) == 1  # the receiver saw each case exactly once
 
 
-def test_s3_down_then_back(make_stack, redis_url, worker_factory, relay):
-    stack = make_stack(redis_url, push_policy=IMMEDIATE)
+def test_s3_down_then_back(make_stack, private_redis_url, worker_factory, relay):
+    stack = make_stack(private_redis_url, push_policy=IMMEDIATE)
     worker = worker_factory(stack.env)
     worker.start()
     handoff = relay()
@@ -127,8 +127,8 @@ def test_s3_down_then_back(make_stack, redis_url, worker_factory, relay):
     assert max(Counter(stack.hotline.keys()).values()) == 1
 
 
-def test_hotline_errors_and_timeouts_then_recovery(make_stack, redis_url, worker_factory, relay):
-    stack = make_stack(redis_url, push_policy=IMMEDIATE)
+def test_hotline_errors_and_timeouts_then_recovery(make_stack, private_redis_url, worker_factory, relay):
+    stack = make_stack(private_redis_url, push_policy=IMMEDIATE)
     worker = worker_factory(stack.env)
     worker.start()
     handoff = relay()
@@ -147,8 +147,8 @@ def test_hotline_errors_and_timeouts_then_recovery(make_stack, redis_url, worker
     assert min(attempts) >= 2  # retried with back-off, not given up
 
 
-def test_worker_sigkill_mid_case_task(make_stack, redis_url, worker_factory, relay):
-    stack = make_stack(redis_url, push_policy=IMMEDIATE)
+def test_worker_sigkill_mid_case_task(make_stack, private_redis_url, worker_factory, relay):
+    stack = make_stack(private_redis_url, push_policy=IMMEDIATE)
     worker = worker_factory(stack.env, queues="cases")
     worker.start()
     handoff = relay()
@@ -162,8 +162,8 @@ def test_worker_sigkill_mid_case_task(make_stack, redis_url, worker_factory, rel
     _assert_intact(stack, vids, handoff)
 
 
-def test_worker_sigkill_mid_hotline_delivery(make_stack, redis_url, worker_factory, relay):
-    stack = make_stack(redis_url, push_policy=IMMEDIATE, hotline_timeout_s=20)
+def test_worker_sigkill_mid_hotline_delivery(make_stack, private_redis_url, worker_factory, relay):
+    stack = make_stack(private_redis_url, push_policy=IMMEDIATE, hotline_timeout_s=20)
     worker = worker_factory(stack.env)
     worker.start()
     stack.hotline.mode, stack.hotline.hang_s = "slow", 3.0  # the intake takes 3 s, then accepts

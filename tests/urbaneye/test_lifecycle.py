@@ -25,9 +25,9 @@ SECRET = "test-hotline-secret"
 
 
 @pytest.fixture
-def stack(make_stack, redis_url):
+def stack(make_stack, private_redis_url):
     """PostgreSQL + moto S3 + hotline receiver; tasks are driven by calling their plain functions."""
-    return make_stack(redis_url, hotline_max_retries=2)
+    return make_stack(private_redis_url, hotline_max_retries=2)
 
 
 def _new_case(stack, vid: str = "cam-1:z1:1", kind=ViolationKind.STREET_VENDING, **ctx) -> str:
@@ -168,9 +168,9 @@ def test_intake_refusal_dead_letters_at_once(stack):
         assert "HTTP 422" in s.get(Outbox, outbox_id).last_error
 
 
-def test_immediate_policy_and_bike_operator_routing(make_stack, redis_url, hotline):
+def test_immediate_policy_and_bike_operator_routing(make_stack, private_redis_url, hotline):
     stack = make_stack(
-        redis_url,
+        private_redis_url,
         push_policy="bike_misparking=immediate",
         bike_operator_url=hotline.url.replace("intake", "bike"),
     )

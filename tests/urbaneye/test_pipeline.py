@@ -34,9 +34,9 @@ def _evidence_done(url: str, n: int) -> bool:
 
 
 def test_worker_creates_cases_review_pushes_signed_case_and_callback_advances(
-    make_stack, redis_url, worker_factory
+    make_stack, private_redis_url, worker_factory
 ):
-    stack = make_stack(redis_url)
+    stack = make_stack(private_redis_url)
     worker = worker_factory(stack.env)
     worker.start()
     handoff = Handoff()
