@@ -196,3 +196,27 @@ def test_viewer_cannot_decide(client, users, make_case) -> None:  # noqa: ANN001
         f"/api/v1/cases/{case.id}/verify", json={"decision": "confirm"}, headers=users.headers("viewer")
     )
     assert r.status_code == 403 and "viewer" in r.json()["detail"]
+
+
+def test_hotline_callback_is_signed_and_moves_the_case(client, make_case, db, api_settings) -> None:  # noqa: ANN001
+    import json
+
+    from urbaneye.db.models import Case
+    from urbaneye.hotline.signing import signed_headers
+
+    case = make_case(status="queued", evidence=False)
+    body = json.dumps({"case_id": case.id, "status": "accepted", "ref": "HL-2024-0001"}).encode()
+    r = client.post("/api/v1/hotline/callback", content=body, headers=signed_headers("wrong-secret", body))
+    assert r.status_code == 401 and "does not match" in r.json()["detail"]
+    r = client.post(
+        "/api/v1/hotline/callback", content=body, headers=signed_headers(api_settings.hotline_secret, body)
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"case_id": case.id, "status": "accepted"}
+    db.expire_all()
+    assert db.get(Case, case.id).hotline_ref == "HL-2024-0001"
+    bad = b'{"case_id": "x"}'
+    r = client.post(
+        "/api/v1/hotline/callback", content=bad, headers=signed_headers(api_settings.hotline_secret, bad)
+    )
+    assert r.status_code == 400 and "case_id and status" in r.json()["detail"]
