@@ -251,35 +251,32 @@ def private_redis_url(own_redis: OwnRedis) -> str:
 
 
 class WorkerProc:
-    def __init__(self, env: dict[str, str], queues: str, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], queues: str, log_path: Path, via_cli: bool = False) -> None:
         self.env = env
         self.queues = queues
         self.log_path = log_path
+        self.via_cli = via_cli  # `urbaneye worker` (our command) instead of `celery worker`
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60.0) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the worker
         start_offset = self.log_path.stat().st_size
-        self.proc = subprocess.Popen(
-            [
+        if self.via_cli:
+            argv = [
                 sys.executable,
                 "-m",
-                "celery",
-                "-A",
-                "urbaneye.celery_app",
+                "urbaneye.cli",
                 "worker",
-                "-Q",
+                "--queues",
                 self.queues,
-                "-c",
+                "--concurrency",
                 "1",
-                "-P",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],  # fmt: skip
+            ]
+        else:
+            argv = [sys.executable, "-m", "celery", "-A", "urbaneye.celery_app", "worker", "-Q", self.queues]
+            argv += ["-c", "1", "-P", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        self.proc = subprocess.Popen(
+            argv,
             cwd=REPO,
             env=self.env,
             stdout=self._log,
@@ -318,9 +315,9 @@ class WorkerProc:
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
     workers: list[WorkerProc] = []
 
-    def make(env: dict[str, str], queues: str = "cases,hotline") -> WorkerProc:
+    def make(env: dict[str, str], queues: str = "cases,hotline", via_cli: bool = False) -> WorkerProc:
         full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-        w = WorkerProc(full, queues, tmp_path / f"worker-{len(workers)}.log")
+        w = WorkerProc(full, queues, tmp_path / f"worker-{len(workers)}.log", via_cli=via_cli)
         workers.append(w)
         return w
 

@@ -37,7 +37,7 @@ def test_worker_creates_cases_review_pushes_signed_case_and_callback_advances(
     make_stack, private_redis_url, worker_factory
 ):
     stack = make_stack(private_redis_url)
-    worker = worker_factory(stack.env)
+    worker = worker_factory(stack.env, via_cli=True)  # `urbaneye worker --queues cases,hotline`
     worker.start()
     handoff = Handoff()
     events = [make_event(f"cam-1:z1:{i}") for i in range(3)]
