@@ -7,7 +7,6 @@ and the relay (``Handoff.start_relay`` or ``urbaneye relay``) runs it again, so 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 from enum import StrEnum
 
@@ -85,15 +84,11 @@ def make_app() -> Celery:
 
 def reconfigure(settings: Settings | None = None) -> Celery:
     """Re-read settings into the app (tests, CLI overrides); drops pooled broker connections."""
-    # Celery caches the broker connection pool and the producer pool built on it; drop both so the
-    # next publish connects to the new broker.
-    for holder, attr in ((app.amqp, "_producer_pool"), (app, "_pool")):
-        pool = getattr(holder, attr, None)
-        setattr(holder, attr, None)
-        if pool is not None:
-            # a pool of a dead broker may fail to close; it is dropped either way
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
+    # Celery caches the broker connection pool and the producer pool built on it; drop our references so
+    # the next publish builds them for the new broker. They are not closed: kombu keeps producer pools in
+    # a process-wide registry, and a closed one would be handed out again ("Acquire on closed pool").
+    app.amqp._producer_pool = None
+    app._pool = None
     app.conf.update(_conf(settings or get_settings()))
     return app
 

@@ -212,3 +212,18 @@ def test_opened_event_without_two_evidence_moments_is_refused(stack):
         Handoff().submit(ev, make_frames(ev, seqs=(1,)), make_context())
     with pytest.raises(EvidenceRuleError):
         Handoff().submit(ev, make_frames(ev, gap_s=4.0), make_context())
+
+
+def test_push_waits_for_evidence_without_spending_retries(stack):
+    case_id = _new_case(stack)
+    with session_scope(stack.db_url) as s:
+        service.review_case(s, case_id, "u1", "confirm")
+        outbox_id = s.scalar(select(Outbox.id))
+        s.get(Case, case_id).evidence[0].uploaded = False  # as while S3 is down
+    assert [deliver_outbox(outbox_id) for _ in range(5)] == ["waiting"] * 5
+    with session_scope(stack.db_url) as s:
+        row = s.get(Outbox, outbox_id)
+        assert (row.status, row.attempts) == ("pending", 0) and "spool" in row.last_error
+        s.get(Case, case_id).evidence[0].uploaded = True
+    assert deliver_outbox(outbox_id) == "sent"
+    assert stack.hotline.requests and list(stack.hotline.accepted) == [case_id]

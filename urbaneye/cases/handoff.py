@@ -133,9 +133,16 @@ class Handoff:
             sent += 1
         return sent
 
-    def start_relay(self, interval_s: float | None = None, outbox: bool = False) -> threading.Thread:
-        """Run the spool relay (and, if ``outbox``, the hotline outbox relay) in a daemon thread."""
-        interval = get_settings().relay_interval_s if interval_s is None else interval_s
+    def start_relay(self, interval_s: float | None = None, outbox: bool | None = None) -> threading.Thread:
+        """Run the spool relay (and, if ``outbox``, the hotline outbox relay) in a daemon thread.
+
+        ``outbox=None`` relays the outbox too in embedded mode (memory:// broker: no ``urbaneye relay``
+        service runs there); in production the ``relay`` service does it.
+        """
+        s = get_settings()
+        interval = s.relay_interval_s if interval_s is None else interval_s
+        if outbox is None:
+            outbox = s.broker_url.startswith("memory://")
 
         def loop() -> None:
             while not self._stop.wait(interval):

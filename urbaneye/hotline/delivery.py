@@ -50,7 +50,7 @@ def _with_evidence(case: Case, payload: dict, expiry_s: int) -> dict:
 
 
 def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
-    """One delivery attempt. Returns sent | retry | dead | skipped:<why>.
+    """One delivery attempt. Returns sent | retry | dead | waiting | skipped:<why>.
 
     The row is locked for the attempt (``SKIP LOCKED``), so a redelivered task never posts the same row
     twice at once; the ``Idempotency-Key`` header lets the intake drop repeats across attempts.
@@ -66,11 +66,19 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
         if row.status != "pending":
             return f"skipped:{row.status}"
         case = session.get(Case, row.case_id)
+        # Not ready to send is not a failed push: wait without spending the retry budget.
+        waiting = ""
+        if not s.hotline_url and not (row.topic == "bike_operator" and s.bike_operator_url):
+            waiting = "URBANEYE_HOTLINE_URL is not set; the case stays queued"
+        elif not all(e.uploaded for e in case.evidence):
+            waiting = "evidence still waits in the spool for the store"
+        if waiting:
+            row.last_error = waiting
+            row.next_attempt_at = utcnow() + dt.timedelta(seconds=s.hotline_backoff_s)
+            return "waiting"
         row.attempts += 1
         error = ""
         try:
-            if not s.hotline_url and not (row.topic == "bike_operator" and s.bike_operator_url):
-                raise HotlineTransientError("URBANEYE_HOTLINE_URL is not set; the case stays queued")
             payload = _with_evidence(case, dict(row.payload), s.presign_expiry_s)
             result = client_for(row.topic, s).deliver(case.id, payload)
         except (HotlineTransientError, EvidenceStoreUnavailable) as exc:
