@@ -132,7 +132,7 @@ def _new_case(item: SpoolItem, case_id: str) -> Case:
         violation_id=ev["violation_id"],
         camera_id=ev["camera_id"],
         zone_id=ev.get("zone_id", ""),
-        place_key=ctx.get("place_key") or f"{ev['camera_id']}/{ev.get('zone_id', '')}",
+        place_key=ev.get("place_key") or ctx.get("place_key") or f"{ev['camera_id']}/{ev.get('zone_id', '')}",
         kind=kind.value,
         gbt_code=code.code,
         gbt_name=code.name,
