@@ -152,6 +152,8 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_status_created", "status", "created_at"),
         Index("ix_cases_camera_kind", "camera_id", "kind"),
+        # serves the reviewer queue "highest escalation first, then oldest"
+        Index("ix_cases_status_escalation_created", "status", "escalation", "created_at", "id"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     violation_id: Mapped[str] = mapped_column(String(64), unique=True)  # idempotency key

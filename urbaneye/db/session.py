@@ -12,9 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from urbaneye.settings import get_settings
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    url = url or get_settings().db_url
+    """The process's engine for ``url`` (default: the current settings' database)."""
+    return _engine_for(url or get_settings().db_url)
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         from pathlib import Path
 
