@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -54,10 +55,8 @@ def pg_url() -> Iterator[str]:
     finally:
         from urbaneye.db.session import get_engine
 
-        try:
+        with contextlib.suppress(Exception):
             get_engine(url).dispose()
-        except Exception:
-            pass
         with admin.connect() as conn:
             conn.execute(
                 text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
