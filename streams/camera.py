@@ -430,7 +430,7 @@ class CameraProcessor:
         self.health = health
         self.on_detect = on_detect
         motion = camera.motion if gating else camera.motion.model_copy(update={"enabled": False})
-        self.gate = MotionGate(motion, grace_s=rules.grace_s)
+        self.gate = MotionGate(motion, grace_s=rules.grace_s, zones=[z.polygon for z in camera.zones])
         self._carried = Detections.empty()
         self._last_wh: tuple[int, int] | None = None
         self._last_ts_s: float | None = None

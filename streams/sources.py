@@ -194,6 +194,10 @@ class VideoSource:
             int(self.read_timeout_s * 1000),
             cv2.CAP_PROP_N_THREADS,
             int(self.decode_threads),
+            # Decode on VAAPI/NVDEC/QSV when the machine has one (decoding 1080p is most of a camera's
+            # CPU); OpenCV falls back to software silently when it has none.
+            cv2.CAP_PROP_HW_ACCELERATION,
+            cv2.VIDEO_ACCELERATION_ANY,
         ]
         url = credentialed_url(self.source)
         options = _capture_options(self.source, self.kind)

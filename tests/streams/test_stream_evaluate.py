@@ -74,3 +74,9 @@ def test_eval_events_scores_a_detected_pile_and_a_quiet_street(
     assert bag["detector_calls"] < bag["frames_sampled"] / 3  # a still street: motion gating at work
     events = [json.loads(x) for x in video.with_name(video.stem + ".events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][:1] == ["opened"]
+
+    # Gating changes cost, not results: the same violation opens at the same moment without it.
+    assert main([*argv, "--size", f"{SIZE[0]}x{SIZE[1]}", "--no-motion-gating"]) == 0
+    ungated = json.loads(capsys.readouterr().out)
+    assert ungated["overall"] == overall
+    assert ungated["scenarios"]["bag"]["detector_calls"] >= 5 * bag["detector_calls"]

@@ -60,3 +60,15 @@ def test_disabled_gate_detects_every_frame_and_reset_forces_detection() -> None:
     assert not on.decide(frame(), 0.2).detect
     on.reset()
     assert on.decide(frame(), 0.4).reason is GateReason.FIRST
+
+
+def test_motion_outside_every_zone_is_ignored() -> None:
+    zone = [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]  # right half of the frame
+    gate = MotionGate(MotionConfig(full_scan_interval_s=60), grace_s=600, zones=[zone])
+    whole = MotionGate(MotionConfig(full_scan_interval_s=60), grace_s=600)
+    for g in (gate, whole):
+        g.decide(frame(), 0.0)
+    left, right = frame((20, 80, 100, 160)), frame((220, 80, 300, 160))
+    assert whole.decide(left, 0.2).reason is GateReason.MOTION
+    assert gate.decide(left, 0.2).reason is GateReason.STILL  # a car on the road beside the sidewalk
+    assert gate.decide(right, 0.4).reason is GateReason.MOTION  # something arriving in the zone

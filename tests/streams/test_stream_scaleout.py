@@ -136,3 +136,39 @@ def test_two_workers_split_cameras_and_survive_one_dying(workers: Callable, pg_u
     engine.dispose()
     assert left == []
     assert set(states) == cams and set(states.values()) == {"offline"}
+
+
+def test_processes_split_a_machine_shard_and_stop_together(
+    tmp_path: Path, oracle_model: Path, cameras_yaml: Callable[..., Path]
+) -> None:
+    from urbaneye.db.migrate import upgrade
+
+    data = tmp_path / "var"
+    upgrade(f"sqlite:///{data / 'urbaneye.db'}")
+    clip = write_clip(tmp_path / "loop.mp4", seconds=2, fps=10)
+    cams = cameras_yaml(
+        *[camera_dict(f"cam-{i}", str(clip), source={"url": str(clip), "loop": True}) for i in range(6)]
+    )
+    base = free_port()
+    env = {
+        **os.environ,
+        "URBANEYE_DATA_DIR": str(data),
+        "URBANEYE_DATABASE_URL": "",
+        "URBANEYE_METRICS_PORT": str(base),
+    }
+    argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(cams), "--processes", "2"]
+    with open(tmp_path / "parent.log", "wb") as log:
+        parent = subprocess.Popen([*argv, "--model", str(oracle_model)], env=env, stdout=log, stderr=log)
+    try:
+        ports = {"p0": base, "p1": base + 1}
+        wait_until(
+            lambda: set(progress(ports, 1.0)) == {f"cam-{i}" for i in range(6)}, 60, "all cameras running"
+        )
+        grew = progress(ports)
+        assert all(len(w) == 1 for w in grew.values()), grew  # each camera in exactly one process
+        assert {w for ws in grew.values() for w in ws} == {"p0", "p1"}  # and both processes work
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        code = parent.wait(60)
+    assert code == 0, (tmp_path / "parent.log").read_text()
+    assert processed(base) == {} and processed(base + 1) == {}  # the children are gone too

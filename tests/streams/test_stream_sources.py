@@ -113,3 +113,37 @@ def test_unreachable_stream_error_and_stderr_never_show_credentials(tmp_path: Pa
     text = out.stdout + out.stderr
     assert "ERR could not open rtsp stream rtsp://127.0.0.1" in out.stdout
     assert "hunter2" not in text and "admin" not in text
+
+
+def test_hls_over_http(tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    clip = write_clip(tmp_path / "c.mp4", seconds=3, fps=10)
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-g", "10",
+         "-f", "hls", "-hls_time", "1", "-hls_list_size", "0", str(hls / "index.m3u8")],
+        check=True,
+    )  # fmt: skip
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(hls)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = VideoSource(SourceConfig(url=f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"))
+        info = src.open()
+        assert (info.kind, info.width_px, info.height_px) == (SourceKind.HTTP, 320, 240)
+        frames = 0
+        while src.grab():
+            frames += 1
+        assert frames == 30
+        src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
