@@ -304,7 +304,7 @@ def rollback(
         select(ActiveModel).where(ActiveModel.camera_group == camera_group).with_for_update()
     ).scalar()
     if row is None:
-        raise ModelConflict(f"camera group {camera_group!r} has no active model; promote one first")
+        raise ModelNotFound(f"camera group {camera_group!r} has no active model; promote one first")
     current = get_version(session, row.version)
     target = _previous_active(session, camera_group, current)
     if target is None:

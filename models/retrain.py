@@ -70,7 +70,6 @@ class RetrainOptions:
     regression_data: Path | None = None  # a YOLO data.yaml; None = the synthetic set with REGRESSION_SEED
     regression_seed: int = REGRESSION_SEED
     regression_count: int = REGRESSION_COUNT
-    eval_imgsz_px: int | None = None  # None = the ONNX input size
     promote: bool = True  # promote automatically when the gate passes
     max_class_drop_ap50: float = MAX_CLASS_DROP_AP50
     min_val_gain_map50: float = MIN_VAL_GAIN_MAP50
@@ -331,8 +330,8 @@ def _run(
     def evaluate(onnx: Path, data: Path, split: str) -> dict[str, Any]:
         from models.evaluate import evaluate_model
 
-        kwargs = {"imgsz_px": options.eval_imgsz_px} if options.eval_imgsz_px else {}
-        return evaluate_model(onnx, data, split, **kwargs)
+        # always at the ONNX input size: the figures describe what the stream workers run
+        return evaluate_model(onnx, data, split)
 
     has_val = bool(manifest["counts"]["val"]["images"])
     progress("evaluate val", 4, steps)

@@ -93,4 +93,17 @@ def reconfigure(settings: Settings | None = None) -> Celery:
     return app
 
 
+def _add_beat_schedule(sender: Celery, **_: object) -> None:
+    """Periodic tasks of the task modules, added once the app is finalized.
+
+    ``models.tasks`` imports this module (its tasks use ``app`` and ``Queue``), so it cannot be imported
+    here at module level; beat finalizes the app before it builds its scheduler, which is late enough.
+    """
+    if _installed("models.tasks"):
+        from models.tasks import beat_schedule
+
+        sender.conf.beat_schedule = {**(sender.conf.beat_schedule or {}), **beat_schedule()}
+
+
 app = make_app()
+app.on_after_finalize.connect(_add_beat_schedule, weak=False)

@@ -15,13 +15,13 @@ from api.schemas.models import (
     ModelVersionsPublic,
     PromoteIn,
 )
-from api.services import models as registry
 from api.services.audit import actor_of
+from models import registry
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_ERRORS)
 
 
-def _http(exc: Exception) -> HTTPException:
+def _http(exc: registry.RegistryError) -> HTTPException:
     return HTTPException(404 if isinstance(exc, registry.ModelNotFound) else 409, str(exc))
 
 
@@ -52,12 +52,12 @@ def get_model(version: str, session: SessionDep, _: WorkerOrReader) -> ModelVers
         raise _http(exc) from None
 
 
-@router.post("/{version}/promote", response_model=ActiveModelPublic, responses=errors(404))
+@router.post("/{version}/promote", response_model=ActiveModelPublic, responses=errors(404, 409))
 def promote_model(version: str, body: PromoteIn, session: SessionDep, admin: AdminUser) -> ActiveModelPublic:
-    """Make a version the active model of a camera group; workers hot-reload it."""
+    """Make a version the active model of a camera group; workers hot-reload it (409 if already active)."""
     try:
-        active = registry.promote(session, version, body.camera_group, actor_of(admin))
-    except (registry.ModelNotFound, registry.ModelConflict) as exc:
+        active = registry.promote(session, version, body.camera_group, actor=actor_of(admin))
+    except registry.RegistryError as exc:
         session.rollback()
         raise _http(exc) from None
     session.commit()
@@ -66,10 +66,13 @@ def promote_model(version: str, body: PromoteIn, session: SessionDep, admin: Adm
 
 @router.post("/active/{camera_group}/rollback", response_model=ActiveModelPublic, responses=errors(404, 409))
 def rollback_model(camera_group: str, session: SessionDep, admin: AdminUser) -> ActiveModelPublic:
-    """Re-activate the model that was active before the current one of this camera group."""
+    """Re-activate the model that was active before the current one of this camera group.
+
+    The rolled-back model is retired and never returned to by a later rollback (409 when nothing is left).
+    """
     try:
-        active = registry.rollback(session, camera_group, actor_of(admin))
-    except (registry.ModelNotFound, registry.ModelConflict) as exc:
+        active = registry.rollback(session, camera_group, actor=actor_of(admin))
+    except registry.RegistryError as exc:
         session.rollback()
         raise _http(exc) from None
     session.commit()

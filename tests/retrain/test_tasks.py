@@ -46,3 +46,16 @@ def test_beat_schedule_is_an_hourly_check_on_the_training_queue():
     entry = beat_schedule(min_new_verdicts=50)["urbaneye-retrain-if-due"]
     assert entry["task"] == "models.retrain_if_due"
     assert entry["options"] == {"queue": "training"} and entry["kwargs"]["min_new_verdicts"] == 50
+
+
+def test_celery_beat_runs_the_due_check():
+    """A beat scheduler built from the real app (as ``celery beat`` does after finalizing) has the entry."""
+    from celery.beat import Scheduler
+
+    from urbaneye.celery_app import app
+
+    app.finalize(auto=True)
+    scheduler = Scheduler(app=app, lazy=False)
+    entry = scheduler.schedule["urbaneye-retrain-if-due"]
+    assert entry.task == "models.retrain_if_due" and entry.options["queue"] == "training"
+    assert entry.kwargs == beat_schedule()["urbaneye-retrain-if-due"]["kwargs"]
