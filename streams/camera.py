@@ -231,6 +231,7 @@ class CaptureThread(threading.Thread):
         self._seq = 0
         self._origin = file_origin(camera)
         self.last_progress_mono = time.monotonic()  # watchdog: updated on every grab attempt/sleep
+        self.ended = False  # a file without loop reached its end: nothing to restart
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
@@ -277,6 +278,7 @@ class CaptureThread(threading.Thread):
                     if not self.camera.source.loop:
                         self.health.stopped("end of file")
                         log.info("%s: end of file", label)
+                        self.ended = True
                         return
                     # Loop: keep stream time increasing so rules never see time run backwards.
                     frame_s = 1.0 / info.fps if info.fps else 0.04

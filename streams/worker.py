@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 #: inside FFmpeg despite the timeouts; the watchdog abandons it and starts a fresh one.
 STALL_TIMEOUT_S = 15.0
 SUPERVISOR_TICK_S = 0.5
+CRASH_RESTART_S = 10.0
 
 
 def default_worker_id() -> str:
@@ -145,6 +146,7 @@ class _Runtime:
     processor: CameraProcessor | None = None
     error_count: int = 0
     started_mono: float = field(default_factory=time.monotonic)
+    restart_after_mono: float = 0.0  # a crashed capture is restarted at most every CRASH_RESTART_S
 
 
 def load_escalation_history(session_factory: Any, camera_id: str, window_s: float) -> dict[str, list[float]]:
@@ -278,7 +280,15 @@ class StreamWorker:
             runtimes = list(self._runtimes.values())
         for rt in runtimes:
             cap = rt.capture
-            if cap.is_alive() and now - cap.last_progress_mono > self.stall_timeout_s:
+            if not cap.is_alive() and not cap.ended and not cap.stopping:
+                if now < rt.restart_after_mono:
+                    continue
+                # The thread died of a bug (already logged with its traceback): give the camera a new one.
+                rt.restart_after_mono = now + CRASH_RESTART_S
+                log.error("camera %s: capture thread died; restarting it", rt.camera.id)
+                rt.capture = self._new_capture(rt.camera, rt.buffer, rt.health)
+                rt.capture.start()
+            elif cap.is_alive() and now - cap.last_progress_mono > self.stall_timeout_s:
                 stuck_s = now - cap.last_progress_mono
                 log.error(
                     "camera %s: capture stuck for %.0f s; starting a fresh capture", rt.camera.id, stuck_s
