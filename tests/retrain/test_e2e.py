@@ -8,12 +8,13 @@ the real trainer (ultralytics, 1 epoch at 64 px) and our ONNX evaluation path.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 
 import pytest
 
-from datasets.builder import BuildOptions, read_yolo_split
+from datasets.builder import BuildOptions, datasets_store, load_manifest, read_yolo_split
 from models.hot_reload import ModelWatcher
 from models.retrain import RetrainOptions, run_retraining
 from urbaneye.db.models import Case, DatasetVersion, ModelVersion
@@ -142,6 +143,13 @@ def _run_loop(watcher, db, settings, tmp_path, review_case, cli_main) -> None:
         assert mv.training_time_s > 0 and mv.hardware
         assert ds.counts["val"]["images"] > 0 and ds.counts["train"]["synthetic"] > 0
         assert ds.counts["train"]["negatives"] + ds.counts["val"]["negatives"] >= 1
+        # the dataset lives in the datasets bucket (moto S3): manifest checked against its sha256, images too
+        assert ds.manifest_uri.startswith(f"s3://{settings.s3_datasets_bucket}/manifests/")
+        store = datasets_store(settings)
+        manifest = load_manifest(s, ds.version, store)
+        assert {it["source"] for it in manifest["items"]} == {"case", "synth"}
+        for item in manifest["items"]:
+            assert hashlib.sha256(store.get(item["key"])).hexdigest() == item["image_sha256"]
 
     # the running watcher picks the promoted model up; the next case records it
     assert watcher.wait_for_version(result.version, timeout_s=60), watcher.status()
