@@ -62,6 +62,7 @@ class WorkerStack:
 
         s = self.settings
         sessions = session_factory(s.db_url)
+        self._register_cameras(sessions)
         metrics = get_metrics()
         serve_metrics(s.metrics_port)
         self.detectors = DetectorPool(
@@ -86,8 +87,29 @@ class WorkerStack:
             gating=self.options.gating,
             session_factory=sessions,
             metrics=metrics,
+            snapshot_store=self._snapshot_store(),
         ).start()
         return self
+
+    def _register_cameras(self, sessions) -> None:  # noqa: ANN001
+        from streams.cameras_db import sync_cameras_to_db
+
+        try:
+            n = sync_cameras_to_db(sessions, self.cameras_file)
+            log.info("%d camera(s) registered in the database", n)
+        except Exception as exc:  # the API then lists fewer cameras; the workers still run them
+            log.warning("cameras not registered in the database (%s)", mask_url(str(exc)))
+
+    def _snapshot_store(self):  # noqa: ANN202
+        from urbaneye.storage import get_store
+
+        try:
+            store = get_store(self.settings)
+            store.ensure_ready()
+            return store
+        except Exception as exc:  # snapshots are a convenience: never keep cameras from starting
+            log.warning("camera snapshots off: evidence store unavailable (%s)", mask_url(str(exc)))
+            return None
 
     def _lease_backend(self, sessions):  # noqa: ANN001, ANN202
         from streams.leases import DbLeases, RedisLeases

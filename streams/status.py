@@ -49,6 +49,7 @@ class CameraStatusSnapshot:
     frames_processed: int
     frames_detected: int
     error: str
+    snapshot_key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,6 +108,7 @@ class CameraHealth:
         self.frames_detected = 0
         self.error = ""
         self._processing_error = ""
+        self.snapshot_key = ""
 
     # ------------------------------------------------------------ updates (capture thread)
     def connected(self, native_fps: float) -> None:
@@ -152,6 +154,10 @@ class CameraHealth:
             if detected:
                 self.frames_detected += 1
 
+    def snapshot_stored(self, key: str) -> None:
+        with self._lock:
+            self.snapshot_key = key
+
     def processing_failed(self, error: str) -> None:
         with self._lock:
             self._processing_error = mask_url(error)
@@ -196,6 +202,7 @@ class CameraHealth:
                 frames_processed=self.frames_processed,
                 frames_detected=self.frames_detected,
                 error=self._processing_error or self.error,
+                snapshot_key=self.snapshot_key,
             )
 
 
@@ -247,6 +254,8 @@ def write_statuses(session_factory: Callable[[], Any], snapshots: list[CameraSta
             row.reconnects = snap.reconnects
             row.dropped_frames = snap.dropped_frames
             row.error = snap.error[:2000]
+            if snap.snapshot_key:
+                row.snapshot_key = snap.snapshot_key
         session.commit()
 
 

@@ -37,6 +37,7 @@ from streams.camera import (
 from streams.events import EvidenceKeeper, HandoffLike, HandoffQueue
 from streams.leases import LeaseManager
 from streams.metrics import StreamMetrics
+from streams.snapshots import SnapshotWriter
 from streams.sources import SourceKind, mask_url, source_kind
 from streams.status import BOARD, CameraHealth, StatusBoard, StatusReporter
 from vision.config import CameraConfig, CamerasFile
@@ -185,6 +186,7 @@ class StreamWorker:
         gating: motion gating on (default) or off.
         session_factory: database sessions for the status reporter and escalation history; None = none.
         metrics: Prometheus metrics; None = not recorded.
+        snapshot_store: evidence store for camera snapshots (``streams.snapshots``); None = none.
     """
 
     def __init__(
@@ -205,6 +207,8 @@ class StreamWorker:
         stall_timeout_s: float = STALL_TIMEOUT_S,
         open_timeout_s: float | None = None,
         read_timeout_s: float | None = None,
+        snapshot_store: Any = None,
+        snapshot_interval_s: float | None = None,
     ) -> None:
         self.cameras_file = cameras_file
         enabled = {c.id: c for c in cameras_file.cameras if c.enabled}
@@ -236,6 +240,10 @@ class StreamWorker:
         self._reporter: StatusReporter | None = None
         if session_factory is not None:
             self._reporter = StatusReporter(self._snapshots, session_factory, interval_s=status_interval_s)
+        self._snapshots: SnapshotWriter | None = None
+        if snapshot_store is not None:
+            kwargs = {} if snapshot_interval_s is None else {"interval_s": snapshot_interval_s}
+            self._snapshots = SnapshotWriter(snapshot_store, **kwargs)
         self._started = False
         self._last_lease_tick = 0.0
 
@@ -250,6 +258,8 @@ class StreamWorker:
             log.warning("worker %s: no enabled cameras to run", self.worker_id)
         if self._handoff_queue is not None:
             self._handoff_queue.start()
+        if self._snapshots is not None:
+            self._snapshots.start()
         self._processing.start()
         if self.leases is None:
             for cid in self.cameras:
@@ -316,6 +326,8 @@ class StreamWorker:
         self._processing.join(max(0.1, deadline - time.monotonic()))
         if self._handoff_queue is not None:
             self._handoff_queue.close(max(1.0, deadline - time.monotonic()))
+        if self._snapshots is not None:
+            self._snapshots.close()
         for rt in runtimes:
             rt.health.stopped("worker stopped")
         if self._reporter is not None:
@@ -436,6 +448,8 @@ class StreamWorker:
         try:
             self._processor(rt).process(frame)
             rt.error_count = 0
+            if self._snapshots is not None:
+                self._snapshots.offer(rt.camera.id, frame.image, rt.health)
         except Exception as exc:
             rt.error_count += 1
             if rt.error_count in (1, 10) or rt.error_count % 1000 == 0:

@@ -27,6 +27,12 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _snapshot_key(data: Path) -> str:
+    with sqlite3.connect(data / "urbaneye.db") as db:
+        row = db.execute("SELECT snapshot_key FROM camera_status WHERE camera_id = 'cam-1'").fetchone()
+    return row[0] if row else ""
+
+
 def test_run_serves_api_and_workers_then_stops_on_sigterm(
     tmp_path: Path, cameras_yaml: Callable[..., Path]
 ) -> None:
@@ -69,6 +75,15 @@ def test_run_serves_api_and_workers_then_stops_on_sigterm(
             assert time.monotonic() < deadline + 30, f"statuses: {states()}\n" + log_path.read_text()
             time.sleep(0.3)
         assert states()["cam-2"][0] == "offline" and "does not exist" in states()["cam-2"][1]
+        with sqlite3.connect(data / "urbaneye.db") as db:  # registered for the API, zones included
+            assert sorted(db.execute("SELECT id FROM cameras")) == [("cam-1",), ("cam-2",)]
+            assert list(db.execute("SELECT camera_id, zone_id FROM zones WHERE camera_id = 'cam-1'")) == [
+                ("cam-1", "z1")
+            ]
+        while not (key := _snapshot_key(data)):
+            assert time.monotonic() < deadline + 40, "no snapshot recorded"
+            time.sleep(0.3)
+        assert key.startswith("snapshots/cam-1/") and (data / "evidence" / key).is_file()
         status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200 and 'urbaneye_stream_frames_in_total{camera="cam-1"}' in metrics
         assert json.loads(_get(f"http://127.0.0.1:{port}/healthz")[1]) == {"status": "ok"}
