@@ -78,6 +78,7 @@ NEGATIVE_REJECTIONS = {RejectReason.FALSE_DETECTION}
 
 MATCH_IOU = 0.5  # a pseudo-label this close to the reviewed box is the same object
 NEGATIVE_IOU = 0.3  # looser for hard negatives: any same-kind box over a rejected area goes
+DUPLICATE_IOU = 0.9  # two cases' reviewed boxes this close on one image are one object
 
 
 class DatasetError(ValueError):
@@ -264,6 +265,42 @@ def frame_labels(
                 f"case {case.id}: correction action {action!r} unknown; use adjust, relabel, add or remove"
             )
     return [lb for lb in (_clip(lb, w, h) for lb in labels) if lb is not None]
+
+
+def merge_frame_labels(per_case: Sequence[Sequence[Label]]) -> list[Label]:
+    """Labels of one image that is the evidence of several cases: every verdict on it counts.
+
+    ``per_case`` holds ``frame_labels`` of each case on the image (same detections, same pixels). Reviewed
+    boxes (case and correction) of all cases are kept (an identical second copy is dropped); a pseudo-label
+    is kept only if every case kept it (a hard negative or a correction of any case removes it) and no
+    reviewed box of its kind covers it.
+
+    Example:
+        >>> a = [Label("garbage", (0, 0, 10, 10), "case"), Label("person", (20, 0, 30, 40), "pseudo")]
+        >>> b = [Label("person", (20, 0, 30, 40), "pseudo")]   # b: a false detection elsewhere
+        >>> [lb.label for lb in merge_frame_labels([a, b])]
+        ['person', 'garbage']
+    """
+    if len(per_case) == 1:
+        return list(per_case[0])
+    reviewed: list[Label] = []
+    for labels in per_case:
+        for lb in labels:
+            if lb.source != "pseudo" and not any(
+                r.label == lb.label and iou(r.xyxy, lb.xyxy) >= DUPLICATE_IOU for r in reviewed
+            ):
+                reviewed.append(lb)
+    kept_by_all = set.intersection(
+        *({(lb.label, lb.xyxy) for lb in labels if lb.source == "pseudo"} for labels in per_case)
+    )
+    pseudo = [
+        lb
+        for lb in per_case[0]
+        if lb.source == "pseudo"
+        and (lb.label, lb.xyxy) in kept_by_all
+        and not any(r.label == lb.label and iou(r.xyxy, lb.xyxy) >= MATCH_IOU for r in reviewed)
+    ]
+    return pseudo + reviewed
 
 
 def _overlaps(box: Sequence[float], area: Sequence[float], group: bool) -> bool:
@@ -495,17 +532,25 @@ def build_dataset(
             val_times.setdefault(f.camera_id, []).append(f.at)
 
     by_id = {c.id: (c, v) for c, v in used}
+    # One image can be the evidence of several cases (two piles in one frame, or the same frame kept as
+    # first sighting and at the dwell crossing): it becomes ONE item whose labels merge every verdict on it,
+    # instead of several copies that each label only their own case's box.
+    groups: dict[str, list[FrameRef]] = {}
+    for f in sorted(frames, key=lambda f: (f.camera_id, f.at, f.case_id, f.seq)):
+        groups.setdefault(f.sha256, []).append(f)
     items: list[dict[str, Any]] = []
     buffer_dropped = 0
-    for i, f in enumerate(sorted(frames, key=lambda f: (f.camera_id, f.at, f.case_id, f.seq))):
-        progress("cases", i, len(frames))
+    for i, group in enumerate(groups.values()):
+        progress("cases", i, len(groups))
+        f = group[0]
         split = "val" if scenes[f.case_id] in val_scenes else "train"
         if split == "train" and any(
-            abs((f.at - t).total_seconds()) <= options.scene_gap_s for t in val_times.get(f.camera_id, ())
+            abs((g.at - t).total_seconds()) <= options.scene_gap_s
+            for g in group
+            for t in val_times.get(g.camera_id, ())
         ):
-            buffer_dropped += 1  # too close in time to a val frame of this camera: would leak the scene
+            buffer_dropped += len(group)  # too close in time to a val frame of this camera: would leak
             continue
-        case, verdict = by_id[f.case_id]
         try:
             data = read_evidence(evidence_store, f.key, f.sha256)
         except (EvidenceNotFound, EvidenceIntegrityError) as exc:
@@ -517,29 +562,36 @@ def build_dataset(
             raise DatasetError(f"evidence {f.key} of case {f.case_id} is not a decodable image")
         h, w = image.shape[:2]
         dets = detector.detect(image) if detector is not None else None
-        labels = frame_labels(case, verdict, dets, (w, h), options.pseudo_conf)
+        case_ids = list(dict.fromkeys(g.case_id for g in group))
+        per_case = [frame_labels(*by_id[cid], dets, (w, h), options.pseudo_conf) for cid in case_ids]
+        labels = merge_frame_labels(per_case)
         key = f"images/{f.sha256}.jpg"
         if not store.exists(key):
-            store.put(key, data, "image/jpeg", {"case_id": case.id})
-        items.append(
-            {
-                "image_sha256": f.sha256,
-                "key": key,
-                "split": split,
-                "source": "case",
-                "case_id": case.id,
-                "evidence_seq": f.seq,
-                "camera_id": f.camera_id,
-                "captured_at": _iso(f.at),
-                "scene": scenes[f.case_id],
-                "verdict": verdict.name,
-                "kind": case.kind,
-                "width": w,
-                "height": h,
-                "labels": [lb.to_json() for lb in labels],
-            }
-        )
-    progress("cases", len(frames), len(frames))
+            store.put(key, data, "image/jpeg", {"case_id": f.case_id})
+        case, verdict = by_id[f.case_id]
+        item: dict[str, Any] = {
+            "image_sha256": f.sha256,
+            "key": key,
+            "split": split,
+            "source": "case",
+            "case_id": case.id,
+            "evidence_seq": f.seq,
+            "camera_id": f.camera_id,
+            "captured_at": _iso(f.at),
+            "scene": scenes[f.case_id],
+            "verdict": verdict.name,
+            "kind": case.kind,
+            "width": w,
+            "height": h,
+            "labels": [lb.to_json() for lb in labels],
+        }
+        if len(case_ids) > 1:
+            item["also_cases"] = [
+                {"case_id": cid, "verdict": by_id[cid][1].name, "kind": by_id[cid][0].kind}
+                for cid in case_ids[1:]
+            ]
+        items.append(item)
+    progress("cases", len(groups), len(groups))
 
     n_case_train = sum(1 for it in items if it["split"] == "train")
     n_synth = 0
@@ -587,7 +639,14 @@ def build_dataset(
 
     counts = _counts(items)
     counts.update(
-        cases_used=len({it["case_id"] for it in items if it.get("case_id")}),
+        cases_used=len(
+            {
+                c
+                for it in items
+                for c in [it.get("case_id")] + [a["case_id"] for a in it.get("also_cases", [])]
+            }
+            - {None}
+        ),
         cases_skipped=skipped,
         buffer_dropped=buffer_dropped,
         scenes={"train": len(set(sizes) - val_scenes), "val": len(val_scenes)},
@@ -636,7 +695,8 @@ def _counts(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
         row["images"] += 1
         row["boxes"] += len(it["labels"])
         row["synthetic"] += it["source"] == "synth"
-        row["negatives"] += it.get("verdict", "").startswith("rejected:false")
+        verdicts = [it.get("verdict", "")] + [a["verdict"] for a in it.get("also_cases", [])]
+        row["negatives"] += any(v.startswith("rejected:false") for v in verdicts)
         for lb in it["labels"]:
             per_class[it["split"]][lb["label"]] = per_class[it["split"]].get(lb["label"], 0) + 1
     for s in per_class:

@@ -66,7 +66,7 @@ class RetrainOptions:
     imgsz_px: int | None = None
     batch: int | None = None
     device: str | None = None
-    time_h: float | None = None
+    time_h: float | None = None  # wall-clock budget; None = the recipe's, or none when ``epochs`` is given
     regression_data: Path | None = None  # a YOLO data.yaml; None = the synthetic set with REGRESSION_SEED
     regression_seed: int = REGRESSION_SEED
     regression_count: int = REGRESSION_COUNT
@@ -225,12 +225,13 @@ def _hardware_text(hw: Any) -> str:
     return ", ".join(p for p in parts if p)[:120]
 
 
-def _onnx_imgsz(onnx_path: Path) -> int:
+def _onnx_imgsz(onnx_path: Path) -> tuple[int, int]:
+    """``(h, w)`` input of an ONNX detector (e.g. 256x416 for the bootstrap; 640 if dynamic)."""
     import onnxruntime as ort
 
     shape = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
     h, w = (int(v) if isinstance(v, int) else 640 for v in shape[2:4])
-    return max(h, w)
+    return h, w
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -310,18 +311,19 @@ def _run(
 
     progress("train", 3, steps)
     version = registry.make_version(group, uuid.uuid4().hex)
-    export_px = _onnx_imgsz(parent_onnx)  # same input size as the deployed model: same runtime cost
+    export_hw = _onnx_imgsz(parent_onnx)  # same input shape as the deployed model: same runtime cost
     trained = train_model(
         data_yaml,
         work / "train",
         recipe=options.recipe,
         epochs=options.epochs,
         imgsz_px=options.imgsz_px,
-        export_imgsz_px=export_px,
+        export_imgsz_px=export_hw,
         init_weights=parent_pt,
         batch=options.batch,
         device=options.device,
-        time_h=options.time_h,
+        # an explicit epoch count means exactly that many epochs; a recipe's time budget would re-plan it
+        time_h=options.time_h if options.time_h is not None else (0.0 if options.epochs else None),
         name="urbaneye",
         version=version,
         evaluate=False,

@@ -22,7 +22,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--dataset", dest="dataset_version", help="use this dataset version instead of building one"
     )
     r.add_argument("--recipe", default="cpu", help="training recipe in models/recipes (cpu, gpu, tiny)")
-    r.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    r.add_argument(
+        "--epochs", type=int, help="train exactly this many epochs (instead of the recipe's time budget)"
+    )
+    r.add_argument("--time-h", type=float, help="wall-clock training budget in hours (re-plans the epochs)")
     r.add_argument("--imgsz", type=int, help="override the recipe's training size (px)")
     r.add_argument("--batch", type=int)
     r.add_argument("--device", help="ultralytics device: cpu, 0, ...")
@@ -163,6 +166,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         imgsz_px=args.imgsz,
         batch=args.batch,
         device=args.device,
+        time_h=args.time_h,
         regression_data=args.regression_data,
         promote=not args.no_promote,
         work_dir=args.work_dir,

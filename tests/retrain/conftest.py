@@ -16,8 +16,11 @@ from vision.types import OBJECT_KINDS
 T0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
 
 
-def make_tiny_model(out_dir: Path, imgsz_px: int = 128) -> tuple[Path, Path]:
-    """An untrained YOLOv8n with our 8 classes: ``(pt, onnx)``. Stands in until the bootstrap lands."""
+def make_tiny_model(
+    out_dir: Path, imgsz_px: int = 128, export_hw: tuple[int, int] = (96, 128)
+) -> tuple[Path, Path]:
+    """An untrained YOLOv8n with our 8 classes: ``(pt, onnx)``; the ONNX input is ``export_hw``
+    (non-square like the bootstrap's, so a retrained model that changes the input shape shows)."""
     from copy import deepcopy
 
     from models.export import export_onnx, prepare_offline_ultralytics
@@ -34,7 +37,7 @@ def make_tiny_model(out_dir: Path, imgsz_px: int = 128) -> tuple[Path, Path]:
     pt = out_dir / "parent.pt"
     torch.save({"model": deepcopy(model).half(), "train_args": {"imgsz": imgsz_px, "task": "detect"}}, pt)
     onnx = out_dir / "parent.onnx"
-    export_onnx(pt, onnx, imgsz_px=imgsz_px, name="tiny-parent", version="tiny-parent")
+    export_onnx(pt, onnx, imgsz_px=export_hw, name="tiny-parent", version="tiny-parent")
     return pt, onnx
 
 

@@ -18,9 +18,10 @@ from datasets.builder import (
     frame_labels,
     load_manifest,
     materialize,
+    merge_frame_labels,
     split_scenes,
 )
-from tests.retrain.conftest import T0, add_case
+from tests.retrain.conftest import T0, add_case, jpeg
 from urbaneye.db.models import Case, DatasetVersion
 from vision.types import OBJECT_KINDS, Detections
 
@@ -140,6 +141,80 @@ def labels(c, verdict, detections=None, wh=(160, 96)):
 def test_frame_labels(name, c, verdict, detections, expected):
     wh = (320, 192) if name.startswith("boxes scale") else (160, 96)
     assert labels(c, verdict, detections, wh) == expected, name
+
+
+GARBAGE_ELSEWHERE = ("garbage", (110.0, 60.0, 150.0, 90.0), 0.8)
+
+
+def case_at(bbox, kind="exposed_garbage", corrections=None) -> Case:
+    return case(kind=kind, bbox=bbox, corrections=corrections)
+
+
+@pytest.mark.parametrize(
+    ("name", "cases", "detections", "expected"),
+    [
+        (
+            "a confirmed pile and a false alarm on another spot of the same frame",
+            [(case_at((20, 20, 60, 60)), POS), (case_at((110, 60, 150, 90)), NEG)],
+            dets(PERSON, GARBAGE_ELSEWHERE),
+            [("garbage", (20, 20, 60, 60), "case"), ("person", (100, 10, 120, 80), "pseudo")],
+        ),
+        (
+            "two cases on the same pile (e.g. re-opened) label it once",
+            [(case_at((20, 20, 60, 60)), POS), (case_at((20, 20, 60, 61)), POS)],
+            None,
+            [("garbage", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "two piles, two cases: both labelled, the pseudo-label of the second replaced by its case",
+            [(case_at((20, 20, 60, 60)), POS), (case_at((112, 60, 150, 90)), POS)],
+            dets(GARBAGE_ELSEWHERE),
+            [("garbage", (20, 20, 60, 60), "case"), ("garbage", (112, 60, 150, 90), "case")],
+        ),
+        (
+            "a reviewer's 'remove' on one case removes the pseudo-label for the whole frame",
+            [
+                (case_at((20, 20, 60, 60), corrections=[{"action": "remove", "xyxy": PERSON[1]}]), POS),
+                (case_at((20, 20, 60, 60), kind="street_vending"), NEG),
+            ],
+            dets(PERSON),
+            [("garbage", (20, 20, 60, 60), "case")],
+        ),
+    ],
+)
+def test_cases_sharing_a_frame_merge(name, cases, detections, expected):
+    per_case = [frame_labels(c, v, detections, (160, 96), 0.6) for c, v in cases]
+    got = sorted(
+        (lb.label, tuple(round(v) for v in lb.xyxy), lb.source) for lb in merge_frame_labels(per_case)
+    )
+    assert got == expected, name
+
+
+def test_one_item_per_image_with_every_verdict_on_it(db, fs_store, settings_env):
+    image = jpeg(7)
+    with db() as s:
+        # two cases on the same camera frame, each kept at first sighting and at the dwell crossing
+        add_case(s, fs_store, bbox=(20, 20, 60, 60), frames=2, image=image)
+        add_case(
+            s,
+            fs_store,
+            bbox=(100, 50, 150, 90),
+            status="rejected",
+            reject_reason="false_detection",
+            frames=2,
+            image=image,
+        )
+        add_case(s, fs_store, camera_id="cam-2", at=T0 + dt.timedelta(days=2), seed=3)
+        s.commit()
+        result = build_dataset(s, options=BuildOptions(synth_share=0, val_fraction=0.3))
+    items = {it["image_sha256"]: it for it in result.manifest["items"]}
+    assert len(result.manifest["items"]) == len(items) == 2
+    shared = items[hashlib.sha256(image).hexdigest()]
+    assert [(lb["label"], lb["xyxy"]) for lb in shared["labels"]] == [("garbage", [20, 20, 60, 60])]
+    verdicts = [shared["verdict"]] + [a["verdict"] for a in shared["also_cases"]]
+    assert sorted(verdicts) == ["confirmed", "rejected:false_detection"]
+    assert result.counts["cases_used"] == 3
+    assert result.counts["train"]["negatives"] + result.counts["val"]["negatives"] == 1
 
 
 def test_unknown_correction_names_the_fix():

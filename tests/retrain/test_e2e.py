@@ -155,6 +155,7 @@ def _run_loop(watcher, db, settings, tmp_path, review_case, cli_main) -> None:
     assert watcher.wait_for_version(result.version, timeout_s=60), watcher.status()
     detector, version = watcher.current()
     assert version == result.version and detector.sha256 == mv.sha256
+    assert detector.imgsz == (96, 128), "the new model keeps the deployed model's input shape"
     img_path, labels = read_yolo_split(data_yaml, "train")[0]
     vid = submit_case(
         handoff,
