@@ -375,6 +375,8 @@ class EventSink(Protocol):
 
 #: Returns the detector to use for the next frame and its model version (hot reload swaps it).
 DetectorSource = Callable[[], tuple[Detector, str]]
+#: Returns the shadow model running on this camera, or None (``models.hot_reload.ModelWatcher.shadow``).
+ShadowSource = Callable[[], tuple[Detector, str] | None]
 
 
 def fixed_detector(detector: Detector) -> DetectorSource:
@@ -418,12 +420,21 @@ class CameraProcessor:
         health: CameraHealth | None = None,
         on_detect: Callable[[str, float], None] | None = None,
         escalation_history: dict[str, list[float]] | None = None,
+        shadow: ShadowSource | None = None,
+        on_shadow_opened: Callable[[str, ViolationEvent], None] | None = None,
     ) -> None:
         if pipeline is None:
             from vision.pipeline import CameraPipeline
 
             pipeline = CameraPipeline(camera, rules, escalation_history=escalation_history, live=live)
         self.camera = camera
+        self.rules = rules
+        self.live = live
+        self.shadow = shadow
+        self.on_shadow_opened = on_shadow_opened
+        self._shadow_version: str | None = None
+        self._shadow_pipeline: Pipeline | None = None
+        self._shadow_carried = Detections.empty()
         self.detectors: DetectorSource = (
             fixed_detector(detectors) if hasattr(detectors, "detect") else detectors
         )
@@ -463,6 +474,8 @@ class CameraProcessor:
         else:
             detections = self._carried
         self.frames += 1
+        if self.shadow is not None:
+            self._step_shadow(frame, ts_s, decision.detect)
         events = self.pipeline.step(detections, ts_s, frame.wh)
         if self.health is not None:
             self.health.processed(decision.detect)
@@ -470,3 +483,26 @@ class CameraProcessor:
             for event in events:
                 self.sink.put(event, frame, detections, model_version)
         return ProcessResult(decision, detections, events, inference_ms)
+
+    def _step_shadow(self, frame: SampledFrame, ts_s: float, detect: bool) -> None:
+        """Run the shadow model's own pipeline on the same frames and gate decisions; count its openings.
+
+        Its events never become cases: ``on_shadow_opened`` records would-be cases for the comparison.
+        """
+        shadow = self.shadow() if self.shadow else None
+        if shadow is None:
+            self._shadow_version, self._shadow_pipeline = None, None
+            return
+        detector, version = shadow
+        if version != self._shadow_version or self._shadow_pipeline is None:
+            from vision.pipeline import CameraPipeline
+
+            self._shadow_pipeline = CameraPipeline(self.camera, self.rules, live=self.live)
+            self._shadow_version = version
+            self._shadow_carried = Detections.empty()
+            detect = True
+        if detect:
+            self._shadow_carried = detector.detect(frame.image)
+        for event in self._shadow_pipeline.step(self._shadow_carried, ts_s, frame.wh):
+            if event.event == "opened" and self.on_shadow_opened is not None:
+                self.on_shadow_opened(version, event)

@@ -110,6 +110,14 @@ class DetectorPool:
             version = str(getattr(detector, "version", "unknown"))
             return lambda: (detector, version)
 
+    def shadow_source(self, group: str, camera_id: str) -> Callable[[], tuple[Any, str] | None] | None:
+        """``() -> (detector, version) | None`` of the shadow model on this camera, if the group is watched."""
+        with self._lock:
+            watcher = self._watchers.get(group)
+        if watcher is None:
+            return None
+        return lambda: watcher.shadow(camera_id)
+
     def _start_watcher(self, group: str) -> Any:
         from models.hot_reload import ModelWatcher
 
@@ -171,6 +179,16 @@ def load_escalation_history(session_factory: Any, camera_id: str, window_s: floa
             started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
             history.setdefault(place_key, []).append(started.timestamp())
     return history
+
+
+def record_shadow_opened(session_factory: Any, version: str, event: Any) -> bool:
+    """Count a shadow model's would-be case (``models.registry.record_shadow_case``). True if new."""
+    from models.registry import record_shadow_case
+
+    with session_factory() as session:
+        new = record_shadow_case(session, version, event.camera_id, str(event.kind), event.violation_id)
+        session.commit()
+    return new
 
 
 class StreamWorker:
@@ -418,8 +436,17 @@ class StreamWorker:
                 health=rt.health,
                 on_detect=self.metrics.observe_inference if self.metrics else None,
                 escalation_history=history,
+                shadow=self.detectors.shadow_source(camera.group, camera.id),
+                on_shadow_opened=self._record_shadow_case if self.session_factory is not None else None,
             )
         return rt.processor
+
+    def _record_shadow_case(self, version: str, event: Any) -> None:
+        """A shadow model would have opened a case: count it (never create it)."""
+        try:
+            record_shadow_opened(self.session_factory, version, event)
+        except Exception as exc:  # a lost count is better than a stalled camera
+            log.warning("shadow case of %s (%s) not recorded: %s", version, event.violation_id, exc)
 
     # ------------------------------------------------------------------ processing thread
     def _process_loop(self) -> None:
