@@ -42,6 +42,9 @@ REGRESSION_SEED = 20240601
 REGRESSION_COUNT = 48
 REGRESSION_SIZE = (640, 360)
 BOOTSTRAP_DIR = REPO_ROOT / "models" / "bootstrap"
+#: Fine-tuning starts from a trained model: the recipes' from-scratch learning rate would first wreck what
+#: the parent knows (and forget the classes the new cases do not show), so it is scaled down.
+FINETUNE_LR_SCALE = 0.25
 #: Detections below this never become pseudo-labels; the builder's ``pseudo_conf`` decides the rest.
 PSEUDO_DETECT_THRESHOLD = 0.25
 
@@ -67,6 +70,8 @@ class RetrainOptions:
     batch: int | None = None
     device: str | None = None
     time_h: float | None = None  # wall-clock budget; None = the recipe's, or none when ``epochs`` is given
+    finetune_lr_scale: float = FINETUNE_LR_SCALE  # x the recipe's lr0 (recipes are for training from scratch)
+    train_args: dict[str, Any] = field(default_factory=dict)  # more/overriding ultralytics train arguments
     regression_data: Path | None = None  # a YOLO data.yaml; None = the synthetic set with REGRESSION_SEED
     regression_seed: int = REGRESSION_SEED
     regression_count: int = REGRESSION_COUNT
@@ -207,6 +212,24 @@ def regression_set(
     return data_yaml
 
 
+def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
+    """Ultralytics arguments a fine-tune adds to its recipe: a scaled-down lr0 and no warm-up.
+
+    Warm-up ramps the bias learning rate down from ``warmup_bias_lr`` (0.1), which would knock a trained
+    detection head off before the first real step.
+
+    Example:
+        >>> finetune_train_args(RetrainOptions(recipe="cpu"))  # the cpu recipe trains at lr0 0.002
+        {'lr0': 0.0005, 'warmup_epochs': 0.0}
+    """
+    from models.train import load_recipe
+
+    recipe_lr0 = float(load_recipe(options.recipe).train_args().get("lr0", 0.01))
+    args: dict[str, Any] = {"lr0": recipe_lr0 * options.finetune_lr_scale, "warmup_epochs": 0.0}
+    args.update(options.train_args)
+    return args
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -312,6 +335,7 @@ def _run(
     progress("train", 3, steps)
     version = registry.make_version(group, uuid.uuid4().hex)
     export_hw = _onnx_imgsz(parent_onnx)  # same input shape as the deployed model: same runtime cost
+    finetune_args = finetune_train_args(options)
     trained = train_model(
         data_yaml,
         work / "train",
@@ -327,6 +351,7 @@ def _run(
         name="urbaneye",
         version=version,
         evaluate=False,
+        extra_train_args=finetune_args,
     )
 
     def evaluate(onnx: Path, data: Path, split: str) -> dict[str, Any]:
@@ -357,6 +382,15 @@ def _run(
         "regression": _slim(new_reg),
         "parent": {"version": parent_version, "val": _slim(parent_val), "regression": _slim(parent_reg)},
         "val_dataset": dataset_version,
+        "training": {
+            "recipe": options.recipe,
+            "epochs": (trained.card.training or {}).get("epochs"),
+            "train_args": {
+                k: v
+                for k, v in ((trained.card.recipe or {}).get("train_args") or {}).items()
+                if k in ("imgsz", "epochs", "batch", "lr0", "lrf", "optimizer", "warmup_epochs", "time")
+            },
+        },
         "regression_set": {
             "data": str(reg_yaml),
             "seed": options.regression_seed,

@@ -139,6 +139,9 @@ def _run_loop(watcher, db, settings, tmp_path, review_case, cli_main) -> None:
         assert mv.parent == parent.version and mv.dataset_version == ds.version
         assert mv.gate["decision"] == "promote" and mv.gate["checks"][0]["name"] == "val_map50"
         assert set(mv.metrics) >= {"val", "regression", "parent"} and "per_class" in mv.metrics["regression"]
+        # a fine-tune: the recipe's lr0 scaled down, no warm-up, exactly the epochs asked for
+        args = mv.metrics["training"]["train_args"]
+        assert args["lr0"] == pytest.approx(0.0025) and args["warmup_epochs"] == 0.0 and args["epochs"] == 1
         assert mv.sha256 and mv.onnx_uri.startswith("s3://") and mv.weights_uri.startswith("s3://")
         assert mv.training_time_s > 0 and mv.hardware
         assert ds.counts["val"]["images"] > 0 and ds.counts["train"]["synthetic"] > 0
