@@ -135,11 +135,15 @@ def bench_detector(model: Path, frame: np.ndarray, frames: int, threads: int) ->
     spent = dict.fromkeys(contenders, 0.0)
     detector.times.reset()
     rounds = max(1, frames // ROUND)
-    for _ in range(rounds):
-        for name, call in contenders.items():
+    names = list(contenders)
+    for r in range(rounds):
+        # Rotate the order and pause between blocks: ONNX Runtime and torch pools spin-wait for a while
+        # after a run, and on 2 cores that would bill one contender for the previous one's idle threads.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            time.sleep(0.05)
             t0 = time.perf_counter()
             for _ in range(ROUND):
-                call()
+                contenders[name]()
             spent[name] += time.perf_counter() - t0
     fps = {name: round(rounds * ROUND / spent[name], 2) for name in contenders}
     result: dict[str, Any] = {
