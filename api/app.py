@@ -33,10 +33,14 @@ class CredentialMaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from api.schemas.cameras import mask_text
 
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
-        record.msg = mask_text(str(record.msg))
+        # Mask inside the args rather than flattening them: formatters such as uvicorn's access log
+        # read record.args by position.
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask_text(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if isinstance(record.msg, str):
+            record.msg = mask_text(record.msg)
         return True
 
 

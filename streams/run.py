@@ -270,8 +270,7 @@ def run_main(
             "  the demo cameras loop their clips; the first cases appear within a couple of minutes",
             flush=True,
         )
-    # access_log off: api's credential-masking log filter empties record.args, which uvicorn's access
-    # formatter cannot format (reported to the api area); workers log what matters here anyway.
+    # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
     config = uvicorn.Config(create_app(), host=host, port=port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with

@@ -239,7 +239,10 @@ class LocationConfig(_Model):
 class MotionConfig(_Model):
     enabled: bool = True
     threshold: Annotated[int, Field(ge=1, le=255)] = 25
-    min_area_ratio: Annotated[float, Field(ge=0, le=1)] = 0.002
+    min_area_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0005,
+        description="changed fraction of the analysed area that counts as motion (a far bag is ~0.001)",
+    )
     full_scan_interval_s: Annotated[float, Field(ge=1, le=3600)] = 10.0
 
 

@@ -1,0 +1,43 @@
+"""Credentials never reach a log line, and positional log args still format (uvicorn's access log)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from api.app import install_log_masking
+
+
+@pytest.mark.parametrize(
+    ("logger_name", "msg", "args"),
+    [
+        (
+            "uvicorn.access",
+            '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:1", "GET", "/x?u=rtsp://bob:secret@cam/1", "1.1", 200),
+        ),
+        ("streams", "open %(url)s failed", {"url": "rtsp://bob:secret@10.0.0.1/s"}),
+        ("urbaneye", "open rtsp://bob:secret@10.0.0.1/s failed", ()),
+    ],
+)
+def test_credentials_masked_and_args_still_format(logger_name: str, msg: str, args: object) -> None:
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    old_level, logger.level = logger.level, logging.INFO
+    try:
+        install_log_masking()
+        if isinstance(args, dict):
+            logger.info(msg, args)
+        else:
+            logger.info(msg, *args)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    line = buf.getvalue()
+    assert "secret" not in line
+    assert "rtsp://***@" in line
