@@ -63,8 +63,9 @@ class CameraPipeline:
             or pass any object with ``update(Detections) -> Detections``.
         live: ``ts_s`` are epoch seconds (schedules use the wall clock) rather than stream seconds.
 
-    ``step`` must be called in time order, once per detected frame (frames skipped by motion gating
-    are simply not stepped). It returns ``sighting`` events (internal) besides ``opened``,
+    ``step`` must be called in time order, once per sampled frame; on frames where motion gating
+    skipped the detector, the stream loop steps with the last detections carried over, so dwell keeps
+    counting for static objects. It returns ``sighting`` events (internal) besides ``opened``,
     ``updated`` and ``closed``.
     """
 
