@@ -8,6 +8,10 @@
   and the frames dropped at that load.
 - ``motion_gating``: detector calls over a scenario suite with and without gating, and the events the
   gated run missed compared with the ungated one.
+- ``config_poll`` (not in the default set): what a worker's poll for camera/zone edits costs
+  (``CameraRegistry.versions``) with 1000 cameras x 5 zones in the tables, watching 10, 100 and 1000 of
+  them, and reloading one camera. A temporary SQLite database, or the *empty scratch* database named by
+  ``URBANEYE_BENCH_DATABASE_URL`` (migrated and filled by the benchmark).
 
 Clips come from the scenario renderer (cached under ``var/bench``); the 1080p clip is the busiest
 scenario scaled to 1920x1080 and re-timed to 25 fps with ffmpeg (H.264, GOP 50, no B-frames, like an IP
@@ -416,9 +420,50 @@ def bench_motion_gating(model: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+def bench_config_poll(db_url: str, cameras: int = 1000, zones: int = 5, rounds: int = 20) -> dict[str, Any]:
+    """Median ms of one edit poll (``CameraRegistry.versions``) and of reloading one camera."""
+    from streams.cameras_db import CameraRegistry
+    from urbaneye.db.migrate import upgrade
+    from urbaneye.db.models import Camera, Zone
+    from urbaneye.db.session import session_factory
+
+    upgrade(db_url)
+    sessions = session_factory(db_url)
+    polygon = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+    with sessions() as session:
+        for i in range(cameras):
+            row = Camera(
+                id=f"bench-{i}", name="", group="default", enabled=True, config={"source": {"url": "0"}}
+            )
+            row.zones = [
+                Zone(zone_id=f"z{j}", config={"id": f"z{j}", "kind": "monitored", "polygon": polygon})
+                for j in range(zones)
+            ]
+            session.add(row)
+        session.commit()
+    registry = CameraRegistry(sessions)
+    out: dict[str, Any] = {"cameras": cameras, "zones_per_camera": zones, "rounds": rounds}
+    for watched in (10, 100, cameras):
+        ids = [f"bench-{i}" for i in range(watched)]
+        registry.versions(zones_of=ids)  # warm the connection pool and the statement cache
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            registry.versions(zones_of=ids)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        out[f"poll_ms_watching_{watched}"] = round(statistics.median(times), 2)
+    times = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        registry.load([f"bench-{i}"])
+        times.append((time.perf_counter() - t0) * 1000.0)
+    out["reload_one_camera_ms"] = round(statistics.median(times), 2)
+    return out
+
+
 def run_bench(model_path: str | None = None, quick: bool = False, sections: list[str] | None = None) -> dict:
     sections = sections or ["detector", "pipeline", "motion_gating"]
-    model = _model_path(model_path)
+    model = _model_path(model_path) if {"detector", "pipeline", "motion_gating"} & set(sections) else None
     # Load average: the numbers below only mean something on a machine that is otherwise idle.
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "quick": quick, "load_avg_before": os.getloadavg()}
     t0 = time.perf_counter()
@@ -431,6 +476,13 @@ def run_bench(model_path: str | None = None, quick: bool = False, sections: list
         result["pipeline"] = bench_pipeline(model, processes, quick)
     if "motion_gating" in sections:
         result["motion_gating"] = bench_motion_gating(model, quick)
+    if "config_poll" in sections:
+        import tempfile
+
+        url = os.environ.get("URBANEYE_BENCH_DATABASE_URL", "")
+        with tempfile.TemporaryDirectory() as tmp:
+            db_url = url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+            result["config_poll"] = {"database": db_url.split(":", 1)[0], **bench_config_poll(db_url)}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["load_avg_after"] = os.getloadavg()
     return result

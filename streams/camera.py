@@ -198,8 +198,8 @@ class CaptureThread(threading.Thread):
     """Keeps one camera's source open and feeds sampled frames into ``buffer``; never raises.
 
     Reconnects with exponential backoff; a file loops (demos) when ``source.loop``; ``realtime`` paces
-    files at their native rate, as a live camera would deliver them (the worker; replay does not use
-    this class). A stale thread (the watchdog gave up on it while FFmpeg was stuck) exits quietly as soon
+    files at ``speed`` times their native rate (1.0: as a live camera would deliver them; the worker —
+    replay does not use this class). A stale thread (the watchdog gave up on it while FFmpeg was stuck) exits quietly as soon
     as its blocking call returns.
     """
 
@@ -213,8 +213,12 @@ class CaptureThread(threading.Thread):
         open_timeout_s: float | None = None,
         read_timeout_s: float | None = None,
         backoff: Backoff | None = None,
+        speed: float = 1.0,
     ) -> None:
         super().__init__(name=f"capture-{camera.id}", daemon=True)
+        if speed <= 0:
+            raise ValueError(f"camera {camera.id}: playback speed {speed} must be > 0 (1.0 = native rate)")
+        self.speed = speed
         self.camera = camera
         self.buffer = buffer
         self.health = health
@@ -236,6 +240,10 @@ class CaptureThread(threading.Thread):
     # ------------------------------------------------------------ control
     def stop(self) -> None:
         self._halt.set()
+
+    def set_detect_fps(self, fps: float) -> None:
+        """Sample at a new rate from the next frame on (a ``detect_fps`` edit; no reconnect)."""
+        self._sampler = Sampler(fps)
 
     @property
     def stopping(self) -> bool:
@@ -323,14 +331,15 @@ class CaptureThread(threading.Thread):
             if is_file:
                 pos_s = self.source.position_s()
                 if self.realtime:
+                    wall_s = pos_s / self.speed
                     if pace_anchor is None:
-                        pace_anchor = now_mono - pos_s
-                    wait_s = pace_anchor + pos_s - now_mono
+                        pace_anchor = now_mono - wall_s
+                    wait_s = pace_anchor + wall_s - now_mono
                     if wait_s > 0:
                         self._halt.wait(wait_s)
                         now_mono = time.monotonic()
                     elif wait_s < -1.0:
-                        pace_anchor = now_mono - pos_s  # decoding fell behind: don't burst to catch up
+                        pace_anchor = now_mono - wall_s  # decoding fell behind: don't burst to catch up
                 stream_s = loop_offset_s + pos_s
                 if self._origin is not None:
                     ts_s, live = stream_s, False
@@ -442,15 +451,85 @@ class CameraProcessor:
         self.pipeline = pipeline
         self.health = health
         self.on_detect = on_detect
-        motion = camera.motion if gating else camera.motion.model_copy(update={"enabled": False})
-        self.gate = MotionGate(motion, grace_s=rules.grace_s, zones=[z.polygon for z in camera.zones])
+        self.gating = gating
+        self.gate = self._gate(camera)
         self._carried = Detections.empty()
         self._last_wh: tuple[int, int] | None = None
         self._last_ts_s: float | None = None
+        self._pending: CameraConfig | None = None
+        self._pending_timeline: bool | None = None  # live flag of a new timeline, None = same timeline
         self.detector_calls = 0
         self.frames = 0
 
+    def _gate(self, camera: CameraConfig) -> MotionGate:
+        motion = camera.motion if self.gating else camera.motion.model_copy(update={"enabled": False})
+        return MotionGate(motion, grace_s=self.rules.grace_s, zones=[z.polygon for z in camera.zones])
+
+    def reconfigure(self, camera: CameraConfig, *, new_timeline_live: bool | None = None) -> None:
+        """Take a new config of this camera (zones, motion, time zone, names) at the next frame.
+
+        Rule state carries over (``streams.zone_swap``): violations in zones that still exist stay open
+        with the same ids; those of removed zones close at the next frame. Source and detect-rate
+        changes are the capture's business (``CaptureThread``), not the processor's.
+
+        ``new_timeline_live``: the stream's clock starts over (another file with video time, or a switch
+        between video and epoch seconds; True if the new stream times are epoch seconds). What the
+        rules remember cannot carry over: every open violation closes (stamped with the old clock's
+        last time) and the camera starts afresh, keeping its escalation history.
+        """
+        if camera.id != self.camera.id:
+            raise ValueError(f"camera '{self.camera.id}' cannot take the config of camera '{camera.id}'")
+        self._pending = camera
+        if new_timeline_live is not None:
+            self._pending_timeline = new_timeline_live
+
+    def _start_new_timeline(self) -> list[ViolationEvent]:
+        from vision.pipeline import CameraPipeline
+
+        camera, live = self._pending, bool(self._pending_timeline)
+        self._pending, self._pending_timeline = None, None
+        assert camera is not None
+        events: list[ViolationEvent] = []
+        if isinstance(self.pipeline, CameraPipeline):
+            from streams.zone_swap import swap_zones
+
+            book = self.pipeline.escalation
+            if self._last_ts_s is not None:  # an empty zone set closes everything that is open
+                events = swap_zones(
+                    self.pipeline, self.camera.model_copy(update={"zones": []}), self._last_ts_s
+                )
+            self.pipeline = CameraPipeline(camera, self.rules, escalation_history=book, live=live)
+        self.camera, self.live = camera, live
+        self.gate = self._gate(camera)
+        self._carried = Detections.empty()
+        self._last_ts_s = None
+        self._last_wh = None
+        self._shadow_pipeline = None
+        return events
+
+    def _apply_pending(self, ts_s: float) -> list[ViolationEvent]:
+        camera, self._pending = self._pending, None
+        assert camera is not None
+        old = self.camera
+        events: list[ViolationEvent] = []
+        if camera.zones != old.zones or camera.timezone != old.timezone:
+            from vision.pipeline import CameraPipeline
+
+            if isinstance(self.pipeline, CameraPipeline):
+                from streams.zone_swap import swap_zones
+
+                events = swap_zones(self.pipeline, camera, ts_s)
+            else:  # a pipeline we cannot re-index (tests pass their own): it keeps its zones
+                log.warning("camera %s: pipeline %s keeps its zones", camera.id, type(self.pipeline).__name__)
+        if camera.zones != old.zones or camera.motion != old.motion:
+            # Motion only counts in and around zones; the new gate also detects the next frame afresh.
+            self.gate = self._gate(camera)
+        self.camera = camera
+        self._shadow_pipeline = None  # rebuilt with the new zones at its next frame
+        return events
+
     def process(self, frame: SampledFrame) -> ProcessResult:
+        events = self._start_new_timeline() if self._pending_timeline is not None else []
         if frame.fresh or (self._last_wh is not None and frame.wh != self._last_wh):
             # Reopened (reconnect, file loop) or reconfigured: the background and the carried boxes
             # belong to another picture; detect this frame afresh.
@@ -460,6 +539,9 @@ class CameraProcessor:
         # Wall clocks can step back (NTP); the rules need time in order, so hold it at the last value.
         ts_s = frame.ts_s if self._last_ts_s is None else max(frame.ts_s, self._last_ts_s)
         self._last_ts_s = ts_s
+        # A config edit lands between two frames: no frame is skipped, rule state carries over.
+        if self._pending is not None:
+            events += self._apply_pending(ts_s)
         decision = self.gate.decide(frame.image, ts_s)
         detector, model_version = self.detectors()
         inference_ms = 0.0
@@ -476,7 +558,7 @@ class CameraProcessor:
         self.frames += 1
         if self.shadow is not None:
             self._step_shadow(frame, ts_s, decision.detect)
-        events = self.pipeline.step(detections, ts_s, frame.wh)
+        events += self.pipeline.step(detections, ts_s, frame.wh)
         if self.health is not None:
             self.health.processed(decision.detect)
         if self.sink is not None:

@@ -81,7 +81,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="ONNX detector (default: the shipped bootstrap model)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="shorter runs (smoke test; numbers are noisier)")
-    p.add_argument("--sections", default="detector,pipeline,motion_gating", help="comma-separated subset")
+    p.add_argument(
+        "--sections",
+        default="detector,pipeline,motion_gating",
+        help="comma-separated subset; config_poll (cost of polling for camera/zone edits) runs only when named",
+    )
     p.set_defaults(func=_bench)
 
 
@@ -98,6 +102,12 @@ def _size(text: str) -> tuple[int, int]:
 def _common_worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="ONNX detector for every camera group (disables registry hot reload)")
     p.add_argument("--no-motion-gating", action="store_true", help="detect every sampled frame")
+    p.add_argument(
+        "--cameras-file-wins",
+        action="store_true",
+        help="overwrite the database's cameras and zones with the cameras file at start (default: the file "
+        "only adds cameras the database does not know; edits made in the UI win)",
+    )
 
 
 def _worker_options(args: argparse.Namespace):  # noqa: ANN202
@@ -112,6 +122,7 @@ def _worker_options(args: argparse.Namespace):  # noqa: ANN202
         model_path=args.model,
         gating=not args.no_motion_gating,
         worker_id=getattr(args, "worker_id", None),
+        cameras_file_wins=args.cameras_file_wins,
     )
 
 
@@ -132,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         processes=_processes(args),
         model_path=args.model,
         gating=not args.no_motion_gating,
+        cameras_file_wins=args.cameras_file_wins,
     )
 
 

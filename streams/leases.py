@@ -299,6 +299,23 @@ class LeaseManager:
                     self._valid_until[cam] = started + self.ttl_s - margin_s
         self.held = renewed
 
+    def set_camera_ids(self, camera_ids: Iterable[str]) -> set[str]:
+        """Change the cameras to share out (one added, disabled or deleted in the database).
+
+        Leases held on cameras no longer in the set are released now; returns those cameras (stop them).
+        New cameras are claimed from the next ``tick``.
+        """
+        self.camera_ids = sorted(set(camera_ids))
+        dropped = self.held - set(self.camera_ids)
+        for cam in sorted(dropped):
+            try:
+                self.backend.release(cam, self.worker_id)
+            except Exception as exc:  # it expires on its own; nobody will claim a camera not in their set
+                log.warning("lease of %s not released (%s); it expires in %.0f s", cam, exc, self.ttl_s)
+            self._valid_until.pop(cam, None)
+        self.held -= dropped
+        return dropped
+
     def _rank(self, camera_id: str, workers: set[str]) -> int:
         mine = preference(self.worker_id, camera_id)
         return sum(1 for w in workers if w != self.worker_id and preference(w, camera_id) > mine)

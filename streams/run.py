@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.leases import LeaseManager, select_shard
+from streams.config_watch import CONFIG_POLL_S
+from streams.leases import LeaseManager, shard_of
 from streams.sources import mask_url
 from urbaneye.settings import Settings, get_settings
 from vision.config import CamerasFile, load_cameras
@@ -38,6 +39,13 @@ class WorkerOptions:
     gating: bool = True
     worker_id: str | None = None
     realtime: bool = True
+    #: the cameras file overwrites the database's version of its cameras at start (else: the database
+    #: wins for cameras it knows; the file only seeds new ones)
+    cameras_file_wins: bool = False
+    #: seconds between polls for camera/zone edits in the database; 0 = do not follow edits
+    config_poll_s: float = CONFIG_POLL_S
+    #: file sources play this many times their native rate (demos, tests)
+    speed: float = 1.0
 
 
 class WorkerStack:
@@ -55,6 +63,7 @@ class WorkerStack:
         self.detectors = None
 
     def start(self) -> WorkerStack:
+        from streams.cameras_db import CameraRegistry
         from streams.metrics import get_metrics, serve_metrics
         from streams.worker import DetectorPool, StreamWorker
         from urbaneye.cases.handoff import Handoff
@@ -62,7 +71,8 @@ class WorkerStack:
 
         s = self.settings
         sessions = session_factory(s.db_url)
-        self._register_cameras(sessions)
+        registry = CameraRegistry(sessions)
+        watcher, problems = self._cameras_from_db(registry)
         metrics = get_metrics()
         serve_metrics(s.metrics_port)
         self.detectors = DetectorPool(
@@ -70,9 +80,11 @@ class WorkerStack:
         )
         self.handoff = Handoff(s.spool_dir, min_evidence_gap_s=self.cameras_file.rules.evidence_min_gap_s)
         self.handoff.start_relay()
-        camera_ids = [c.id for c in self.cameras_file.cameras if c.enabled]
-        if self.options.shard is not None:
-            camera_ids = select_shard(camera_ids, *self.options.shard)
+        shard = self.options.shard
+        accept = (lambda cid: shard_of(cid, shard[1]) == shard[0]) if shard is not None else None
+        camera_ids = [
+            c.id for c in self.cameras_file.cameras if c.enabled and (accept is None or accept(c.id))
+        ]
         leases = None
         if self.options.use_leases:
             leases = LeaseManager(self._lease_backend(sessions), self.worker_id, camera_ids, s.lease_ttl_s)
@@ -81,24 +93,63 @@ class WorkerStack:
             self.detectors,
             self.handoff,
             worker_id=self.worker_id,
-            camera_ids=camera_ids,
+            accept=accept,
             leases=leases,
             realtime=self.options.realtime,
+            speed=self.options.speed,
             gating=self.options.gating,
             session_factory=sessions,
             metrics=metrics,
             snapshot_store=self._snapshot_store(),
+            config_watcher=watcher,
+            config_poll_s=self.options.config_poll_s or CONFIG_POLL_S,
+            config_problems=problems,
         ).start()
         return self
 
-    def _register_cameras(self, sessions) -> None:  # noqa: ANN001
-        from streams.cameras_db import sync_cameras_to_db
+    def _cameras_from_db(self, registry):  # noqa: ANN001, ANN202
+        """Seed the database from the file, then run the database's cameras (``self.cameras_file``).
 
+        Returns the watcher that follows later edits (None when ``config_poll_s`` is 0) and the problems
+        of each camera's rows (skipped zones). If the database cannot be read, the file runs and the
+        watcher seeds the database once it can.
+        """
+        from streams.config_watch import ConfigWatcher
+
+        wins = self.options.cameras_file_wins
+        follow = self.options.config_poll_s > 0
         try:
-            n = sync_cameras_to_db(sessions, self.cameras_file)
-            log.info("%d camera(s) registered in the database", n)
-        except Exception as exc:  # the API then lists fewer cameras; the workers still run them
-            log.warning("cameras not registered in the database (%s)", mask_url(str(exc)))
+            report = registry.seed(self.cameras_file, file_wins=wins)
+            versions, loaded = registry.load_all()
+        except Exception as exc:  # the cameras still run, as the file says
+            log.warning(
+                "cameras not read from the database (%s); running the cameras file until it can be read",
+                mask_url(str(exc)),
+            )
+            watcher = ConfigWatcher(registry, seed_from=self.cameras_file, file_wins=wins) if follow else None
+            return watcher, {}
+        log.info(
+            "cameras in the database: %d new from the file, %d %s, %d in all",
+            len(report.inserted),
+            len(report.overwritten) if wins else len(report.kept),
+            "overwritten by the file (--cameras-file-wins)" if wins else "as the database has them",
+            len(loaded),
+        )
+        cameras, problems = [], {}
+        for cid, camera in sorted(loaded.items()):
+            for problem in camera.problems:
+                log.error("%s", problem)
+            problems[cid] = camera.problems
+            if camera.config is not None:
+                cameras.append(camera.config)
+            else:
+                # a camera the database holds in an invalid state: run the file's version if it has one
+                fallback = next((c for c in self.cameras_file.cameras if c.id == cid), None)
+                if fallback is not None:
+                    log.error("camera %s: running the cameras file's version instead", cid)
+                    cameras.append(fallback)
+        self.cameras_file = self.cameras_file.model_copy(update={"cameras": cameras})
+        return (ConfigWatcher(registry, versions) if follow else None), problems
 
     def _snapshot_store(self):  # noqa: ANN202
         from urbaneye.storage import get_store
@@ -169,6 +220,8 @@ def child_argv(options: WorkerOptions, index: int, processes: int) -> list[str]:
         argv += ["--model", options.model_path]
     if not options.gating:
         argv.append("--no-motion-gating")
+    if options.cameras_file_wins:
+        argv.append("--cameras-file-wins")
     return argv
 
 
@@ -223,6 +276,7 @@ def run_main(
     processes: int = 1,
     model_path: str | None = None,
     gating: bool = True,
+    cameras_file_wins: bool = False,
 ) -> int:
     """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
     import uvicorn
@@ -245,7 +299,12 @@ def run_main(
         with session_scope(settings.db_url) as session:
             ensure_demo_users(session)
 
-    options = WorkerOptions(cameras_path=Path(cameras_path), model_path=model_path, gating=gating)
+    options = WorkerOptions(
+        cameras_path=Path(cameras_path),
+        model_path=model_path,
+        gating=gating,
+        cameras_file_wins=cameras_file_wins,
+    )
     host = host or settings.host
     port = port or settings.port
     stack: WorkerStack | None = None
@@ -255,6 +314,7 @@ def run_main(
         argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(cameras_path)]
         argv += ["--processes", str(processes)] + (["--model", model_path] if model_path else [])
         argv += [] if gating else ["--no-motion-gating"]
+        argv += ["--cameras-file-wins"] if cameras_file_wins else []
         children = subprocess.Popen(argv)
     else:
         stack = WorkerStack(options, settings).start()

@@ -108,6 +108,7 @@ class CameraHealth:
         self.frames_detected = 0
         self.error = ""
         self._processing_error = ""
+        self._config_error = ""  # zones skipped from the database: shown, but the camera runs
         self.snapshot_key = ""
 
     # ------------------------------------------------------------ updates (capture thread)
@@ -162,6 +163,11 @@ class CameraHealth:
         with self._lock:
             self._processing_error = mask_url(error)
 
+    def config_problems(self, problems: tuple[str, ...] | list[str]) -> None:
+        """Parts of the camera's database config that were skipped (bad zone rows); () clears them."""
+        with self._lock:
+            self._config_error = mask_url("; ".join(problems))
+
     # ------------------------------------------------------------ reads
     def snapshot(self, now_mono: float | None = None) -> CameraStatusSnapshot:
         now = time.monotonic() if now_mono is None else now_mono
@@ -201,7 +207,7 @@ class CameraHealth:
                 frames_in=self.frames_in,
                 frames_processed=self.frames_processed,
                 frames_detected=self.frames_detected,
-                error=self._processing_error or self.error,
+                error=self._processing_error or self.error or self._config_error,
                 snapshot_key=self.snapshot_key,
             )
 
@@ -277,12 +283,19 @@ class StatusReporter(threading.Thread):
         self.interval_s = interval_s
         self._halt = threading.Event()
         self._failing = False
+        # Snapshots are taken and written under one lock: a camera's last word written by another
+        # thread (stopped: offline) can never be overwritten by a snapshot taken before it stopped.
+        self._flush_lock = threading.Lock()
 
     def run(self) -> None:
         while not self._halt.wait(self.interval_s):
             self.flush()
 
     def flush(self, snapshots: list[CameraStatusSnapshot] | None = None) -> None:
+        with self._flush_lock:
+            self._flush(snapshots)
+
+    def _flush(self, snapshots: list[CameraStatusSnapshot] | None) -> None:
         try:
             write_statuses(self._session_factory, self._snapshots() if snapshots is None else snapshots)
         except Exception as exc:  # a DB outage must never stop a stream worker

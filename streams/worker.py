@@ -9,10 +9,15 @@ Start-up and shutdown read top to bottom::
 
     worker = StreamWorker(cameras_file, detectors, keeper_handoff, ...)
     worker.start()          # init_detectors → start_handoff → start_processing → start_cameras/leases
-    worker.run_until(stop)  # lease ticks, capture watchdog, status reports
+    worker.run_until(stop)  # lease ticks, capture watchdog, config edits, status reports
     worker.stop()           # stop capture → finish in-flight frames → flush events → release leases
 
-A failing camera (unreachable, corrupt file, a bug in its rules) only ever sets its own status error.
+With a ``ConfigWatcher`` the database is the live source of the cameras: a thread polls it, the
+supervisor applies what changed (start/stop cameras, reconnect a changed source, a new detect rate) and
+the processing thread hands new zones to the camera's pipeline between two frames.
+
+A failing camera (unreachable, corrupt file, a bug in its rules, a bad zone row) only ever sets its own
+status error.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -34,6 +40,7 @@ from streams.camera import (
     FrameBuffer,
     SampledFrame,
 )
+from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
 from streams.events import EvidenceKeeper, HandoffLike, HandoffQueue
 from streams.leases import LeaseManager
 from streams.metrics import StreamMetrics
@@ -156,6 +163,25 @@ class _Runtime:
     error_count: int = 0
     started_mono: float = field(default_factory=time.monotonic)
     restart_after_mono: float = 0.0  # a crashed capture is restarted at most every CRASH_RESTART_S
+    # A config edit waiting for the processing thread: (camera, the stream's clock starts over).
+    pending: tuple[CameraConfig, bool] | None = None
+    pending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hand_over(self, camera: CameraConfig, new_timeline: bool) -> None:
+        with self.pending_lock:
+            # a second edit before the next frame: the newest config wins, a new timeline is never lost
+            new_timeline = new_timeline or (self.pending is not None and self.pending[1])
+            self.pending = (camera, new_timeline)
+
+    def take_pending(self) -> tuple[CameraConfig, bool] | None:
+        with self.pending_lock:
+            pending, self.pending = self.pending, None
+        return pending
+
+
+def is_live(camera: CameraConfig) -> bool:
+    """Stream times are epoch seconds (a live source, or a file without ``start_time``)."""
+    return camera.start_time is None or source_kind(camera.source.url) is not SourceKind.FILE
 
 
 def load_escalation_history(session_factory: Any, camera_id: str, window_s: float) -> dict[str, list[float]]:
@@ -199,8 +225,13 @@ class StreamWorker:
         detectors: detector per camera group.
         handoff: where opened/updated/closed go (``urbaneye.cases.handoff.Handoff``); None = discard.
         camera_ids: the cameras this worker may run (a shard); default all enabled cameras.
+        accept: which cameras this worker may run, for cameras that appear in the database later (a
+            shard's test); default: those in ``camera_ids``, or all.
         leases: claim cameras through leases instead of running all of ``camera_ids``.
         realtime: pace file sources at their native rate (a live worker); False reads files flat out.
+        speed: with ``realtime``, files play this many times faster than their native rate (demos, tests).
+        config_watcher: follow camera/zone edits in the database (polled every ``config_poll_s``);
+            None = the cameras given run unchanged.
         gating: motion gating on (default) or off.
         session_factory: database sessions for the status reporter and escalation history; None = none.
         metrics: Prometheus metrics; None = not recorded.
@@ -215,8 +246,10 @@ class StreamWorker:
         *,
         worker_id: str | None = None,
         camera_ids: Iterable[str] | None = None,
+        accept: Callable[[str], bool] | None = None,
         leases: LeaseManager | None = None,
         realtime: bool = True,
+        speed: float = 1.0,
         gating: bool = True,
         session_factory: Any = None,
         metrics: StreamMetrics | None = None,
@@ -227,15 +260,22 @@ class StreamWorker:
         read_timeout_s: float | None = None,
         snapshot_store: Any = None,
         snapshot_interval_s: float | None = None,
+        config_watcher: ConfigWatcher | None = None,
+        config_poll_s: float = CONFIG_POLL_S,
+        config_problems: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.cameras_file = cameras_file
-        enabled = {c.id: c for c in cameras_file.cameras if c.enabled}
-        wanted = list(enabled) if camera_ids is None else [c for c in camera_ids if c in enabled]
-        self.cameras = {cid: enabled[cid] for cid in wanted}
+        if accept is None:
+            allowed = None if camera_ids is None else frozenset(camera_ids)
+            accept = (lambda _cid: True) if allowed is None else allowed.__contains__
+        self._accept = accept
+        # the cameras this worker may run: enabled and accepted (with leases it holds a share of them)
+        self.cameras = {c.id: c for c in cameras_file.cameras if c.enabled and accept(c.id)}
         self.detectors = detectors
         self.worker_id = worker_id or default_worker_id()
         self.leases = leases
         self.realtime = realtime
+        self.speed = speed
         self.gating = gating
         self.session_factory = session_factory
         self.metrics = metrics
@@ -250,11 +290,12 @@ class StreamWorker:
         self._stop_processing = threading.Event()
         self._processing = threading.Thread(target=self._process_loop, name="processing", daemon=True)
         self._handoff_queue: HandoffQueue | None = None
+        self._keeper: EvidenceKeeper | None = None
         if handoff is not None:
-            keeper = EvidenceKeeper(
+            self._keeper = EvidenceKeeper(
                 dict(self.cameras), handoff, on_submitted=metrics.count_event if metrics else None
             )
-            self._handoff_queue = HandoffQueue(keeper)
+            self._handoff_queue = HandoffQueue(self._keeper)
         self._reporter: StatusReporter | None = None
         if session_factory is not None:
             self._reporter = StatusReporter(self._snapshots, session_factory, interval_s=status_interval_s)
@@ -262,6 +303,13 @@ class StreamWorker:
         if snapshot_store is not None:
             kwargs = {} if snapshot_interval_s is None else {"interval_s": snapshot_interval_s}
             self._snapshots = SnapshotWriter(snapshot_store, **kwargs)
+        self._config_watcher = config_watcher
+        self.config_poll_s = config_poll_s
+        self._config_problems: dict[str, tuple[str, ...]] = dict(config_problems or {})
+        self._config_updates: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop_config = threading.Event()
+        self._config_thread = threading.Thread(target=self._config_loop, name="config-watch", daemon=True)
+        self.config_changes_applied = 0  # camera config edits applied (started, stopped, reconfigured)
         self._started = False
         self._last_lease_tick = 0.0
 
@@ -286,6 +334,8 @@ class StreamWorker:
             self._tick_leases()
         if self._reporter is not None:
             self._reporter.start()
+        if self._config_watcher is not None:
+            self._config_thread.start()
         self._started = True
         log.info(
             "worker %s: %d camera(s)%s",
@@ -301,6 +351,7 @@ class StreamWorker:
             self.supervise_once()
 
     def supervise_once(self) -> None:
+        self._apply_config_updates()
         now = time.monotonic()
         if self.leases is not None and now - self._last_lease_tick >= self.leases.interval_s:
             self._tick_leases()
@@ -331,6 +382,7 @@ class StreamWorker:
         if not self._started:
             return
         self._started = False
+        self._stop_config.set()
         self._stop_capture.set()
         with self._runtimes_lock:
             runtimes = list(self._runtimes.values())
@@ -342,6 +394,8 @@ class StreamWorker:
         self._stop_processing.set()
         self._frame_ready.set()
         self._processing.join(max(0.1, deadline - time.monotonic()))
+        if self._config_thread.is_alive():
+            self._config_thread.join(max(0.1, min(5.0, deadline - time.monotonic())))
         if self._handoff_queue is not None:
             self._handoff_queue.close(max(1.0, deadline - time.monotonic()))
         if self._snapshots is not None:
@@ -379,6 +433,7 @@ class StreamWorker:
             buffer,
             health,
             realtime=self.realtime,
+            speed=self.speed,
             open_timeout_s=self.open_timeout_s,
             read_timeout_s=self.read_timeout_s,
         )
@@ -386,6 +441,7 @@ class StreamWorker:
     def _start_camera(self, camera_id: str) -> None:
         camera = self.cameras[camera_id]
         health = CameraHealth(camera.id, camera.detect_fps, worker_id=self.worker_id)
+        health.config_problems(self._config_problems.get(camera_id, ()))
         buffer = FrameBuffer(on_ready=self._frame_ready.set)
         rt = _Runtime(camera, health, buffer, self._new_capture(camera, buffer, health))
         self.board.register(health)
@@ -394,15 +450,16 @@ class StreamWorker:
         rt.capture.start()
         log.info("camera %s (%s): started", camera.id, mask_url(camera.source.url))
 
-    def _stop_camera(self, camera_id: str, reason: str) -> None:
+    def _stop_camera(self, camera_id: str, reason: str) -> CameraHealth | None:
         with self._runtimes_lock:
             rt = self._runtimes.pop(camera_id, None)
         if rt is None:
-            return
+            return None
         rt.capture.stop()
         rt.health.stopped(reason)
         self.board.unregister(camera_id)
         log.info("camera %s: stopped (%s)", camera_id, reason)
+        return rt.health
 
     def _tick_leases(self) -> None:
         assert self.leases is not None
@@ -413,10 +470,123 @@ class StreamWorker:
         for cid in sorted(change.gained):
             self._start_camera(cid)
 
+    # ------------------------------------------------------------------ config edits (database)
+    def _config_loop(self) -> None:
+        """Poll the database for edits; the supervisor applies them (it owns starting/stopping cameras)."""
+        assert self._config_watcher is not None
+        while not self._stop_config.wait(self.config_poll_s):
+            changes = self._config_watcher.poll_once(self.running_cameras)
+            if changes:
+                self._config_updates.put(changes)
+
+    def _apply_config_updates(self) -> None:
+        while True:
+            try:
+                changes = self._config_updates.get_nowait()
+            except queue.Empty:
+                return
+            for camera_id, loaded in sorted(changes.items()):
+                try:
+                    self.apply_camera_config(
+                        camera_id, loaded.config if loaded else None, loaded.problems if loaded else ()
+                    )
+                except Exception:  # one camera's edit must not keep the others' from applying
+                    log.exception("camera %s: configuration change not applied", camera_id)
+
+    def apply_camera_config(
+        self, camera_id: str, camera: CameraConfig | None, problems: tuple[str, ...] = ()
+    ) -> None:
+        """Apply one camera's new config from the database (None = deleted). Supervisor thread only.
+
+        Disabled or deleted: the camera stops. New: it starts (or joins the lease pool). Running: a new
+        source or start time reconnects; a new detect rate resamples without reconnecting; zones,
+        motion, time zone and names reach its pipeline between two frames, rule state kept.
+        """
+        old = self.cameras.get(camera_id)
+        self._config_problems[camera_id] = tuple(problems)
+        if camera is None or not camera.enabled or not self._accept(camera_id):
+            if old is None:
+                return
+            del self.cameras[camera_id]
+            reason = "deleted in the database" if camera is None else "disabled in the database"
+            if self.leases is not None:
+                self.leases.set_camera_ids(self.cameras)
+            health = self._stop_camera(camera_id, reason)
+            if health is not None and camera is not None and self._reporter is not None:
+                # nobody reports a disabled camera any more: leave "offline, disabled" as its last word
+                self._reporter.flush([health.snapshot()])
+            self.config_changes_applied += 1
+            return
+        self.cameras[camera_id] = camera
+        if self._keeper is not None:
+            self._keeper.cameras[camera_id] = camera  # before any event of the new config can reach it
+        if old is None:
+            log.info("camera %s: enabled or added in the database; starting", camera_id)
+            if self.leases is not None:
+                self.leases.set_camera_ids(self.cameras)  # claimed at the next lease round
+            else:
+                self._start_camera(camera_id)
+            self.config_changes_applied += 1
+            return
+        with self._runtimes_lock:
+            rt = self._runtimes.get(camera_id)
+        if rt is None:
+            return  # not ours right now (leases): it starts with this config when we gain it
+        rt.health.config_problems(problems)
+        if camera == rt.camera:
+            return
+        self._reconfigure(rt, camera)
+        self.config_changes_applied += 1
+
+    def _reconfigure(self, rt: _Runtime, camera: CameraConfig) -> None:
+        old = rt.camera
+        rt.camera = camera
+        rt.health.target_detect_fps = camera.detect_fps
+        reconnect = camera.source != old.source or camera.start_time != old.start_time
+        if reconnect:
+            log.info(
+                "camera %s: source changed (%s → %s); reconnecting",
+                camera.id,
+                mask_url(old.source.url),
+                mask_url(camera.source.url),
+            )
+            rt.capture.stop()
+            # A buffer of its own: frames the old source still delivers (or had buffered, at most
+            # BUFFER_FRAMES) are left behind, so the new config never sees the old stream's clock.
+            rt.buffer = FrameBuffer(on_ready=self._frame_ready.set)
+            rt.capture = self._new_capture(camera, rt.buffer, rt.health)
+            rt.capture.start()
+        elif camera.detect_fps != old.detect_fps:
+            log.info("camera %s: detect rate %.3g → %.3g fps", camera.id, old.detect_fps, camera.detect_fps)
+            rt.capture.set_detect_fps(camera.detect_fps)
+        # A file with video time restarts its clock at 0 when reopened, and a switch between video and
+        # epoch seconds has no common clock: rule state cannot carry over either way.
+        new_timeline = is_live(camera) != is_live(old) or (reconnect and not is_live(camera))
+        if camera.zones != old.zones:
+            log.info(
+                "camera %s: zones %s → %s; applied from the next frame",
+                camera.id,
+                [z.id for z in old.zones],
+                [z.id for z in camera.zones],
+            )
+        rt.hand_over(camera, new_timeline)
+
+    def _take_config(self, rt: _Runtime) -> None:
+        """Processing thread: give a waiting config edit to the camera's processor before its next frame."""
+        pending = rt.take_pending()
+        if pending is None or rt.processor is None:
+            return  # a processor built later starts from rt.camera, which is already the new config
+        camera, new_timeline = pending
+        processor = rt.processor
+        if camera.group != processor.camera.group:
+            processor.detectors = self.detectors.source(camera.group)
+            processor.shadow = self.detectors.shadow_source(camera.group, camera.id)
+        processor.reconfigure(camera, new_timeline_live=is_live(camera) if new_timeline else None)
+
     def _processor(self, rt: _Runtime) -> CameraProcessor:
         if rt.processor is None:
             camera = rt.camera
-            live = camera.start_time is None or source_kind(camera.source.url) is not SourceKind.FILE
+            live = is_live(camera)
             history = None
             if self.session_factory is not None and live:
                 try:
@@ -459,20 +629,25 @@ class StreamWorker:
             if runtimes:
                 rotate = (rotate + 1) % len(runtimes)
                 for rt in runtimes[rotate:] + runtimes[:rotate]:
-                    frame = rt.buffer.get_nowait()
+                    buffer = rt.buffer
+                    frame = buffer.get_nowait()
                     if frame is None:
                         continue
                     did_work = True
                     if self.leases is not None and not self.leases.valid(rt.camera.id):
                         continue  # our lease may have passed to another worker: never process twice
-                    self._process_one(rt, frame)
+                    self._process_one(rt, frame, buffer)
             if not did_work:
                 if self._stop_processing.is_set():
                     return  # every frame read before the stop has been processed
                 self._frame_ready.wait(0.05)
 
-    def _process_one(self, rt: _Runtime, frame: SampledFrame) -> None:
+    def _process_one(self, rt: _Runtime, frame: SampledFrame, buffer: FrameBuffer | None = None) -> None:
         try:
+            self._take_config(rt)
+            # After the config: a source change swaps the buffer before it hands the config over.
+            if buffer is not None and buffer is not rt.buffer:
+                return  # a frame of the replaced source
             self._processor(rt).process(frame)
             rt.error_count = 0
             if self._snapshots is not None:
