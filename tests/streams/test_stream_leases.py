@@ -91,6 +91,17 @@ def test_graceful_release_hands_cameras_over_at_once(backend: object) -> None:
     assert b.held == set(CAMERAS)  # no 60 s wait: a said goodbye
 
 
+def test_cameras_disabled_or_added_in_the_database_leave_or_join_the_pool(backend: object) -> None:
+    a = LeaseManager(backend, "worker-a", CAMERAS[:3], 60)
+    a.tick()
+    assert a.held == set(CAMERAS[:3])
+    dropped = a.set_camera_ids(["cam-0", "cam-2", "cam-9"])  # cam-1 disabled, cam-9 created
+    assert dropped == {"cam-1"} and a.held == {"cam-0", "cam-2"} and not a.valid("cam-1")
+    assert "cam-1" not in backend.holders()  # released now, not at expiry
+    assert a.tick().gained == frozenset({"cam-9"})
+    assert backend.holders() == dict.fromkeys(["cam-0", "cam-2", "cam-9"], "worker-a")
+
+
 def test_shards_partition_cameras_and_sub_shards_nest() -> None:
     ids = [f"cam-{i:03d}" for i in range(300)]
     shards = [set(select_shard(ids, i, 3)) for i in range(3)]
