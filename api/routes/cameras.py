@@ -10,6 +10,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -41,7 +42,23 @@ def _camera(session: Session, camera_id: str) -> Camera:
 
 
 def _zones(cam: Camera) -> list[ZoneConfig]:
-    return [ZoneConfig.model_validate(z.config) for z in sorted(cam.zones, key=lambda z: z.zone_id)]
+    """The camera's valid zones in insertion order (the order workers use); a bad row is logged and
+    skipped, as the workers do, so one broken zone never hides the camera."""
+    zones = []
+    for row in sorted(cam.zones, key=lambda z: z.id):
+        try:
+            zones.append(ZoneConfig.model_validate(row.config))
+        except ValidationError as exc:
+            log.error(
+                "camera '%s' zone '%s' is invalid and skipped: %s; fix it with PUT "
+                "/api/v1/cameras/%s/zones/%s",
+                cam.id,
+                row.zone_id,
+                exc.errors()[0]["msg"],
+                cam.id,
+                row.zone_id,
+            )
+    return zones
 
 
 def _status(camera_id: str, row: CameraStatus | None) -> CameraStatusPublic:

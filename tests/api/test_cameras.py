@@ -145,3 +145,23 @@ def test_delete_camera(client, users, make_camera) -> None:  # noqa: ANN001
     assert client.delete("/api/v1/cameras/cam-1", headers=users.headers("reviewer")).status_code == 403
     assert client.delete("/api/v1/cameras/cam-1", headers=users.headers("admin")).status_code == 204
     assert client.get("/api/v1/cameras/cam-1", headers=users.headers("admin")).status_code == 404
+
+
+def test_invalid_zone_row_is_skipped_not_fatal(client, users, db, caplog) -> None:  # noqa: ANN001
+    from urbaneye.db.models import Zone
+
+    client.post("/api/v1/cameras", json=CAMERA, headers=users.headers("admin"))
+    # a row written around the API (raw SQL, an old release) with a polygon that self-intersects
+    db.add(
+        Zone(
+            camera_id="cam-9",
+            zone_id="bad",
+            config={"id": "bad", "kind": "no_vending", "polygon": [[0, 0], [1, 1], [1, 0], [0, 1]]},
+        )
+    )
+    db.commit()
+    caplog.set_level(logging.ERROR)
+    r = client.get("/api/v1/cameras/cam-9", headers=users.headers("viewer"))
+    assert r.status_code == 200, r.text
+    assert [z["id"] for z in r.json()["zones"]] == ["front"]
+    assert "zone 'bad'" in caplog.text
