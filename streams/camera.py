@@ -468,7 +468,7 @@ class CameraProcessor:
     def reconfigure(self, camera: CameraConfig, *, new_timeline_live: bool | None = None) -> None:
         """Take a new config of this camera (zones, motion, time zone, names) at the next frame.
 
-        Rule state carries over (``streams.zone_swap``): violations in zones that still exist stay open
+        Rule state carries over (``CameraPipeline.replace_camera``): violations in zones that still exist stay open
         with the same ids; those of removed zones close at the next frame. Source and detect-rate
         changes are the capture's business (``CaptureThread``), not the processor's.
 
@@ -491,12 +491,10 @@ class CameraProcessor:
         assert camera is not None
         events: list[ViolationEvent] = []
         if isinstance(self.pipeline, CameraPipeline):
-            from streams.zone_swap import swap_zones
-
             book = self.pipeline.escalation
             if self._last_ts_s is not None:  # an empty zone set closes everything that is open
-                events = swap_zones(
-                    self.pipeline, self.camera.model_copy(update={"zones": []}), self._last_ts_s
+                events = self.pipeline.replace_camera(
+                    self.camera.model_copy(update={"zones": []}), self._last_ts_s
                 )
             self.pipeline = CameraPipeline(camera, self.rules, escalation_history=book, live=live)
         self.camera, self.live = camera, live
@@ -516,9 +514,7 @@ class CameraProcessor:
             from vision.pipeline import CameraPipeline
 
             if isinstance(self.pipeline, CameraPipeline):
-                from streams.zone_swap import swap_zones
-
-                events = swap_zones(self.pipeline, camera, ts_s)
+                events = self.pipeline.replace_camera(camera, ts_s)
             else:  # a pipeline we cannot re-index (tests pass their own): it keeps its zones
                 log.warning("camera %s: pipeline %s keeps its zones", camera.id, type(self.pipeline).__name__)
         if camera.zones != old.zones or camera.motion != old.motion:

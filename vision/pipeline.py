@@ -20,7 +20,7 @@ import numpy as np
 
 from vision.config import CameraConfig, RulesConfig
 from vision.rules import RULES
-from vision.rules.common import EscalationBook, rescale
+from vision.rules.common import EscalationBook, remap_zones, rescale
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
 from vision.zones import ZoneIndex, watched_kinds
 
@@ -123,6 +123,46 @@ class CameraPipeline:
             state, out = module.step(state, detections, zones, ts_s)
             self._rules[i] = (module, state)
             events.extend(out)
+        return events
+
+    def replace_camera(self, camera: CameraConfig, ts_s: float) -> list[ViolationEvent]:
+        """Take a new config of the same camera (zones, time zone, schedules) between two frames.
+
+        What the rules remember follows each zone by id: a violation open in a zone that still exists
+        (edited or not) stays open with the same ``violation_id`` and is judged against the new polygon
+        from the next frame; a removed zone's open violations close now; a kind no zone watches any more
+        stops; a newly watched kind starts fresh, sharing the escalation history. Object stationarity is
+        kept, so a bike parked for 3 minutes does not restart its dwell because a polygon was nudged.
+
+        Returns:
+            ``closed`` events (stamped ``ts_s``) of violations whose zone went; hand them off as usual.
+
+        Example:
+            >>> events = pipe.replace_camera(camera.model_copy(update={"zones": new_zones}), ts_s=120.0)
+        """
+        if camera.id != self.camera.id:
+            raise ValueError(
+                f"replace_camera: camera '{camera.id}' given for the pipeline of '{self.camera.id}'"
+            )
+        old_zones = self.zones.zones
+        position = {z.id: j for j, z in enumerate(camera.zones)}
+        remap = [position.get(z.id, -1) for z in old_zones]
+        watched = {k for z in camera.zones for k in watched_kinds(z)}
+        events: list[ViolationEvent] = []
+        running = {}
+        for module, state in self._rules:
+            kind = module.SPEC.kind
+            events += remap_zones(state, module.SPEC, old_zones, remap, ts_s, close_all=kind not in watched)
+            if kind in watched:
+                running[kind] = (module, state)
+        self._rules = [
+            running.get(kind) or (module, module.init_state(camera.id, self.rules, self.escalation))
+            for kind, module in RULES.items()
+            if kind in watched
+        ]
+        self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
+        self.camera = camera
+        self.zones = ZoneIndex(camera, live=self.zones.live)
         return events
 
     def escalation_snapshot(self) -> dict[str, list[float]]:

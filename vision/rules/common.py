@@ -714,7 +714,12 @@ def _confirm_s(dwell_s: float) -> float:
 def _event(
     state: RuleState, spec: RuleSpec, zones: ZoneFrame, place: Place, name: str, now_s: float, evidence: bool
 ) -> ViolationEvent:
-    zone = zones.zones[place.zone_idx]
+    return _event_in_zone(state, spec, zones.zones[place.zone_idx], place, name, now_s, evidence)
+
+
+def _event_in_zone(
+    state: RuleState, spec: RuleSpec, zone: ZoneConfig, place: Place, name: str, now_s: float, evidence: bool
+) -> ViolationEvent:
     return ViolationEvent(
         event=name,
         violation_id=place.violation_id,
@@ -938,3 +943,46 @@ def run_rule(
     if not state.candidates and not state.places:
         return state, []
     return state, advance_places(state, spec, zones, now_s)
+
+
+def remap_zones(
+    state: RuleState,
+    spec: RuleSpec,
+    old_zones: tuple[ZoneConfig, ...],
+    remap: list[int],
+    ts_s: float,
+    *,
+    close_all: bool,
+) -> list[ViolationEvent]:
+    """Re-index one rule's state in place for a new zone set (``remap[old_idx] -> new_idx`` or -1).
+
+    Places of a zone that is gone (or all, with ``close_all``) are dropped; open ones close now and their
+    ``closed`` events are returned. Candidates keep their stationarity but recompute membership.
+    """
+    events: list[ViolationEvent] = []
+    kept: list[Place] = []
+    for place in state.places:
+        new_idx = -1 if close_all else remap[place.zone_idx]
+        if new_idx >= 0:
+            place.zone_idx = new_idx
+            kept.append(place)
+            continue
+        if place.status == "open":
+            place.status = "closed"
+            place.closed_s = ts_s
+            place.dwell_s = max(0.0, place.last_present_s - place.first_seen_s)
+            events.append(
+                _event_in_zone(state, spec, old_zones[place.zone_idx], place, "closed", ts_s, False)
+            )
+    state.places = kept
+    for cand in state.candidates:
+        cand.zone_idx = remap[cand.zone_idx] if cand.zone_idx >= 0 else -1
+        # Membership was computed against the old geometry: recompute it on the next frame.
+        cand.geo_of = None
+        cand.geo_box = None
+        cand.geo_watch = ()
+        cand.geo_exempt = ()
+        cand.geo_version += 1
+    state.cluster_cache = None
+    state.assign_cache = None
+    return events

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from streams.zone_swap import swap_zones
 from vision.config import CameraConfig, RulesConfig, parse_cameras
 from vision.pipeline import CameraPipeline
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
@@ -63,7 +62,7 @@ def test_added_zone_opens_its_violation_and_the_open_one_keeps_its_id(pipe: Came
     assert list(first) == ["a"]  # B's pile lies in no zone yet
 
     # the new zone comes first in the list: every remembered zone index moves
-    assert swap_zones(pipe, camera(ZONE_B, ZONE_A), 20.0) == []
+    assert pipe.replace_camera(camera(ZONE_B, ZONE_A), 20.0) == []
     events = run(pipe, 20, 40, [BOX_A, BOX_B])
     assert opened(events).keys() == {"b"}  # A's violation did not re-open: it never closed
     assert not [e for e in events if e.event == "closed"]
@@ -71,18 +70,18 @@ def test_added_zone_opens_its_violation_and_the_open_one_keeps_its_id(pipe: Came
 
     # an edit to zone A (nudged polygon, same id) keeps its violation open too
     nudged = {**ZONE_A, "polygon": [[0.12, 0.1], [0.4, 0.1], [0.4, 0.42], [0.12, 0.42]]}
-    assert swap_zones(pipe, camera(ZONE_B, nudged), 40.0) == []
+    assert pipe.replace_camera(camera(ZONE_B, nudged), 40.0) == []
     later = run(pipe, 40, 100, [BOX_A, BOX_B])
     assert [e.event for e in later if e.zone_id == "a"] == ["updated", "updated"]
     assert {e.violation_id for e in later if e.zone_id == "a"} == {first["a"]}
 
 
 def test_removed_zone_closes_its_open_violation_now(pipe: CameraPipeline) -> None:
-    swap_zones(pipe, camera(ZONE_A, ZONE_B), 0.0)
+    pipe.replace_camera(camera(ZONE_A, ZONE_B), 0.0)
     ids = opened(run(pipe, 0, 20, [BOX_A, BOX_B]))
     assert ids.keys() == {"a", "b"}
 
-    closed = swap_zones(pipe, camera(ZONE_B), 20.0)
+    closed = pipe.replace_camera(camera(ZONE_B), 20.0)
     assert [(e.event, e.zone_id, e.violation_id, e.ts_s) for e in closed] == [("closed", "a", ids["a"], 20.0)]
     assert closed[0].dwell_s > 10 and closed[0].gbt_code == "0102"
     after = run(pipe, 20, 40, [BOX_A, BOX_B])
@@ -93,7 +92,7 @@ def test_removed_zone_closes_its_open_violation_now(pipe: CameraPipeline) -> Non
 def test_a_zone_that_stops_watching_a_kind_closes_it_and_the_rule_stops(pipe: CameraPipeline) -> None:
     vid = opened(run(pipe, 0, 20, [BOX_A]))["a"]
     bins = {**ZONE_A, "kind": "bin_area", "dwell_s": {}}  # garbage is allowed there now
-    closed = swap_zones(pipe, camera(bins), 20.0)
+    closed = pipe.replace_camera(camera(bins), 20.0)
     assert [(e.event, e.violation_id) for e in closed] == [("closed", vid)]
     assert run(pipe, 20, 40, [BOX_A]) == []
 
@@ -101,4 +100,4 @@ def test_a_zone_that_stops_watching_a_kind_closes_it_and_the_rule_stops(pipe: Ca
 def test_swap_refuses_another_cameras_config(pipe: CameraPipeline) -> None:
     other = camera(ZONE_A).model_copy(update={"id": "cam-2"})
     with pytest.raises(ValueError, match="camera 'cam-2' given for the pipeline of 'cam-1'"):
-        swap_zones(pipe, other, 0.0)
+        pipe.replace_camera(other, 0.0)
