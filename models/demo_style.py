@@ -1,6 +1,6 @@
 """Demonstration with numbers: reviewed cases of a new scene style improve the model there, without regression.
 
-    .venv/bin/python -m models.demo_style --style night --cases 60 --test 40 --epochs 10 --imgsz 320
+    nice -n 10 .venv/bin/python -m models.demo_style --style night --cases 160 --test 80 --train-min 12
 
 1. parent: the active/bootstrap model (``--parent-onnx``/``--parent-pt``; default the shipped bootstrap), or
    with ``--train-parent-style day`` a small parent trained here on one style only (a model that has never
