@@ -212,6 +212,36 @@ def regression_set(
     return data_yaml
 
 
+def reviewed_classes(manifest: dict[str, Any], split: str) -> set[str]:
+    """Classes with at least one reviewer-made box (case or correction, not pseudo/synth) in ``split``."""
+    return {
+        lb["label"]
+        for it in manifest.get("items", [])
+        if it.get("split") == split
+        for lb in it.get("labels", [])
+        if lb.get("source") in ("case", "correction")
+    }
+
+
+def restrict_to_classes(report: dict[str, Any], classes: set[str]) -> dict[str, Any]:
+    """``report`` with ``map50`` recomputed as the mean AP50 over ``classes`` (those with a defined AP).
+
+    Example:
+        >>> r = {"map50": 0.9, "per_class": {"garbage": {"ap50": 0.4}, "person": {"ap50": 1.0}}}
+        >>> restrict_to_classes(r, {"garbage"})["map50"]
+        0.4
+    """
+    aps = [
+        float(row["ap50"])
+        for name, row in (report.get("per_class") or {}).items()
+        if name in classes and row and row.get("ap50") is not None
+    ]
+    out = dict(report)
+    out["map50"] = sum(aps) / len(aps) if aps else None
+    out["per_class"] = {k: v for k, v in (report.get("per_class") or {}).items() if k in classes}
+    return out
+
+
 def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
     """Ultralytics arguments a fine-tune adds to its recipe: a scaled-down lr0 and no warm-up.
 
@@ -369,9 +399,14 @@ def _run(
     new_reg = evaluate(trained.onnx_path, reg_yaml, "val")
     parent_reg = evaluate(parent_onnx, reg_yaml, "val")
 
+    # The val split's other objects are the parent's own pseudo-labels: scored on them the parent matches
+    # itself. The gate's val comparison uses only the classes reviewers labelled in val.
+    val_classes = reviewed_classes(manifest, "val")
+    gate_new_val = restrict_to_classes(new_val, val_classes)
+    gate_parent_val = restrict_to_classes(parent_val, val_classes)
     decision = decide(
-        new_val=new_val,
-        active_val=parent_val,
+        new_val=gate_new_val,
+        active_val=gate_parent_val,
         new_regression=new_reg,
         active_regression=parent_reg,
         max_class_drop_ap50=options.max_class_drop_ap50,
@@ -382,6 +417,11 @@ def _run(
         "regression": _slim(new_reg),
         "parent": {"version": parent_version, "val": _slim(parent_val), "regression": _slim(parent_reg)},
         "val_dataset": dataset_version,
+        "val_gate": {
+            "classes": sorted(val_classes),
+            "map50": gate_new_val.get("map50"),
+            "parent_map50": gate_parent_val.get("map50"),
+        },
         "training": {
             "recipe": options.recipe,
             "epochs": (trained.card.training or {}).get("epochs"),

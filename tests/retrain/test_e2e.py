@@ -138,6 +138,9 @@ def _run_loop(watcher, db, settings, tmp_path, review_case, cli_main) -> None:
         assert (mv.status, parent.status) == ("active", "retired")
         assert mv.parent == parent.version and mv.dataset_version == ds.version
         assert mv.gate["decision"] == "promote" and mv.gate["checks"][0]["name"] == "val_map50"
+        # val compared on reviewed classes only (not the parent's pseudo-labels)
+        assert set(mv.metrics["val_gate"]["classes"]) <= set(VIOLATION_OF)
+        assert mv.gate["checks"][0]["new"] == mv.metrics["val_gate"]["map50"]
         assert set(mv.metrics) >= {"val", "regression", "parent"} and "per_class" in mv.metrics["regression"]
         # a fine-tune: the recipe's lr0 scaled down, no warm-up, exactly the epochs asked for
         args = mv.metrics["training"]["train_args"]

@@ -130,3 +130,32 @@ def test_reason_names_the_failing_class_and_numbers():
         active_regression=BASE_REG,
     )
     assert "AP50 of 'grill' 0.700 -> 0.650 (-5.0 pt" in d.reason
+
+
+def test_val_comparison_ignores_the_parents_own_pseudo_labels():
+    from models.retrain import restrict_to_classes, reviewed_classes
+
+    manifest = {
+        "items": [
+            {
+                "split": "val",
+                "labels": [{"label": "garbage", "source": "case"}, {"label": "person", "source": "pseudo"}],
+            },
+            {"split": "val", "labels": [{"label": "grill", "source": "correction"}]},
+            {"split": "train", "labels": [{"label": "vending_stall", "source": "case"}]},
+        ]
+    }
+    classes = reviewed_classes(manifest, "val")
+    assert classes == {"garbage", "grill"}
+    # the parent "finds" every person it pseudo-labelled itself; only reviewed classes decide
+    parent = {
+        "map50": 0.8,
+        "per_class": {"garbage": {"ap50": 0.4}, "grill": {"ap50": 0.6}, "person": {"ap50": 1.0}},
+    }
+    new = {
+        "map50": 0.7,
+        "per_class": {"garbage": {"ap50": 0.6}, "grill": {"ap50": 0.6}, "person": {"ap50": 0.8}},
+    }
+    got_new, got_parent = restrict_to_classes(new, classes), restrict_to_classes(parent, classes)
+    assert (got_new["map50"], got_parent["map50"]) == (pytest.approx(0.6), pytest.approx(0.5))
+    assert restrict_to_classes(new, set())["map50"] is None
