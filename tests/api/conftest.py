@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytest
+
+from tests.conftest import scratch_database
 
 PASSWORDS = {
     "admin": "admin-pass-1",
@@ -32,32 +32,6 @@ def api_settings(settings_env, pg_url):  # noqa: ANN001, ANN201
 
     ensure_schema(pg_url)
     return settings
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A PostgreSQL database for a whole module (the root ``pg_url`` fixture is per test)."""
-    from sqlalchemy import create_engine, text
-
-    from tests.conftest import PG_ADMIN_URL
-
-    name = f"ue_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        from urbaneye.db.session import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
