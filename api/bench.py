@@ -26,10 +26,6 @@ import uuid
 from pathlib import Path
 
 TARGET_P95_MS = {"list": 100.0, "verify": 150.0}
-#: Indexes the API asks for (see docs/api.md); ``--proposed-indexes`` adds them before the run.
-PROPOSED_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS ix_cases_status_escalation_created ON cases (status, escalation, created_at, id)",
-]
 PG_ADMIN_URL = os.environ.get("URBANEYE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 KINDS = ("street_vending", "exposed_garbage", "bike_misparking", "open_air_barbecue")
 GBT = {
@@ -209,7 +205,6 @@ def run_bench(
     reviewers: int = 50,
     duration_s: float = 20.0,
     think_s: float = 1.0,
-    proposed_indexes: bool = False,
     workers: int = 1,
 ) -> dict:
     """Seed, serve, load, report. ``think_s``: mean pause of a reviewer before each list+decide cycle
@@ -223,14 +218,6 @@ def run_bench(
     server = None
     try:
         ensure_schema(database_url)
-        if proposed_indexes:
-            from sqlalchemy import create_engine, text
-
-            engine = create_engine(database_url)
-            with engine.begin() as conn:
-                for ddl in PROPOSED_INDEXES:
-                    conn.execute(text(ddl))
-            engine.dispose()
         t0 = time.perf_counter()
         pending = seed_cases(database_url, cases)
         seed_s = time.perf_counter() - t0
@@ -313,7 +300,6 @@ def run_bench(
         "reviewers": reviewers,
         "duration_s": duration_s,
         "think_s": think_s,
-        "proposed_indexes": proposed_indexes,
         "server_workers": workers,
         "seed_s": round(seed_s, 1),
         "latency_ms": latency,

@@ -42,9 +42,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--think-s", type=float, default=1.0, help="mean reviewer pause per case (0 = closed loop)"
     )
     b.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    b.add_argument(
-        "--proposed-indexes", action="store_true", help="add the indexes docs/api.md asks for first"
-    )
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=cmd_bench_api)
 
@@ -159,7 +156,6 @@ def cmd_bench_api(args: argparse.Namespace) -> int:
         reviewers=args.reviewers,
         duration_s=args.duration_s,
         think_s=args.think_s,
-        proposed_indexes=args.proposed_indexes,
         workers=args.workers,
     )
     if args.json:

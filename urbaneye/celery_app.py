@@ -75,6 +75,25 @@ def _conf(s: Settings) -> dict:
     }
 
 
+def durable_task_options(queue: Queue) -> dict:
+    """Options shared by tasks whose state lives in the database (cases, hotline): ack after the work,
+    redeliver if the worker dies, retry only database blips, bounded time."""
+    from sqlalchemy.exc import OperationalError
+
+    limit_s = get_settings().task_time_limit_s
+    return {
+        "queue": queue.value,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "autoretry_for": (OperationalError,),
+        "max_retries": 5,
+        "retry_backoff": True,
+        "retry_backoff_max": 60,
+        "soft_time_limit": limit_s,
+        "time_limit": limit_s + 10,
+    }
+
+
 def make_app() -> Celery:
     s = get_settings()
     app = Celery("urbaneye", include=[m for m in TASK_MODULES if _installed(m)])

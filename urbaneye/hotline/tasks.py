@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import OperationalError
-
-from urbaneye.celery_app import Queue, app
+from urbaneye.celery_app import Queue, app, durable_task_options
 from urbaneye.hotline.delivery import deliver_outbox
-from urbaneye.settings import get_settings
-
-_limit_s = get_settings().task_time_limit_s
 
 
-@app.task(
-    name="urbaneye.hotline.deliver_outbox",
-    queue=Queue.HOTLINE.value,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError,),  # database blip; HTTP failures are recorded in the outbox row
-    max_retries=5,
-    retry_backoff=True,
-    retry_backoff_max=60,
-    soft_time_limit=_limit_s,
-    time_limit=_limit_s + 10,
-)
+# HTTP failures are not retried here: the outbox row records them and backs off
+@app.task(name="urbaneye.hotline.deliver_outbox", **durable_task_options(Queue.HOTLINE))
 def deliver_outbox_task(outbox_id: int) -> str:
     return deliver_outbox(int(outbox_id))
