@@ -29,7 +29,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     images.add_argument("--val-fraction", type=float, default=0.1, help="share of street views kept for val")
     images.add_argument("--size", type=parse_size, default=(960, 540), help="WIDTHxHEIGHT (default 960x540)")
     images.add_argument("--workers", type=int, default=1, help="processes; does not change the output")
-    images.add_argument("--style", choices=["day", "dusk", "night"], default=None, help="fix the time of day")
+    images.add_argument(
+        "--style",
+        choices=["day", "dusk", "night", "ir"],  # datasets.synth.images.STYLES, without importing cv2
+        default=None,
+        help="fix the time of day, or ir: a CCTV camera in infrared night mode (default: a day/dusk/night mix)",
+    )
     images.set_defaults(func=cmd_images)
     add_video_commands(ssub)
 

@@ -26,7 +26,8 @@ def generate_images(
 ) -> Path:
     """Write a YOLO dataset of ``count`` images from ``seed``; returns the data.yaml path.
 
-    ``style`` fixes the time of day ("day", "dusk" or "night"); None mixes them.
+    ``style`` fixes the time of day ("day", "dusk" or "night") or asks for "ir", a CCTV camera in infrared
+    night mode (greyscale, lit by its own illuminator); None mixes day, dusk and night.
     """
     from datasets.synth.images import write_dataset
 

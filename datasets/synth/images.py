@@ -26,6 +26,9 @@ from datasets.synth.scene import VIEW_GROUP, render_image
 
 #: Bumped whenever the pictures or the label rules change (recorded in manifest.json).
 GENERATOR_VERSION = "1"
+#: Styles a dataset can be fixed to: a time of day, or ``ir`` (a CCTV camera in infrared night mode,
+#: greyscale). Unset mixes day, dusk and night; ``ir`` is only ever rendered when asked for.
+STYLES = ("day", "dusk", "night", "ir")
 _CHUNK = VIEW_GROUP * 4  # contiguous, view-aligned chunks so each worker reuses its street view
 
 
@@ -127,8 +130,8 @@ def write_dataset(
         raise ValueError(f"--count must be at least 1, got {count}")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    if style not in (None, "day", "dusk", "night"):
-        raise ValueError(f"style {style!r} is unknown; use day, dusk, night or leave it unset")
+    if style is not None and style not in STYLES:
+        raise ValueError(f"style {style!r} is unknown; use one of {', '.join(STYLES)} or leave it unset")
     width_px, height_px = size
     if not (64 <= width_px <= 2047 and 64 <= height_px <= 2047):
         raise ValueError(

@@ -24,6 +24,8 @@ from datasets.synth.sprite import Sprite
 MIN_VISIBLE_FRACTION = 0.25
 #: Labels narrower or shorter than this (px) are dropped as degenerate.
 MIN_BOX_PX = 4
+#: Colour of haze and rain fog per time of day (grey in IR, so the picture stays greyscale).
+HAZE_BGR = {"day": (200, 200, 195), "dusk": (150, 160, 175), "night": (45, 40, 38), "ir": (70, 70, 70)}
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Placed:
 
 @dataclass(frozen=True)
 class Lighting:
-    time_of_day: str = "day"  # day | dusk | night
+    time_of_day: str = "day"  # day | dusk | night | ir (a CCTV camera in infrared night mode)
     weather: str = "clear"  # clear | overcast | rain | haze
     shadow_dx: float = 0.5  # shadow direction in image, per unit of object height (x, y)
     shadow_dy: float = 0.3
@@ -105,7 +107,8 @@ def _shadow(frame: np.ndarray, sprite: Sprite, ox: int, oy: int, light: Lighting
     a = sprite.alpha
     h, w = a.shape
     strength = light.shadow_strength
-    if light.time_of_day == "night" or light.weather in ("overcast", "rain"):
+    # at night the light is diffuse; in IR mode it comes from the camera, so shadows fall behind objects
+    if light.time_of_day in ("night", "ir") or light.weather in ("overcast", "rain"):
         strength *= 0.35
         shear_x, squash = 0.0, -0.12
     else:
@@ -224,6 +227,8 @@ def _finish(
     if tod == "day":
         gain = light.exposure * (0.8 if light.weather in ("overcast", "rain") else 1.0)
         out = cv2.convertScaleAbs(frame, alpha=gain)
+    elif tod == "ir":
+        out = _infrared(frame, glow, depth, light, rng, frame_rng)
     else:
         # Ambient plus warm pools of light from street lamps, computed coarse and upsampled.
         amb = np.array((0.55, 0.5, 0.45) if tod == "dusk" else (0.32, 0.24, 0.2), np.float32) * light.exposure
@@ -257,9 +262,8 @@ def _finish(
         d_small = cv2.resize(depth, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST)
         fog = (1 - np.exp(-np.minimum(d_small, 1e3) / vis_m)) * 0.85
         fog = cv2.resize(fog.astype(np.float32), (w, h))
-        col = {"day": (200, 200, 195), "dusk": (150, 160, 175), "night": (45, 40, 38)}[tod]
         haze = np.empty_like(out)
-        haze[:] = col
+        haze[:] = HAZE_BGR[tod]
         out = cv2.blendLinear(out, haze, 1 - fog, fog)
     if light.weather == "rain":
         streaks = np.zeros((h, w), np.uint8)
@@ -281,9 +285,72 @@ def _finish(
     if light.noise > 0 and h < 2048 and w < 2048:
         fine, _ = noise_bank()
         y, x = int(frame_rng.integers(0, 2048 - h)), int(frame_rng.integers(0, 2048 - w))
-        amp = light.noise * (2.2 if tod == "night" else 1.0) * 0.5
+        amp = light.noise * {"night": 2.2, "ir": 3.0}.get(tod, 1.0) * 0.5
         n = fine[y : y + h, x : x + w]
         if amp != 1.0:
             n = (n * amp).astype(np.int16)
         out = cv2.add(out, cv2.merge([n, n, n]), dtype=cv2.CV_8U)
     return out
+
+
+def _infrared(
+    frame: np.ndarray,
+    glow: np.ndarray | None,
+    depth: np.ndarray,
+    light: Lighting,
+    rng: np.random.Generator,
+    frame_rng: np.random.Generator,
+) -> np.ndarray:
+    """A street camera in IR night mode: greyscale (3 equal channels), lit by its own illuminator.
+
+    The IR-cut filter is out, so near-infrared reflectance makes the picture, not visible colour: most dyes
+    are transparent in NIR (coloured fabric and paint look light whatever their hue), foliage is bright
+    (chlorophyll reflects NIR) and the whole scene is flat and low in contrast. The illuminator sits at the
+    camera: brightness falls off with distance (inverse square) and away from the beam's axis, so near things
+    in the centre burn out while the edges and the far street sink into the dark. Lamps and lit windows
+    still shine, with a little bloom; the sensor noise is strong (see the gain in ``_finish``).
+
+    Args:
+        frame: (h, w, 3) BGR uint8 albedo with objects and shadows.
+        glow: (h, w) uint8 emission, or None.
+        depth: (h, w) float32 metres along the view axis (sky 1e4).
+        light: its ``exposure`` scales the illuminator.
+        rng: draws the still parts (beam, range, albedo mapping) from ``light.seed``, so a video's frames
+            share them.
+        frame_rng: draws the per-frame sensor pattern.
+
+    Returns:
+        (h, w, 3) uint8 with B == G == R.
+    """
+    h, w = frame.shape[:2]
+    f = frame.astype(np.float32)
+    b, g, r = f[..., 0], f[..., 1], f[..., 2]
+    # silicon is most sensitive towards red; the brightest channel stands for "dye that NIR goes through"
+    nir = 0.3 * (0.1 * b + 0.35 * g + 0.55 * r) + 0.7 * f.max(axis=2)
+    nir += 1.2 * np.clip(g - np.maximum(r, b), 0, None)  # foliage
+    mid = float(rng.uniform(105, 140))
+    nir = mid + (nir - mid) * float(rng.uniform(0.4, 0.6))
+    # The beam: a broad Gaussian around a point near the centre, falling off with distance.
+    cx, cy = w * float(rng.uniform(0.4, 0.6)), h * float(rng.uniform(0.45, 0.7))
+    sigma = float(rng.uniform(0.35, 0.6)) * math.hypot(w, h)
+    range_m = float(rng.uniform(7, 16))  # where the illuminator's irradiance has halved
+    power = float(rng.uniform(1.1, 1.7)) * light.exposure
+    ambient = float(rng.uniform(0.04, 0.12))
+    glow_gain = float(rng.uniform(0.7, 1.0))  # drawn always: a video's later draws must not depend on glow
+    ys, xs = np.ogrid[:h, :w]
+    beam = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2)).astype(np.float32)
+    reach = 1 / (1 + (np.minimum(depth, 1e3) / range_m) ** 2)
+    out = nir * (ambient + power * beam * reach)
+    if glow is not None and glow.any():
+        gl = glow.astype(np.float32)
+        out += gl * glow_gain
+        small = cv2.resize(gl, (max(w // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_AREA)
+        out += cv2.resize(cv2.GaussianBlur(small, (0, 0), 2.5), (w, h)) * 0.6
+    # blotchy low-frequency noise of a cheap sensor at full gain
+    _, coarse = noise_bank()
+    y, x = int(frame_rng.integers(0, 2048 - min(h, 2047))), int(frame_rng.integers(0, 2048 - min(w, 2047)))
+    patch = coarse[y : y + h, x : x + w]
+    if patch.shape == (h, w):
+        out += patch * 0.35
+    grey = np.clip(out, 0, 255).astype(np.uint8)
+    return cv2.merge([grey, grey, grey])

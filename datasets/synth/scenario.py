@@ -72,7 +72,7 @@ class ZoneRegion(_Model):
 
 class ViewSpec(_Model):
     style_seed: int = Field(0, description="picks the street's look (textures, shop fronts, colours)")
-    time_of_day: Literal["day", "dusk", "night"] = "day"
+    time_of_day: Literal["day", "dusk", "night", "ir"] = "day"
     weather: Literal["clear", "overcast", "rain", "haze"] = "clear"
     camera: CameraSpec = Field(default_factory=CameraSpec)
     street: StreetSpec = Field(default_factory=StreetSpec)

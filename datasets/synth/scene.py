@@ -281,7 +281,11 @@ def random_objects(view: View, rng: np.random.Generator) -> list[Placed]:
 def render_image(
     seed: int, index: int, width_px: int = 960, height_px: int = 540, time_of_day: str | None = None
 ) -> Frame:
-    """Training image ``index`` of ``seed``: a function of ``(seed, index)`` only."""
+    """Training image ``index`` of ``seed``: a function of ``(seed, index)`` only.
+
+    ``time_of_day`` (day, dusk, night or ir) replaces the drawn one after every draw, so the same scene,
+    objects and labels come out in each style.
+    """
     view = cached_view(seed, index // VIEW_GROUP, width_px, height_px)
     rng = np.random.default_rng([seed, index, 2])
     placed = random_objects(view, rng)

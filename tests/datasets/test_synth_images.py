@@ -1,20 +1,23 @@
-"""Synthetic training images: determinism, label sanity, labels = visible pixels."""
+"""Synthetic training images: determinism, styles (IR greyscale), label sanity, labels = visible pixels."""
 
 from __future__ import annotations
 
 import filecmp
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 
 from datasets.synth.background import render_background
 from datasets.synth.camera import Camera
-from datasets.synth.images import write_dataset
+from datasets.synth.images import STYLES, write_dataset
 from datasets.synth.layout import random_layout
 from datasets.synth.objects import CLASS_NAMES, sample
 from datasets.synth.render import MIN_BOX_PX, Lighting, Placed, compose
+from datasets.synth.scene import render_image
 from vision.types import OBJECT_KINDS
 
 
@@ -41,6 +44,43 @@ def test_other_seed_other_images(tmp_path: Path) -> None:
     img_a = sorted((a / "images").rglob("*.jpg"))[0].read_bytes()
     img_b = sorted((b / "images").rglob("*.jpg"))[0].read_bytes()
     assert img_a != img_b
+
+
+def _is_grey(image: np.ndarray) -> bool:
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
+def test_ir_style_is_greyscale_and_deterministic(tmp_path: Path) -> None:
+    for index in range(8):  # two street views, every kind of weather the first seeds draw
+        frame = render_image(6, index, 320, 180, "ir")
+        assert _is_grey(frame.image), index
+        assert np.array_equal(frame.image, render_image(6, index, 320, 180, "ir").image), index
+        # IR changes the pixels only: same objects, same labels as the night picture of the same seed
+        night = render_image(6, index, 320, 180, "night")
+        assert frame.labels() == night.labels() and not np.array_equal(frame.image, night.image)
+    a = write_dataset(tmp_path / "a", count=8, seed=6, size=(320, 180), progress=False, style="ir").parent
+    b = write_dataset(
+        tmp_path / "b", count=8, seed=6, size=(320, 180), workers=2, progress=False, style="ir"
+    ).parent
+    for rel in _files(a):
+        assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
+    for jpg in (a / "images").rglob("*.jpg"):
+        assert _is_grey(cv2.imread(str(jpg))), jpg  # JPEG keeps three equal channels equal
+    assert json.loads((a / "manifest.json").read_text())["style"] == "ir"
+
+
+@pytest.mark.parametrize("style", [None, "day", "dusk", "night"])
+def test_colour_styles_are_unaffected_by_ir(style: str | None) -> None:
+    first = render_image(6, 5, 320, 180, style).image
+    render_image(6, 5, 320, 180, "ir")  # same street view from the per-process cache in between
+    assert np.array_equal(first, render_image(6, 5, 320, 180, style).image)
+    assert not _is_grey(first)
+
+
+def test_unknown_style_lists_the_known_ones(tmp_path: Path) -> None:
+    assert STYLES == ("day", "dusk", "night", "ir")
+    with pytest.raises(ValueError, match="day, dusk, night, ir"):
+        write_dataset(tmp_path / "x", count=1, seed=1, progress=False, style="thermal")
 
 
 def test_data_yaml_and_labels_are_sane(tmp_path: Path) -> None:
