@@ -52,8 +52,10 @@ class Pipeline(Protocol):
     """What the per-camera loop needs from ``vision.pipeline.CameraPipeline``."""
 
     def step(
-        self, detections: Detections, ts_s: float, frame_wh: tuple[int, int]
+        self, detections: Detections, ts_s: float, frame_wh: tuple[int, int], *, fresh: bool = True
     ) -> list[ViolationEvent]: ...
+
+    def wants_detection(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -538,7 +540,7 @@ class CameraProcessor:
         # A config edit lands between two frames: no frame is skipped, rule state carries over.
         if self._pending is not None:
             events += self._apply_pending(ts_s)
-        decision = self.gate.decide(frame.image, ts_s)
+        decision = self.gate.decide(frame.image, ts_s, confirm=self.pipeline.wants_detection())
         detector, model_version = self.detectors()
         inference_ms = 0.0
         if decision.detect:
@@ -554,7 +556,7 @@ class CameraProcessor:
         self.frames += 1
         if self.shadow is not None:
             self._step_shadow(frame, ts_s, decision.detect)
-        events += self.pipeline.step(detections, ts_s, frame.wh)
+        events += self.pipeline.step(detections, ts_s, frame.wh, fresh=decision.detect)
         if self.health is not None:
             self.health.processed(decision.detect)
         if self.sink is not None:
@@ -581,6 +583,6 @@ class CameraProcessor:
             detect = True
         if detect:
             self._shadow_carried = detector.detect(frame.image)
-        for event in self._shadow_pipeline.step(self._shadow_carried, ts_s, frame.wh):
+        for event in self._shadow_pipeline.step(self._shadow_carried, ts_s, frame.wh, fresh=detect):
             if event.event == "opened" and self.on_shadow_opened is not None:
                 self.on_shadow_opened(version, event)

@@ -12,6 +12,14 @@ the next scan, well before the grace window would close its violation anyway.
 
 Only motion in (or right next to) the camera's zones counts: rules judge objects in zones, so cars on the
 road beside a watched sidewalk need no detector run.
+
+Motion that goes on (people walking through a zone) is detected at most every ``motion_interval_s``
+(default 1 s) rather than on every sampled frame: the rules judge things that *stay* — a stall, a pile, a
+parked bike, a grill — over tens of seconds, so a box up to one interval old changes no decision, while
+the first motion after a still spell is detected at once (something arrived) and one more detection runs
+right after motion ends (the settled picture: where the arrival came to rest). A gate that only asks
+"did anything move?" re-detects a busy street 5 times a second and saves nothing exactly where the
+cameras are busiest.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ BACKGROUND_ALPHA = 0.5
 class GateReason(StrEnum):
     FIRST = "first"  # no background yet (start, reconnect, resolution change)
     MOTION = "motion"
+    SETTLED = "settled"  # motion was throttled and has stopped: detect the settled picture once
+    CONFIRM = "confirm"  # the rules asked: a violation is due and waits for confirming observations
     SCAN = "scan"  # periodic full-frame scan
     DISABLED = "disabled"  # gating off: every sampled frame is detected
     STILL = "still"  # skipped: carry the last detections
@@ -138,26 +148,47 @@ class MotionGate:
         self.min_area_ratio = config.min_area_ratio
         cap = grace_s / 2 if grace_s > 0 else config.full_scan_interval_s
         self.scan_interval_s = max(min(config.full_scan_interval_s, cap), 0.5)
+        self.motion_interval_s = config.motion_interval_s
         self.detector = MotionDetector(config, zones=zones)
         self._last_detect_s: float | None = None
+        self._throttled = False  # motion seen since the last detection but not detected yet
+        self._was_moving = False  # the previous analysed frame had motion
 
     def reset(self) -> None:
         """Forget the background and force a detection (after a reconnect or a loop of a file)."""
         self.detector.reset()
         self._last_detect_s = None
+        self._throttled = False
+        self._was_moving = False
 
-    def decide(self, frame_bgr: np.ndarray, ts_s: float) -> GateDecision:
+    def decide(self, frame_bgr: np.ndarray, ts_s: float, confirm: bool = False) -> GateDecision:
+        """Detect this frame or carry the last detections? ``confirm``: the rules want this frame detected
+        (a violation is due and waits for confirming observations), whatever the motion says."""
         if not self.enabled:
             self._last_detect_s = ts_s
             return GateDecision(True, GateReason.DISABLED, 1.0)
         ratio = self.detector.update(frame_bgr)
+        moving = ratio >= self.min_area_ratio and ratio > 0
+        onset, self._was_moving = moving and not self._was_moving, moving
         if self._last_detect_s is None or ts_s < self._last_detect_s:
             reason = GateReason.FIRST
-        elif ratio >= self.min_area_ratio and ratio > 0:
-            reason = GateReason.MOTION
-        elif ts_s - self._last_detect_s >= self.scan_interval_s - 1e-6:
-            reason = GateReason.SCAN
+            self._was_moving = False  # the first frame's 1.0 is "no background yet", not motion
         else:
-            return GateDecision(False, GateReason.STILL, ratio)
+            since = ts_s - self._last_detect_s
+            due = since >= self.motion_interval_s - 1e-6
+            if confirm:
+                reason = GateReason.CONFIRM
+            elif moving and (onset or due):
+                reason = GateReason.MOTION
+            elif moving:
+                self._throttled = True
+                return GateDecision(False, GateReason.STILL, ratio)
+            elif self._throttled and due:
+                reason = GateReason.SETTLED
+            elif since >= self.scan_interval_s - 1e-6:
+                reason = GateReason.SCAN
+            else:
+                return GateDecision(False, GateReason.STILL, ratio)
         self._last_detect_s = ts_s
+        self._throttled = False
         return GateDecision(True, reason, ratio)

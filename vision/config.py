@@ -244,6 +244,14 @@ class MotionConfig(_Model):
         description="changed fraction of the analysed area that counts as motion (a far bag is ~0.001)",
     )
     full_scan_interval_s: Annotated[float, Field(ge=1, le=3600)] = 10.0
+    motion_interval_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        1.0,
+        description=(
+            "while motion goes on, detect at most this often (0 = every sampled frame with motion); the "
+            "first motion after a still spell is detected at once, and the settled picture right after "
+            "motion ends; the frames between carry the last detections"
+        ),
+    )
 
 
 class CameraConfig(_Model):

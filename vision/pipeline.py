@@ -99,8 +99,14 @@ class CameraPipeline:
         self._last_ts_s: float | None = None
         self._frame_wh: tuple[int, int] | None = None
 
-    def step(self, detections: Detections, ts_s: float, frame_wh: tuple[int, int]) -> list[ViolationEvent]:
-        """Detections of one frame at stream time ``ts_s`` -> events (possibly none)."""
+    def step(
+        self, detections: Detections, ts_s: float, frame_wh: tuple[int, int], *, fresh: bool = True
+    ) -> list[ViolationEvent]:
+        """Detections of one frame at stream time ``ts_s`` -> events (possibly none).
+
+        ``fresh=False`` marks detections carried from an earlier frame (motion gating skipped the
+        detector): they keep objects present while time advances but are not counted as new observations.
+        """
         if self._last_ts_s is not None and ts_s < self._last_ts_s:
             raise TimeOrderError(
                 f"camera '{self.camera.id}': ts_s {ts_s} is earlier than the previous frame's "
@@ -120,10 +126,14 @@ class CameraPipeline:
             detections = zones.with_touch(detections, self._class_ids)
         events: list[ViolationEvent] = []
         for i, (module, state) in enumerate(self._rules):
-            state, out = module.step(state, detections, zones, ts_s)
+            state, out = module.step(state, detections, zones, ts_s, fresh=fresh)
             self._rules[i] = (module, state)
             events.extend(out)
         return events
+
+    def wants_detection(self) -> bool:
+        """A violation is due and waiting for confirmation: detect the next frame even if nothing moved."""
+        return any(state.wants_detection for _, state in self._rules)
 
     def replace_camera(self, camera: CameraConfig, ts_s: float) -> list[ViolationEvent]:
         """Take a new config of the same camera (zones, time zone, schedules) between two frames.

@@ -79,6 +79,10 @@ CONTEXT_WINDOW = 10
 BLOCKED_FRACTION = 0.3  # of recent observations; the other object (bin, person) is missed too
 #: Blocked only counts once it has lasted this long (brief overlaps are passers-by, not holders).
 HELD_MIN_S = 10.0
+#: A pending violation whose dwell is due but whose score gate has not passed yet asks for a detector run
+#: on every frame (``RuleState.wants_detection``) for at most this long: the opening decision then rests
+#: on as many observations as without motion gating, where it would otherwise wait for periodic scans.
+CONFIRM_WINDOW_S = 30.0
 #: Zone membership of a settled object is recomputed only when its anchor box moved this much.
 GEO_SLACK_PX = 2.0
 #: Escalation places without a frontage are cells of this fraction of the frame.
@@ -291,12 +295,14 @@ class RuleState:
     camera_id: str
     rules: RulesConfig
     book: EscalationBook
-    frame: int = 0
+    frame: int = 0  # detector runs seen (carried frames do not count)
     next_cand_id: int = 1
     candidates: list[Candidate] = field(default_factory=list)
     places: list[Place] = field(default_factory=list)
     cluster_cache: tuple[tuple, list] | None = None
     assign_cache: tuple[tuple, dict] | None = None
+    #: a pending violation is due and waiting for its score gate: the next frame should be detected
+    wants_detection: bool = False
 
 
 def init_state(
@@ -492,12 +498,18 @@ def _observe(
     now_s: float,
     frame: int,
     rules: RulesConfig,
+    fresh: bool = True,
 ) -> None:
     c.last_seen_s = now_s
     c.box = box  # type: ignore[assignment]
-    c.seen += 1
     if tid is not None:
         c.tracker_id = tid
+    if not fresh and c.seen:
+        # A carried detection: still there, but no new evidence of score, place or context. A candidate's
+        # first observation counts even when carried: the tracker confirms a new track on its second frame,
+        # which after a scan is a carried one.
+        return
+    c.seen += 1
     c.scores.append(score)
     while len(c.scores) > rules.score_window:
         c.scores.popleft()
@@ -591,7 +603,7 @@ def _absorb_duplicate(state: RuleState, new: Candidate) -> None:
 
 
 def update_candidates(
-    state: RuleState, spec: RuleSpec, detections: Detections, zones: ZoneFrame, now_s: float
+    state: RuleState, spec: RuleSpec, detections: Detections, zones: ZoneFrame, now_s: float, fresh: bool = True
 ) -> None:
     """Layer 1: match detections of the rule's kinds to candidates, update stationarity and eligibility."""
     rules = state.rules
@@ -622,7 +634,7 @@ def update_candidates(
                 state.next_cand_id += 1
                 state.candidates.append(c)
             settled_before = c.dwell_start_s
-            _observe(c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules)
+            _observe(c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules, fresh)
             if c.dwell_start_s is not None and c.dwell_start_s != settled_before:
                 _absorb_duplicate(state, c)
     kept = []
@@ -882,6 +894,8 @@ def advance_places(state: RuleState, spec: RuleSpec, zones: ZoneFrame, now_s: fl
                 place.opened_s = place.last_update_s = place.last_evidence_s = now_s
                 place.evidenced_count = place.object_count
                 events.append(_event(state, spec, zones, place, "opened", now_s, evidence=True))
+            elif 0.0 <= now_s - (place.first_seen_s + dwell_needed) <= CONFIRM_WINDOW_S:
+                state.wants_detection = True
         elif confirmed and score >= rules.min_score:  # closed, within the cooldown: same violation again
             place.status = "open"
             place.closed_s = None
@@ -933,13 +947,28 @@ def rescale(state: RuleState, sx: float, sy: float) -> None:
 
 
 def run_rule(
-    spec: RuleSpec, state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float
+    spec: RuleSpec,
+    state: RuleState,
+    detections: Detections,
+    zones: ZoneFrame,
+    now_s: float,
+    *,
+    fresh: bool = True,
 ) -> tuple[RuleState, list[ViolationEvent]]:
-    """One frame of one rule: ``(state, detections, zones, now_s) -> (state, events)``."""
-    state.frame += 1
+    """One frame of one rule: ``(state, detections, zones, now_s) -> (state, events)``.
+
+    ``fresh=False``: the detections are carried over from an earlier frame (the motion gate skipped the
+    detector because nothing changed). They keep their objects present and time advances (dwell, grace),
+    but they are not new observations: no score, stationarity sample or context is recorded, so one
+    detector run is never counted as fifty (a single low score or odd box on a scan would otherwise fill
+    the median windows for a whole scan interval).
+    """
+    if fresh:  # presence = the share of detector runs that saw an object, gated or not
+        state.frame += 1
+    state.wants_detection = False
     if not state.candidates and not state.places and not len(detections):
         return state, []
-    update_candidates(state, spec, detections, zones, now_s)
+    update_candidates(state, spec, detections, zones, now_s, fresh=fresh)
     if not state.candidates and not state.places:
         return state, []
     return state, advance_places(state, spec, zones, now_s)

@@ -51,6 +51,6 @@ def init_state(camera_id: str, rules: RulesConfig, escalation: EscalationBook | 
 
 
 def step(
-    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float
+    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float, *, fresh: bool = True
 ) -> tuple[RuleState, list[ViolationEvent]]:
-    return run_rule(SPEC, state, detections, zones, now_s)
+    return run_rule(SPEC, state, detections, zones, now_s, fresh=fresh)
