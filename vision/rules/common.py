@@ -603,7 +603,12 @@ def _absorb_duplicate(state: RuleState, new: Candidate) -> None:
 
 
 def update_candidates(
-    state: RuleState, spec: RuleSpec, detections: Detections, zones: ZoneFrame, now_s: float, fresh: bool = True
+    state: RuleState,
+    spec: RuleSpec,
+    detections: Detections,
+    zones: ZoneFrame,
+    now_s: float,
+    fresh: bool = True,
 ) -> None:
     """Layer 1: match detections of the rule's kinds to candidates, update stationarity and eligibility."""
     rules = state.rules
@@ -634,7 +639,9 @@ def update_candidates(
                 state.next_cand_id += 1
                 state.candidates.append(c)
             settled_before = c.dwell_start_s
-            _observe(c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules, fresh)
+            _observe(
+                c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules, fresh
+            )
             if c.dwell_start_s is not None and c.dwell_start_s != settled_before:
                 _absorb_duplicate(state, c)
     kept = []
