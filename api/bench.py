@@ -244,6 +244,8 @@ def run_bench(
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--workers",
+                str(workers),
             ],
             env=env,
         )
