@@ -76,6 +76,13 @@ POSITIVE_REJECTIONS = {RejectReason.PERMITTED_VENDING}
 #: Rejections that say the detector saw something that is not there: hard negatives.
 NEGATIVE_REJECTIONS = {RejectReason.FALSE_DETECTION}
 
+#: Default synthetic fraction of the train split. The synthetic images are labelled in full, every class
+#: in every style the parent was trained on, while a case frame has its reviewed boxes plus whatever the
+#: parent pseudo-labelled at high confidence; mixing them half and half keeps a fine-tune rehearsing what
+#: the parent knew (the fixed regression set is synthetic too) instead of learning that objects the parent
+#: missed on the new frames are background.
+SYNTH_SHARE = 0.5
+
 MATCH_IOU = 0.5  # a pseudo-label this close to the reviewed box is the same object
 NEGATIVE_IOU = 0.3  # looser for hard negatives: any same-kind box over a rejected area goes
 DUPLICATE_IOU = 0.9  # two cases' reviewed boxes this close on one image are one object
@@ -413,7 +420,7 @@ class BuildOptions:
     scene_gap_s: float = 3600.0
     max_scene_s: float = 6 * 3600.0
     pseudo_conf: float = 0.6
-    synth_share: float = 0.3  # fraction of the train split that is synthetic
+    synth_share: float = SYNTH_SHARE  # fraction of the train split that is synthetic
     synth_seed: int = 0
     synth_style: str | None = None
     synth_size: tuple[int, int] = (960, 540)

@@ -21,7 +21,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--dataset", dest="dataset_version", help="use this dataset version instead of building one"
     )
-    r.add_argument("--recipe", default="cpu", help="training recipe in models/recipes (cpu, gpu, tiny)")
+    r.add_argument(
+        "--recipe",
+        default="finetune",
+        help="training recipe in models/recipes (default finetune; a from-scratch cpu/gpu/tiny gets lr0 x 0.25)",
+    )
     r.add_argument(
         "--epochs", type=int, help="train exactly this many epochs (instead of the recipe's time budget)"
     )
@@ -29,7 +33,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--imgsz", type=int, help="override the recipe's training size (px)")
     r.add_argument("--batch", type=int)
     r.add_argument("--device", help="ultralytics device: cpu, 0, ...")
-    r.add_argument("--synth-share", type=float, default=0.3, help="synthetic fraction of the train split")
+    r.add_argument(
+        "--synth-share", type=float, default=0.5, help="synthetic fraction of the train split (default 0.5)"
+    )
     r.add_argument(
         "--regression-data", type=Path, help="YOLO data.yaml of the regression set (default: synthetic)"
     )
@@ -77,7 +83,9 @@ def _add_dataset(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--since", help="only cases reviewed at/after this ISO date-time")
     b.add_argument("--max-cases", type=int)
     b.add_argument("--val-fraction", type=float, default=0.25)
-    b.add_argument("--synth-share", type=float, default=0.3, help="synthetic fraction of the train split")
+    b.add_argument(
+        "--synth-share", type=float, default=0.5, help="synthetic fraction of the train split (default 0.5)"
+    )
     b.add_argument("--synth-seed", type=int, default=0)
     b.add_argument("--pseudo-conf", type=float, default=0.6, help="min confidence of pseudo-labels")
     b.add_argument("--no-pseudo", action="store_true", help="label only the reviewed boxes")

@@ -41,7 +41,7 @@ DEFAULT_MAX_AGE_DAYS = 7.0
 def retrain_task(
     camera_group: str = "default",
     dataset_version: str | None = None,
-    recipe: str = "cpu",
+    recipe: str = "finetune",
     epochs: int | None = None,
     promote: bool = True,
 ) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def retrain_task(
 @app.task(
     name="models.build_dataset", queue=Queue.TRAINING.value, acks_late=True, max_retries=0, time_limit=3600
 )
-def build_dataset_task(camera_group: str | None = None, synth_share: float = 0.3) -> dict[str, Any]:
+def build_dataset_task(camera_group: str | None = None, synth_share: float = 0.5) -> dict[str, Any]:
     """Build and register a dataset version from reviewed cases (pseudo-labels by the active model)."""
     from datasets.builder import BuildOptions, build_dataset
     from models import registry

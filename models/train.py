@@ -42,6 +42,7 @@ _RECIPE_KEYS = {
     "dynamic_variant",
     "seed",
     "epoch_images",
+    "finetune",
     "measured",
     "ultralytics",
 }
@@ -67,6 +68,8 @@ class Recipe:
         seed: training seed.
         epoch_images: images per epoch, drawn at random from the whole train split each epoch; None =
             every image once. Short epochs give a slow CPU a fine-grained LR schedule and time budget.
+        finetune: written to continue from a trained model (``init_weights``): retraining uses its learning
+            rate and warm-up as they are instead of scaling a from-scratch recipe down.
         ultralytics: extra ``YOLO.train`` keyword arguments (augmentation, lr, close_mosaic, ...).
         description: what the recipe is for and what it was measured to cost.
     """
@@ -82,6 +85,7 @@ class Recipe:
     dynamic_variant: bool = False
     seed: int = 0
     epoch_images: int | None = None
+    finetune: bool = False
     ultralytics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     measured: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +103,7 @@ class Recipe:
             "dynamic_variant": self.dynamic_variant,
             "seed": self.seed,
             "epoch_images": self.epoch_images,
+            "finetune": self.finetune,
             "ultralytics": dict(self.ultralytics),
             "description": self.description,
         }
@@ -160,6 +165,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         dynamic_variant=bool(raw.get("dynamic_variant", False)),
         seed=int(raw.get("seed", 0)),
         epoch_images=int(raw["epoch_images"]) if raw.get("epoch_images") else None,
+        finetune=bool(raw.get("finetune", False)),
         ultralytics=dict(raw.get("ultralytics") or {}),
         description=str(raw.get("description", "")).strip(),
         measured=dict(raw.get("measured") or {}),
@@ -326,7 +332,8 @@ def train_model(
         data_yaml: YOLO dataset (``urbaneye synth images`` writes one); class names in ``OBJECT_KINDS`` order.
         out_dir: receives ``<name>.pt``, ``<name>.onnx`` (batch 1), ``<name>-dynamic.onnx`` if the recipe
             asks, ``card.json``, and the ultralytics run folder ``run/``.
-        recipe: recipe name in ``models/recipes`` (``cpu``, ``gpu``, ``tiny``), a yaml path, or a Recipe.
+        recipe: recipe name in ``models/recipes`` (``cpu``, ``gpu``, ``tiny``; ``finetune`` with
+            ``init_weights``), a yaml path, or a Recipe.
         epochs, imgsz_px, export_imgsz_px, model, batch, device: override the recipe.
         init_weights: parent ``.pt`` to fine-tune from (matching layers are copied); None trains from scratch.
         time_h: wall-clock budget in hours; ultralytics re-plans epochs to fit it after the first epoch.

@@ -93,7 +93,7 @@ def test_epoch_images_draws_a_subset_each_epoch(tiny_dataset: Path, tmp_path: Pa
     assert result.card.recipe["epoch_images"] == 4
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu", "tiny"])
+@pytest.mark.parametrize("name", ["cpu", "finetune", "gpu", "tiny"])
 def test_shipped_recipes_load(name: str) -> None:
     recipe = load_recipe(name)
     assert recipe.name == name
@@ -101,6 +101,21 @@ def test_shipped_recipes_load(name: str) -> None:
     assert all(v % 32 == 0 for v in recipe.export_imgsz_px)
     args = recipe.train_args()
     assert args["amp"] is False and args["plots"] is False
+    assert recipe.finetune == (name == "finetune")
+
+
+def test_finetune_recipe_continues_the_bootstrap_gently() -> None:
+    finetune, cpu = load_recipe("finetune"), load_recipe("cpu")
+    # what the network sees must not change between the bootstrap's training and its fine-tunes
+    assert (finetune.model, finetune.imgsz_px, finetune.export_imgsz_px) == (
+        cpu.model,
+        cpu.imgsz_px,
+        cpu.export_imgsz_px,
+    )
+    args = finetune.train_args()
+    assert args["lr0"] < cpu.train_args()["lr0"] and args["optimizer"] == "AdamW"
+    assert args["warmup_bias_lr"] == 0.0  # warm-up ramps every lr up from 0, the bias lr included
+    assert 0 < args["freeze"] <= 10  # at most the backbone
 
 
 @pytest.mark.parametrize(
@@ -125,5 +140,5 @@ def test_bad_recipes_say_what_to_fix(tmp_path: Path, text: str, error: str) -> N
 
 
 def test_unknown_recipe_lists_the_known_ones() -> None:
-    with pytest.raises(FileNotFoundError, match=r"\['cpu', 'gpu', 'tiny'\]"):
+    with pytest.raises(FileNotFoundError, match=r"\['cpu', 'finetune', 'gpu', 'tiny'\]"):
         load_recipe("nonesuch")
