@@ -451,6 +451,16 @@ def _judge_still(c: Candidate, max_shift: float) -> bool | None:
     return drift <= tol
 
 
+def _settling(c: Candidate, now_s: float) -> bool:
+    """A new object whose stationarity is not decided yet wants its next sample now: a few detector runs
+    over ``STILL_MIN_SPAN_S`` settle it, where carried frames (no samples) would leave it to the next scan."""
+    if c.dwell_start_s is not None or not c.samples or now_s - c.last_seen_s > SAMPLE_MIN_GAP_S:
+        return False
+    return (
+        c.samples[-1][0] - c.samples[0][0] < STILL_MIN_SPAN_S and now_s - c.samples[-1][0] >= SAMPLE_MIN_GAP_S
+    )
+
+
 def _start_episode(c: Candidate, max_shift: float) -> None:
     """Begin a stationary episode back-dated to the first sample of the current settled run."""
     window = [s for s in c.samples if s[0] >= c.samples[-1][0] - STILL_WINDOW_S] or list(c.samples)
@@ -901,7 +911,8 @@ def advance_places(state: RuleState, spec: RuleSpec, zones: ZoneFrame, now_s: fl
                 place.opened_s = place.last_update_s = place.last_evidence_s = now_s
                 place.evidenced_count = place.object_count
                 events.append(_event(state, spec, zones, place, "opened", now_s, evidence=True))
-            elif 0.0 <= now_s - (place.first_seen_s + dwell_needed) <= CONFIRM_WINDOW_S:
+            elif evidence_ok and 0.0 <= now_s - (place.first_seen_s + dwell_needed) <= CONFIRM_WINDOW_S:
+                # due, and only the score gate is missing (waiting out the evidence gap needs no detector)
                 state.wants_detection = True
         elif confirmed and score >= rules.min_score:  # closed, within the cooldown: same violation again
             place.status = "open"
@@ -976,6 +987,7 @@ def run_rule(
     if not state.candidates and not state.places and not len(detections):
         return state, []
     update_candidates(state, spec, detections, zones, now_s, fresh=fresh)
+    state.wants_detection = any(_settling(c, now_s) for c in state.candidates)
     if not state.candidates and not state.places:
         return state, []
     return state, advance_places(state, spec, zones, now_s)
