@@ -46,7 +46,7 @@ class GateReason(StrEnum):
     FIRST = "first"  # no background yet (start, reconnect, resolution change)
     MOTION = "motion"
     SETTLED = "settled"  # motion was throttled and has stopped: detect the settled picture once
-    CONFIRM = "confirm"  # the rules asked: a violation is due and waits for confirming observations
+    CONFIRM = "confirm"  # the rules asked: a new object is settling or a due violation awaits confirmation
     SCAN = "scan"  # periodic full-frame scan
     DISABLED = "disabled"  # gating off: every sampled frame is detected
     STILL = "still"  # skipped: carry the last detections
@@ -163,7 +163,7 @@ class MotionGate:
 
     def decide(self, frame_bgr: np.ndarray, ts_s: float, confirm: bool = False) -> GateDecision:
         """Detect this frame or carry the last detections? ``confirm``: the rules want this frame detected
-        (a violation is due and waits for confirming observations), whatever the motion says."""
+        (``CameraPipeline.wants_detection``), whatever the motion says."""
         if not self.enabled:
             self._last_detect_s = ts_s
             return GateDecision(True, GateReason.DISABLED, 1.0)

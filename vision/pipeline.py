@@ -132,7 +132,8 @@ class CameraPipeline:
         return events
 
     def wants_detection(self) -> bool:
-        """A violation is due and waiting for confirmation: detect the next frame even if nothing moved."""
+        """The rules want the next frame detected even if nothing moved: a new object is still settling, or
+        a violation is due and waits for its score gate (``RuleState.wants_detection``)."""
         return any(state.wants_detection for _, state in self._rules)
 
     def replace_camera(self, camera: CameraConfig, ts_s: float) -> list[ViolationEvent]:

@@ -301,7 +301,7 @@ class RuleState:
     places: list[Place] = field(default_factory=list)
     cluster_cache: tuple[tuple, list] | None = None
     assign_cache: tuple[tuple, dict] | None = None
-    #: a pending violation is due and waiting for its score gate: the next frame should be detected
+    #: the next frame should be detected: a new object is settling, or a due violation awaits its score gate
     wants_detection: bool = False
 
 
@@ -983,7 +983,7 @@ def run_rule(
     """
     if fresh:  # presence = the share of detector runs that saw an object, gated or not
         state.frame += 1
-    state.wants_detection = False
+    state.wants_detection = False  # set again below; stays False when there is nothing to follow
     if not state.candidates and not state.places and not len(detections):
         return state, []
     update_candidates(state, spec, detections, zones, now_s, fresh=fresh)
