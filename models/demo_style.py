@@ -37,7 +37,7 @@ from typing import Any
 
 VIOLATION_OF = {"garbage": "exposed_garbage", "vending_stall": "street_vending", "grill": "open_air_barbecue"}
 #: Same as models.retrain / datasets.synth.images (kept literal so ``--help`` needs no heavy import).
-REGRESSION_COUNT = 160
+REGRESSION_COUNT = 480
 STYLES = ["day", "dusk", "night", "ir"]
 #: Above the builder's default (0.5): the case frames here label little besides the reviewed classes (the
 #: parent's pseudo-labels find under a tenth of the people, bikes and bins in IR), and the gate allows

@@ -23,4 +23,4 @@ def test_finetune_train_args(options: RetrainOptions, expected: dict) -> None:
 
 def test_retraining_defaults_to_the_finetune_recipe_and_a_large_regression_set() -> None:
     assert RetrainOptions().recipe == "finetune"
-    assert REGRESSION_COUNT >= 150  # per-class AP50 of the rarer classes needs 100+ instances
+    assert REGRESSION_COUNT >= 400  # per-class AP50 steadier than the gate's 1 point needs 300+ of each class
