@@ -37,7 +37,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--cases", type=int, default=100_000)
     b.add_argument("--reviewers", type=int, default=50)
-    b.add_argument("--duration-s", type=float, default=40.0, help="load duration; 20 s runs are dominated by warm-up (connections, plans)")
+    b.add_argument(
+        "--duration-s",
+        type=float,
+        default=40.0,
+        help="load duration; 20 s runs are dominated by warm-up (connections, plans)",
+    )
     b.add_argument(
         "--think-s", type=float, default=1.0, help="mean reviewer pause per case (0 = closed loop)"
     )
