@@ -35,10 +35,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from datasets.synth.images import STYLES
+from models.retrain import REGRESSION_COUNT
+
 VIOLATION_OF = {"garbage": "exposed_garbage", "vending_stall": "street_vending", "grill": "open_air_barbecue"}
-#: Same as models.retrain / datasets.synth.images (kept literal so ``--help`` needs no heavy import).
-REGRESSION_COUNT = 480
-STYLES = ["day", "dusk", "night", "ir"]
 #: Above the builder's default (0.5): the case frames here label little besides the reviewed classes (the
 #: parent's pseudo-labels find under a tenth of the people, bikes and bins in IR), and the gate allows
 #: 1 point per class on a synthetic regression set; ~100 case frames are still seen 15+ times in 13 min.
@@ -300,11 +300,6 @@ def _report(args, before, after, retrain, n_cases, n_true, n_false) -> dict[str,
     return {
         "style": args.style,
         "cases": {"total": n_cases, "confirmed": n_true, "rejected_false_detection": n_false},
-        "gate": {
-            "decision": retrain["gate"]["decision"],
-            "promoted": retrain["promoted"],
-            "reason": retrain["gate"]["reason"],
-        },
         "train": {
             "recipe": args.recipe,
             "epochs_done": training.get("epochs"),
@@ -355,7 +350,7 @@ def _print(r: dict[str, Any]) -> None:
                 else ""
             )
             print(f"  {cls:<14} {f(b)} -> {f(a)}  {d}")
-    print(f"\ngate: {r['gate']['reason']}")
+    print(f"\ngate: {r['retrain']['gate']['reason']}")
     print(f"wall time (s): {r['wall_s']}")
 
 
