@@ -1,0 +1,22 @@
+"""API security: token versions, login throttling (issue 16)
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+from alembic import op  # noqa: F401
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
