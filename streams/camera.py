@@ -57,6 +57,8 @@ class Pipeline(Protocol):
 
     def wants_detection(self) -> bool: ...
 
+    def rule_errors(self) -> dict[str, str]: ...
+
 
 @dataclass(frozen=True)
 class SampledFrame:
@@ -558,7 +560,9 @@ class CameraProcessor:
             self._step_shadow(frame, ts_s, decision.detect)
         events += self.pipeline.step(detections, ts_s, frame.wh, fresh=decision.detect)
         if self.health is not None:
-            self.health.processed(decision.detect)
+            # a failing rule does not stop the camera; its status names the rule and the error
+            failing = "; ".join(f"rule {k} failed: {e}" for k, e in self.pipeline.rule_errors().items())
+            self.health.processed(decision.detect, error=failing)
         if self.sink is not None:
             for event in events:
                 self.sink.put(event, frame, detections, model_version)

@@ -184,7 +184,10 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         events = sum(s.events for s in stats)
         print(f"{events} events from {len(stats)} camera(s) -> {args.out}", file=sys.stderr)
-    return 0
+    failed = [s for s in stats if s.error]
+    for s in failed:
+        print(f"urbaneye replay: camera '{s.camera_id}' ({s.video}) not replayed: {s.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _eval_events(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ class ReplayStats:
     video_s: float = 0.0
     wall_s: float = 0.0
     gate_reasons: dict[str, int] = field(default_factory=dict)
+    error: str = ""  # why this video could not be (fully) replayed; the others go on
 
     def to_json(self) -> dict:
         return {
@@ -47,6 +48,7 @@ class ReplayStats:
             "video_s": round(self.video_s, 3),
             "wall_s": round(self.wall_s, 3),
             "gate_reasons": dict(sorted(self.gate_reasons.items())),
+            "error": self.error,
         }
 
 
@@ -129,7 +131,11 @@ def replay(
     *,
     gating: bool = True,
 ) -> list[ReplayStats]:
-    """Replay each camera's video in the order given; write opened/updated/closed lines to ``out``."""
+    """Replay each camera's video in the order given; write opened/updated/closed lines to ``out``.
+
+    A video that cannot be opened or decoded, or that breaks part-way, is reported in its ``ReplayStats.error``
+    (the events it produced before stay written) and the others are replayed all the same.
+    """
     for cam_id in videos:
         cameras_file.camera(cam_id)  # ConfigError naming the known cameras
     writer = JsonlEventWriter(out)
@@ -137,9 +143,14 @@ def replay(
     try:
         for cam_id, video in videos.items():
             camera = cameras_file.camera(cam_id)
-            stats.append(
-                replay_video(camera, cameras_file.rules, video, detector, writer.write, gating=gating)
-            )
+            try:
+                stats.append(
+                    replay_video(camera, cameras_file.rules, video, detector, writer.write, gating=gating)
+                )
+            except Exception as exc:  # one bad file must not cost the other cameras their replay
+                log.error("replay %s: %s: %s", cam_id, video, exc)
+                stats.append(ReplayStats(cam_id, str(video), error=f"{type(exc).__name__}: {exc}"))
+                continue
             log.info("replay %s: %s", cam_id, stats[-1].to_json())
     finally:
         writer.close()

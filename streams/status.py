@@ -146,12 +146,13 @@ class CameraHealth:
                 self.error = mask_url(reason)
 
     # ------------------------------------------------------------ updates (processing loop)
-    def processed(self, detected: bool, now_mono: float | None = None) -> None:
+    def processed(self, detected: bool, now_mono: float | None = None, error: str = "") -> None:
+        """One frame processed; ``error``: what went wrong in it without stopping the camera (a failing rule)."""
         now = time.monotonic() if now_mono is None else now_mono
         with self._lock:
             self._processed.tick(now)
             self.frames_processed += 1
-            self._processing_error = ""
+            self._processing_error = mask_url(error) if error else ""
             if detected:
                 self.frames_detected += 1
 

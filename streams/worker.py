@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 STALL_TIMEOUT_S = 15.0
 SUPERVISOR_TICK_S = 0.5
 CRASH_RESTART_S = 10.0
+#: Errors in a row after which a camera's processor is rebuilt keeping its rule state; at the last one (and
+#: every as many after) the rule state starts afresh too.
+PROCESSOR_REBUILD_AT = (3, 10)
 
 
 def default_worker_id() -> str:
@@ -160,6 +163,8 @@ class _Runtime:
     buffer: FrameBuffer
     capture: CaptureThread
     processor: CameraProcessor | None = None
+    # A processor rebuilt after errors: its rules' state (dwell timers, open violations) carries over.
+    failed_processor: CameraProcessor | None = None
     error_count: int = 0
     started_mono: float = field(default_factory=time.monotonic)
     restart_after_mono: float = 0.0  # a crashed capture is restarted at most every CRASH_RESTART_S
@@ -596,19 +601,24 @@ class StreamWorker:
                     log.warning(
                         "camera %s: escalation history not loaded (%s); counting from zero", camera.id, exc
                     )
+            failed, rt.failed_processor = rt.failed_processor, None
             rt.processor = CameraProcessor(
-                camera,
+                failed.camera if failed else camera,
                 self.cameras_file.rules,
                 self.detectors.source(camera.group),
                 self._handoff_queue,
                 gating=self.gating,
-                live=live,
+                live=failed.live if failed else live,
+                pipeline=failed.pipeline if failed else None,
                 health=rt.health,
                 on_detect=self.metrics.observe_inference if self.metrics else None,
                 escalation_history=history,
                 shadow=self.detectors.shadow_source(camera.group, camera.id),
                 on_shadow_opened=self._record_shadow_case if self.session_factory is not None else None,
             )
+            if failed is not None and (failed.camera != camera or failed.live != live):
+                # an edit that arrived while the processor was down: applied between two frames as usual
+                rt.processor.reconfigure(camera, new_timeline_live=live if failed.live != live else None)
         return rt.processor
 
     def _record_shadow_case(self, version: str, event: Any) -> None:
@@ -657,5 +667,10 @@ class StreamWorker:
             if rt.error_count in (1, 10) or rt.error_count % 1000 == 0:
                 log.exception("camera %s: frame not processed (%d in a row)", rt.camera.id, rt.error_count)
             rt.health.processing_failed(f"processing failed: {type(exc).__name__}: {exc}")
-            if rt.error_count >= 3:
-                rt.processor = None  # rebuild the camera's pipeline (and reload its model) next frame
+            if rt.error_count in PROCESSOR_REBUILD_AT or rt.error_count % PROCESSOR_REBUILD_AT[-1] == 0:
+                # Rebuild the camera's processor (detector source, motion gate) next frame. Its rules keep
+                # what they remember (rule failures are fenced inside the pipeline); only when failures
+                # go on does the pipeline start afresh too.
+                keep = rt.error_count < PROCESSOR_REBUILD_AT[-1]
+                rt.failed_processor = rt.processor if keep else None
+                rt.processor = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from vision.config import CameraConfig, RulesConfig
 from vision.rules import RULES
 from vision.rules.common import EscalationBook, remap_zones, rescale
-from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneIndex, watched_kinds
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class CameraPipeline:
         self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
         self._last_ts_s: float | None = None
         self._frame_wh: tuple[int, int] | None = None
+        self._failures: dict[ViolationKind, RuleFailure] = {}
 
     def step(
         self, detections: Detections, ts_s: float, frame_wh: tuple[int, int], *, fresh: bool = True
@@ -119,6 +121,7 @@ class CameraPipeline:
             for _, state in self._rules:
                 rescale(state, sx, sy)
         self._frame_wh = (int(frame_wh[0]), int(frame_wh[1]))
+        detections = admissible(detections, self._frame_wh)
         if self.tracker is not None:
             detections = self.tracker.update(detections, ts_s=ts_s)  # empty frames too: tracks age out
         zones = self.zones.frame(frame_wh, ts_s)
@@ -126,10 +129,54 @@ class CameraPipeline:
             detections = zones.with_touch(detections, self._class_ids)
         events: list[ViolationEvent] = []
         for i, (module, state) in enumerate(self._rules):
-            state, out = module.step(state, detections, zones, ts_s, fresh=fresh)
-            self._rules[i] = (module, state)
-            events.extend(out)
+            events.extend(self._step_rule(i, module, state, detections, zones, ts_s, fresh))
         return events
+
+    def _step_rule(
+        self, i: int, module: Any, state: Any, detections: Detections, zones: Any, ts_s: float, fresh: bool
+    ) -> list[ViolationEvent]:
+        """One rule's step, fenced: a rule that raises keeps its own state (and every other rule keeps
+        theirs); the failure is reported by ``rule_errors`` with its kind. A rule that fails
+        ``RULE_RESET_AFTER`` frames in a row is restarted: its open violations are closed first, so no
+        case is left open for ever."""
+        kind = module.SPEC.kind
+        try:
+            state, out = module.step(state, detections, zones, ts_s, fresh=fresh)
+        except Exception as exc:
+            failure = self._failures.get(kind, RuleFailure(f"{type(exc).__name__}: {exc}", 0))
+            failure = RuleFailure(f"{type(exc).__name__}: {exc}", failure.in_a_row + 1)
+            self._failures[kind] = failure
+            if failure.in_a_row in (1, RULE_RESET_AFTER):
+                log.exception(
+                    "camera %s: rule %s failed at ts_s=%.3f (%d in a row)",
+                    self.camera.id,
+                    kind,
+                    ts_s,
+                    failure.in_a_row,
+                )
+            if failure.in_a_row < RULE_RESET_AFTER:
+                return []
+            closed = self._restart_rule(i, module, state, ts_s)
+            return closed
+        self._rules[i] = (module, state)
+        self._failures.pop(kind, None)
+        return out
+
+    def _restart_rule(self, i: int, module: Any, state: Any, ts_s: float) -> list[ViolationEvent]:
+        kind = module.SPEC.kind
+        try:
+            zones = self.zones.zones
+            closed = remap_zones(state, module.SPEC, zones, list(range(len(zones))), ts_s, close_all=True)
+        except Exception:
+            log.exception("camera %s: rule %s: its open violations could not be closed", self.camera.id, kind)
+            closed = []
+        self._rules[i] = (module, module.init_state(self.camera.id, self.rules, self.escalation))
+        log.error("camera %s: rule %s restarted after %d failures", self.camera.id, kind, RULE_RESET_AFTER)
+        return closed
+
+    def rule_errors(self) -> dict[str, str]:
+        """``kind -> "ExceptionType: message"`` of rules whose last step failed; empty when all are well."""
+        return {str(kind): f.error for kind, f in self._failures.items()}
 
     def wants_detection(self) -> bool:
         """The rules want the next frame detected even if nothing moved: a new object is still settling, or
@@ -179,6 +226,53 @@ class CameraPipeline:
     def escalation_snapshot(self) -> dict[str, list[float]]:
         """Offence history as it stands (to persist, or to seed the next pipeline)."""
         return self.escalation.snapshot()
+
+
+#: A rule failing this many frames in a row is restarted (its open violations closed first).
+RULE_RESET_AFTER = 50
+#: Boxes thinner than this (px, after clipping to the frame) carry no place or size to reason about.
+MIN_BOX_PX = 1.0
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    error: str
+    in_a_row: int
+
+
+def admissible(detections: Detections, frame_wh: tuple[int, int]) -> Detections:
+    """Detections the rules can reason about: finite, of a known kind, with a box of at least
+    ``MIN_BOX_PX`` on each side inside the frame; scores clipped to [0, 1]. Boxes are clipped to the
+    frame (an object cut by the frame edge is where its visible part is).
+
+    Args:
+        detections: (n,) detections from any model, in pixels.
+        frame_wh: the frame's size in pixels.
+
+    Returns:
+        (m,) detections, m <= n; the same object when nothing had to change.
+
+    Example:
+        >>> len(admissible(Detections(xyxy=[[-5, 10, 50, 10]], confidence=[0.9], class_id=[0]), (640, 480)))
+        0
+    """
+    n = len(detections)
+    if n == 0:
+        return detections
+    w, h = float(frame_wh[0]), float(frame_wh[1])
+    xyxy = detections.xyxy
+    conf = detections.confidence
+    ok = np.isfinite(xyxy).all(axis=1) & np.isfinite(conf)
+    ok &= (detections.class_id >= 0) & (detections.class_id < len(OBJECT_KINDS))
+    clipped = np.empty_like(xyxy)
+    np.clip(xyxy[:, 0::2], 0.0, w, out=clipped[:, 0::2])
+    np.clip(xyxy[:, 1::2], 0.0, h, out=clipped[:, 1::2])
+    ok &= (clipped[:, 2] - clipped[:, 0] >= MIN_BOX_PX) & (clipped[:, 3] - clipped[:, 1] >= MIN_BOX_PX)
+    in_frame = bool(ok.all()) and np.array_equal(clipped, xyxy) and bool(((conf >= 0) & (conf <= 1)).all())
+    if in_frame:
+        return detections
+    kept = detections[ok]
+    return kept.with_(xyxy=clipped[ok], confidence=np.clip(kept.confidence, 0.0, 1.0))
 
 
 class FrameInputError(ValueError):

@@ -263,3 +263,29 @@ class ViolationEvent:
             "evidence_request": bool(self.evidence_request),
             "place_key": self.place_key,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ViolationEvent:
+        """The inverse of ``to_json`` (spool files, JSONL event logs).
+
+        Example:
+            >>> ViolationEvent.from_json(event.to_json()) == event  # up to to_json's rounding
+            True
+        """
+        return cls(
+            event=str(data["event"]),
+            violation_id=str(data["violation_id"]),
+            camera_id=str(data["camera_id"]),
+            zone_id=str(data["zone_id"]),
+            kind=ViolationKind(data["kind"]),
+            ts_s=float(data["ts_s"]),
+            bbox_xyxy=tuple(float(v) for v in data["bbox_xyxy"]),  # type: ignore[arg-type]
+            score=float(data["score"]),
+            gbt_code=str(data["gbt_code"]),
+            escalation=Escalation(data["escalation"]),
+            dwell_s=float(data["dwell_s"]),
+            first_seen_s=float(data["first_seen_s"]),
+            object_count=int(data["object_count"]),
+            evidence_request=bool(data["evidence_request"]),
+            place_key=str(data["place_key"]),
+        )

@@ -118,3 +118,21 @@ def test_replay_of_a_non_video_fails_with_a_clear_message(
         == 1
     )
     assert "could not be opened: not a video" in capsys.readouterr().err
+
+
+def test_replay_reports_a_bad_video_and_carries_on_with_the_others(
+    tmp_path: Path, garbage_clip: Path, cameras_yaml: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(garbage_clip.read_bytes()[:300])  # a file cut off in its header
+    cams = cameras_yaml(camera_dict("cam-bad", str(bad)), camera_dict("cam-1", str(garbage_clip)))
+    out = tmp_path / "o.jsonl"
+    argv = ["replay", "--cameras", str(cams), "--out", str(out), "--stats"]
+    assert main([*argv, "--video", f"cam-bad={bad}", "--video", f"cam-1={garbage_clip}"]) == 1
+    captured = capsys.readouterr()
+    stats = {s["camera_id"]: s for s in json.loads(captured.out)}
+    assert stats["cam-bad"]["error"] and stats["cam-bad"]["frames_read"] == 0
+    assert stats["cam-1"]["error"] == "" and stats["cam-1"]["events"] >= 2
+    assert "camera 'cam-bad'" in captured.err and "not replayed" in captured.err
+    kinds = [json.loads(line)["event"] for line in out.read_text().splitlines()]
+    assert kinds[0] == "opened" and "closed" in kinds

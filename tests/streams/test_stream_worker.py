@@ -173,3 +173,40 @@ def test_credentials_never_reach_status_or_logs(
         assert (
             secret not in logged and secret not in board.get("rtsp-1").error if board.get("rtsp-1") else True
         )
+
+
+def test_a_failing_rule_is_shown_in_the_status_and_the_camera_keeps_running(
+    clip: Path, cameras_yaml: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that raises on one camera's detections (the real-footage crash) is fenced: that camera keeps
+    processing with its status naming the rule and the error, and the other camera is untouched."""
+    from vision.rules import garbage
+
+    real_step = garbage.step
+
+    def step(state, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if state.camera_id == "cam-bad":
+            raise ZeroDivisionError("division by zero")
+        return real_step(state, *args, **kwargs)
+
+    monkeypatch.setattr(garbage, "step", step)
+    loop = {"url": str(clip), "loop": True}
+    cams = cameras_yaml(
+        camera_dict("cam-bad", str(clip), source=loop), camera_dict("cam-ok", str(clip), source=loop)
+    )
+    board = StatusBoard()
+    worker = start_worker(cams, board)
+    try:
+        wait_for(
+            lambda: "rule exposed_garbage failed: ZeroDivisionError" in board.get("cam-bad").error,
+            30,
+            "the failing rule named in the camera's status",
+        )
+        processed = board.get("cam-bad").frames_processed
+        wait_for(
+            lambda: board.get("cam-bad").frames_processed >= processed + 10, 30, "cam-bad still processing"
+        )
+        assert board.get("cam-bad").state is CameraState.DEGRADED
+        assert board.get("cam-ok").error == "" and board.get("cam-ok").frames_processed > 0
+    finally:
+        worker.stop()

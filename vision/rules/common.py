@@ -479,6 +479,10 @@ def _start_episode(c: Candidate, max_shift: float) -> None:
         misses = 0
         first = s
         settled.append(s)
+    if not settled:
+        # The two newest samples lie off the window's median (a box that jumped or collapsed): the
+        # object settles where it was seen last.
+        settled = [first]
     c.dwell_start_s = first[0]
     c.episode_frame0 = first[1]
     c.episode_seen0 = first[2] - 1
