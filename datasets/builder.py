@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from urbaneye.db.models import Camera, Case, CaseStatus, DatasetVersion, RejectReason, utcnow
 from urbaneye.settings import Settings, get_settings
+from vision.geometry import box_iou
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationKind
 
 log = logging.getLogger(__name__)
@@ -153,14 +154,6 @@ class Label:
         return {"label": self.label, "xyxy": [round(float(v), 2) for v in self.xyxy], "source": self.source}
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _kind_name(label: str) -> str:
     """Accept an object kind, or a violation kind (mapped to its object), in a correction."""
     if label in CLASSES:
@@ -236,7 +229,7 @@ def frame_labels(
             else:
                 label = str(obj) if obj is not None else _bike_kind(case_box, det_all)
                 labels = [
-                    lb for lb in labels if not (lb.label in kinds and iou(lb.xyxy, case_box) >= MATCH_IOU)
+                    lb for lb in labels if not (lb.label in kinds and box_iou(lb.xyxy, case_box) >= MATCH_IOU)
                 ]
                 labels.append(Label(label, case_box, "case"))
         else:
@@ -265,7 +258,7 @@ def frame_labels(
         elif action == "remove":
             if box is None:
                 raise DatasetError(f"case {case.id}: a 'remove' correction needs 'xyxy'")
-            labels = [lb for lb in labels if iou(lb.xyxy, box) < MATCH_IOU]
+            labels = [lb for lb in labels if box_iou(lb.xyxy, box) < MATCH_IOU]
             case_idx = next((i for i, lb in enumerate(labels) if lb.source in ("case",)), None)
         else:
             raise DatasetError(
@@ -294,7 +287,7 @@ def merge_frame_labels(per_case: Sequence[Sequence[Label]]) -> list[Label]:
     for labels in per_case:
         for lb in labels:
             if lb.source != "pseudo" and not any(
-                r.label == lb.label and iou(r.xyxy, lb.xyxy) >= DUPLICATE_IOU for r in reviewed
+                r.label == lb.label and box_iou(r.xyxy, lb.xyxy) >= DUPLICATE_IOU for r in reviewed
             ):
                 reviewed.append(lb)
     kept_by_all = set.intersection(
@@ -305,7 +298,7 @@ def merge_frame_labels(per_case: Sequence[Sequence[Label]]) -> list[Label]:
         for lb in per_case[0]
         if lb.source == "pseudo"
         and (lb.label, lb.xyxy) in kept_by_all
-        and not any(r.label == lb.label and iou(r.xyxy, lb.xyxy) >= MATCH_IOU for r in reviewed)
+        and not any(r.label == lb.label and box_iou(r.xyxy, lb.xyxy) >= MATCH_IOU for r in reviewed)
     ]
     return pseudo + reviewed
 
@@ -314,21 +307,21 @@ def _overlaps(box: Sequence[float], area: Sequence[float], group: bool) -> bool:
     if group:  # a group box: any bike whose centre lies inside was part of the false detection
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         return area[0] <= cx <= area[2] and area[1] <= cy <= area[3]
-    return iou(box, area) >= NEGATIVE_IOU
+    return box_iou(box, area) >= NEGATIVE_IOU
 
 
 def _bike_kind(
     case_box: Sequence[float], dets: list[tuple[str, tuple[float, float, float, float], float]]
 ) -> str:
     best = max(
-        ((iou(b, case_box), k) for k, b, _ in dets if k in BIKE_KINDS),
+        ((box_iou(b, case_box), k) for k, b, _ in dets if k in BIKE_KINDS),
         default=(0.0, str(ObjectKind.BICYCLE)),
     )
     return best[1] if best[0] >= 0.3 else str(ObjectKind.BICYCLE)
 
 
 def _best_match(labels: list[Label], box: Sequence[float]) -> int | None:
-    scored = [(iou(lb.xyxy, box), i) for i, lb in enumerate(labels)]
+    scored = [(box_iou(lb.xyxy, box), i) for i, lb in enumerate(labels)]
     best = max(scored, default=(0.0, None))
     return best[1] if best[0] >= MATCH_IOU else None
 

@@ -218,9 +218,9 @@ def _val_is_train(data_yaml: Path) -> None:
 def _submit_cases(frames, parent, sessions) -> tuple[int, int]:  # noqa: ANN001
     import cv2
 
-    from datasets.builder import iou
     from urbaneye.cases.handoff import EvidenceFrame, Handoff
     from urbaneye.cases.service import review_case
+    from vision.geometry import box_iou
     from vision.types import DEFAULT_GBT_CODE, Escalation, ViolationEvent, ViolationKind
 
     handoff = Handoff()
@@ -236,7 +236,7 @@ def _submit_cases(frames, parent, sessions) -> tuple[int, int]:  # noqa: ANN001
         det = parent.detect(img)
         for box, kind in zip(det.xyxy, det.kinds, strict=True):
             if str(kind) in VIOLATION_OF and not any(
-                iou(box, lb.xyxy) >= 0.3 for lb in labels if lb.label == str(kind)
+                box_iou(box, lb.xyxy) >= 0.3 for lb in labels if lb.label == str(kind)
             ):
                 boxes.append((tuple(float(v) for v in box), VIOLATION_OF[str(kind)], False))
         cam = f"cam-{i % 6}"

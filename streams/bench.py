@@ -356,13 +356,13 @@ def bench_pipeline(model: Path, processes: int, quick: bool) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------- motion gating
 def _matches(a: dict, b: dict) -> bool:
-    from vision.scoring import _iou
+    from vision.geometry import box_iou
 
     return (
         a["camera_id"] == b["camera_id"]
         and a["kind"] == b["kind"]
         and abs(a["ts_s"] - b["ts_s"]) <= 15.0
-        and _iou(a["bbox_xyxy"], b["bbox_xyxy"]) >= 0.3
+        and box_iou(a["bbox_xyxy"], b["bbox_xyxy"]) >= 0.3
     )
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from vision.geometry import iou_matrix
+
 #: COCO IoU thresholds 0.50:0.05:0.95.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 #: COCO recall points 0:0.01:1.
@@ -60,24 +62,6 @@ class ImageBoxes:
         return cls(xyxy=det.xyxy, class_id=det.class_id, confidence=det.confidence)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) IoU of xyxy boxes ``a`` (n, 4) and ``b`` (m, 4).
-
-    Example:
-        >>> float(box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0])
-        0.3333333333333333
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def match_image(
     pred: ImageBoxes, truth: ImageBoxes, iou_thresholds: np.ndarray = COCO_IOU_THRESHOLDS
 ) -> np.ndarray:
@@ -86,7 +70,7 @@ def match_image(
     tp = np.zeros((n, t), bool)
     if n == 0 or len(truth.xyxy) == 0:
         return tp
-    iou = box_iou(pred.xyxy, truth.xyxy)
+    iou = iou_matrix(pred.xyxy, truth.xyxy)
     iou[pred.class_id[:, None] != truth.class_id[None, :]] = -1.0  # only same-class pairs may match
     order = np.argsort(-pred.confidence, kind="stable")
     for ti, thr in enumerate(iou_thresholds):
@@ -326,7 +310,7 @@ def confusion_matrix_image(
     keep = pred.confidence >= conf_threshold
     p_xyxy, p_cls = pred.xyxy[keep], pred.class_id[keep]
     g_cls = truth.class_id
-    iou = box_iou(truth.xyxy, p_xyxy)
+    iou = iou_matrix(truth.xyxy, p_xyxy)
     gi, pi = np.nonzero(iou >= iou_threshold - 1e-12)
     order = np.argsort(-iou[gi, pi], kind="stable")
     used_g, used_p = np.zeros(len(g_cls), bool), np.zeros(len(p_cls), bool)

@@ -22,6 +22,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from vision.geometry import box_iou
+
 MIN_IOU = 0.1
 TIME_SLACK_S = 5.0
 
@@ -82,16 +84,6 @@ class Score:
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "matches"}
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _box(value: Any, where: str) -> tuple[float, float, float, float]:
@@ -231,7 +223,7 @@ def score_events(events: Sequence[OpenedEvent], truths: Sequence[Truth]) -> Scor
                 continue
             if not (v.start_s - TIME_SLACK_S <= e.ts_s <= v.end_s + TIME_SLACK_S):
                 continue
-            iou = _iou(e.bbox_xyxy, v.bbox_xyxy)
+            iou = box_iou(e.bbox_xyxy, v.bbox_xyxy)
             if iou >= MIN_IOU:
                 pairs.append((-iou, e.ts_s, ei, ti))
     pairs.sort()

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from vision.geometry import iou_matrix
 from vision.metrics import (
     ImageBoxes,
     average_precision,
-    box_iou,
     confusion_matrix_image,
     evaluate_detections,
     match_image,
@@ -75,7 +75,7 @@ def test_iou_between_thresholds_counts_only_up_to_it() -> None:
     # IoU 0.72: a TP at 0.50, 0.55, 0.60, 0.65, 0.70 and an FP at 0.75..0.95 -> AP50-95 = 5/10.
     truths = [gt((A, 0))]
     preds = [pred((shifted(A, 0.72), 0, 0.9))]
-    assert box_iou(np.array([A]), np.array([shifted(A, 0.72)]))[0, 0] == pytest.approx(0.72)
+    assert iou_matrix(np.array([A]), np.array([shifted(A, 0.72)]))[0, 0] == pytest.approx(0.72)
     m = evaluate_detections(preds, truths, NAMES)
     np.testing.assert_array_equal(m.ap[0], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
     assert m.ap50_95[0] == pytest.approx(0.5)

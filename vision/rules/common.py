@@ -34,6 +34,7 @@ from statistics import median
 import numpy as np
 
 from vision.config import RulesConfig, ZoneConfig
+from vision.geometry import box_diag, box_iou, box_union, centre_dist, iou_matrix
 from vision.types import (
     DEFAULT_GBT_CODE,
     OBJECT_KINDS,
@@ -320,55 +321,14 @@ def init_state(
 
 
 # ---------------------------------------------------------------------------------------------
-# geometry helpers
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4) x (m, 4) xyxy -> (n, m) IoU."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-6)
-
-
-def _union(boxes: Iterable[tuple[float, ...]]) -> tuple[float, float, float, float]:
-    bs = list(boxes)
-    return (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs), max(b[3] for b in bs))
-
-
-def _centre_dist(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    return math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2)
-
-
-def _diag(b: tuple[float, ...]) -> float:
-    return max(1.0, math.hypot(b[2] - b[0], b[3] - b[1]))
-
-
-# ---------------------------------------------------------------------------------------------
 # layer 1: candidates
 
 
 def _pair_gain(box: list[float], tid: int | None, c: Candidate) -> float | None:
     """How well a detection continues a candidate (higher is better), None if it cannot."""
     ref = c.ref_box()
-    iou = _iou(box, ref)
-    shift = _centre_dist(box, ref) / _diag(ref)
+    iou = box_iou(box, ref)
+    shift = centre_dist(box, ref) / box_diag(ref)
     same = tid is not None and tid >= 0 and tid == c.tracker_id
     if c.anchor is not None:  # settled: position decides, the tracker id only breaks ties
         if iou >= MATCH_MIN_IOU or shift <= MATCH_MAX_SHIFT:
@@ -536,7 +496,7 @@ def _observe(
     if c.samples and now_s - c.samples[-1][0] < SAMPLE_MIN_GAP_S:
         return
     x1, y1, x2, y2 = box
-    c.samples.append((now_s, frame, c.seen, (x1 + x2) / 2, (y1 + y2) / 2, _diag(box), x1, y1, x2, y2))
+    c.samples.append((now_s, frame, c.seen, (x1 + x2) / 2, (y1 + y2) / 2, box_diag(box), x1, y1, x2, y2))
     still = _judge_still(c, rules.stationary_max_shift)
     if still is None:
         return
@@ -548,7 +508,7 @@ def _observe(
             acx, acy = c.home
             window = [s for s in c.samples if s[0] >= now_s - STILL_WINDOW_S]
             mcx, mcy = median(s[3] for s in window), median(s[4] for s in window)
-            if math.hypot(mcx - acx, mcy - acy) > rules.stationary_max_shift * _diag(tuple(c.anchor)):
+            if math.hypot(mcx - acx, mcy - acy) > rules.stationary_max_shift * box_diag(tuple(c.anchor)):
                 _start_episode(c, rules.stationary_max_shift)  # settled somewhere else: re-parked
             else:
                 # running mean, capped so the anchor follows a stall that slowly grows its awning
@@ -609,7 +569,7 @@ def _absorb_duplicate(state: RuleState, new: Candidate) -> None:
     for old in state.candidates:
         if old is new or old.anchor is None or old.merged_into or old.cand_id > new.cand_id:
             continue
-        if _iou(old.anchor, new.anchor) >= DUPLICATE_IOU:
+        if box_iou(old.anchor, new.anchor) >= DUPLICATE_IOU:
             old.last_seen_s = max(old.last_seen_s, new.last_seen_s)
             old.box = new.box
             new.merged_into = old.cand_id
@@ -700,7 +660,7 @@ def _clusters(cands: list[Candidate], merge_widths: float) -> list[_Cluster]:
                 touching = min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
                 near = (
                     merge_widths > 0
-                    and _centre_dist(a, b) <= merge_widths * ((a[2] - a[0]) + (b[2] - b[0])) / 2
+                    and centre_dist(a, b) <= merge_widths * ((a[2] - a[0]) + (b[2] - b[0])) / 2
                 )
                 if touching or near:
                     parent[_find(parent, i)] = _find(parent, j)
@@ -709,7 +669,7 @@ def _clusters(cands: list[Candidate], merge_widths: float) -> list[_Cluster]:
             groups.setdefault(_find(parent, i), []).append(i)
         for idxs in groups.values():
             members = [group[i] for i in idxs]
-            out.append(_Cluster(zone_idx, members, _union(boxes[i] for i in idxs)))
+            out.append(_Cluster(zone_idx, members, box_union(boxes[i] for i in idxs)))
     return out
 
 
@@ -724,8 +684,8 @@ def _assign_places(clusters: list[_Cluster], places: list[Place]) -> dict[int, i
         for pi, p in enumerate(places):
             if p.zone_idx != cl.zone_idx:
                 continue
-            iou = _iou(cl.bbox, p.bbox)
-            near = _centre_dist(cl.bbox, p.bbox) <= 0.5 * _diag(p.bbox)
+            iou = box_iou(cl.bbox, p.bbox)
+            near = centre_dist(cl.bbox, p.bbox) <= 0.5 * box_diag(p.bbox)
             if iou < 0.1 and not near:
                 continue
             shared = len(ids & p.members)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from vision.config import RulesConfig
-from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, iou_matrix, run_rule
+from vision.geometry import iou_matrix
+from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, run_rule
 from vision.rules.common import init_state as _init_state
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneFrame
