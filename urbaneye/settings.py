@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     relay_interval_s: Annotated[float, Field(ge=0.05, le=600)] = Field(
         1.0, description="how often the relay scans the spool and the outbox"
     )
+    node_name: str = Field(
+        "",
+        description="this machine's name: its case tasks go to queue cases.<node_name>, which only its own "
+        "worker (it has the spool) consumes; empty = the host name",
+    )
 
     # evidence store
     evidence_backend: Literal["fs", "s3"] = Field(
