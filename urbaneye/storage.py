@@ -4,6 +4,12 @@ Keys look like ``{camera_id}/{yyyy}/{mm}/{dd}/{case_id}/{n}-{clean|annotated|cro
 returns the SHA-256 of the bytes; callers store it in the ``evidence`` row and check it on read
 (``read_evidence``). When the store is unreachable, ``put`` raises ``EvidenceStoreUnavailable`` and the
 caller leaves the frames in the hand-off spool, which is retried until the store is back.
+
+Each S3 store has a circuit breaker (``CircuitBreaker``): after one failed call every further call fails
+at once, without touching the network, until a cool-down has passed; then a single probe call goes
+through (half-open) and either closes the circuit or opens it again for twice as long. A hung store
+therefore costs one time-out, not one per object. A bucket that disappears (a fresh MinIO, a restored
+volume) is re-created with its object-lock settings on the next upload.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -34,12 +44,98 @@ class EvidenceStoreUnavailable(OSError):
     """The store could not be reached; retry later (the spool keeps the bytes)."""
 
 
+class BucketMissing(EvidenceStoreUnavailable):
+    """The store answers but the bucket is gone (a fresh MinIO, a restored volume)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"evidence bucket {bucket} does not exist on the store")
+        self.bucket = bucket
+
+
+class CircuitOpen(EvidenceStoreUnavailable):
+    """The store failed recently; the call was not tried (see ``CircuitBreaker``)."""
+
+
 class EvidenceNotFound(KeyError):
     """No object under that key."""
 
 
 class EvidenceIntegrityError(ValueError):
     """An object's bytes do not match the SHA-256 recorded in the database."""
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"  # calls go through
+    OPEN = "open"  # calls fail at once until the cool-down has passed
+    HALF_OPEN = "half_open"  # one probe call is in flight; the others fail at once
+
+
+@dataclass
+class CircuitBreaker:
+    """Fail fast after a failure; let one probe through per cool-down (doubling up to ``max_open_s``).
+
+    Thread-safe; one per store and process. ``clock`` is ``time.monotonic`` (an argument for tests).
+
+    Example:
+        >>> b = CircuitBreaker("s3", open_s=1.0, clock=lambda: 0.0)
+        >>> b.before_call(); b.failure("timed out"); b.state
+        <BreakerState.OPEN: 'open'>
+    """
+
+    name: str
+    open_s: float = 1.0
+    max_open_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    state: BreakerState = BreakerState.CLOSED
+    last_error: str = ""
+    _opened_at: float = 0.0
+    _current_open_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def retry_in_s(self) -> float:
+        """Seconds until a probe may go (0 when closed or due)."""
+        with self._lock:
+            if self.state == BreakerState.CLOSED:
+                return 0.0
+            return max(0.0, self._opened_at + self._current_open_s - self.clock())
+
+    def before_call(self) -> None:
+        """Raise ``CircuitOpen`` unless this call may go (closed, or the one half-open probe)."""
+        with self._lock:
+            if self.state == BreakerState.CLOSED:
+                return
+            now = self.clock()
+            if self.state == BreakerState.OPEN and now >= self._opened_at + self._current_open_s:
+                self.state = BreakerState.HALF_OPEN  # this caller is the probe
+                return
+            wait_s = max(0.0, self._opened_at + self._current_open_s - now)
+            raise CircuitOpen(
+                f"{self.name} is unavailable (last error: {self.last_error}); not tried, next probe in "
+                f"{wait_s:.1f}s; evidence stays in the spool and is uploaded when it is back"
+            )
+
+    def success(self) -> None:
+        with self._lock:
+            if self.state != BreakerState.CLOSED:
+                log.info("%s is back; uploads resume", self.name)
+            self.state = BreakerState.CLOSED
+            self._current_open_s = 0.0
+            self.last_error = ""
+
+    def failure(self, error: str) -> None:
+        with self._lock:
+            was = self.state
+            self.last_error = error
+            if was == BreakerState.OPEN:
+                return  # a call started before the circuit opened: the cool-down already runs
+            # a failed probe doubles the cool-down: a store that stays down is probed ever less often
+            self._current_open_s = (
+                self.open_s if was == BreakerState.CLOSED else min(self.max_open_s, 2 * self._current_open_s)
+            )
+            self._opened_at = self.clock()
+            self.state = BreakerState.OPEN
+        if was == BreakerState.CLOSED:
+            log.warning("%s failed (%s); further calls fail fast for %.1fs", self.name, error, self.open_s)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -84,6 +180,9 @@ class EvidenceStore(Protocol):
         """A GET link valid for ``expiry_s`` seconds (at most 900)."""
 
     def exists(self, key: str) -> bool: ...
+
+    def available_in_s(self) -> float:
+        """Seconds until the store may be tried again after a failure (0: now)."""
 
 
 class FsEvidenceStore:
@@ -149,6 +248,9 @@ class FsEvidenceStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def available_in_s(self) -> float:
+        return 0.0
 
     def presigned_url(self, key: str, expiry_s: int = 600) -> str:
         expires = int(time.time()) + _check_expiry(expiry_s)
@@ -217,10 +319,13 @@ class MinioEvidenceStore:
         import urllib3
         from minio import Minio
 
-        # Short timeouts and few retries: an outage must fail fast so the caller can spool, not hang.
+        # Short timeouts, and a retry only where it is cheap (a refused connection, a 50x): a read that
+        # timed out is not repeated, so a hung store costs one time-out before the breaker opens.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 3),
-            retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+            retries=urllib3.Retry(
+                total=1, connect=1, read=0, backoff_factor=0.1, status_forcelist=[502, 503, 504]
+            ),
             maxsize=10,
         )
         self.client = Minio(
@@ -238,6 +343,7 @@ class MinioEvidenceStore:
         self.retention_days = retention_days
         self.extra_buckets = extra_buckets
         self._ready = False
+        self.breaker = CircuitBreaker(f"S3 endpoint {endpoint}", open_s=max(1.0, timeout_s))
 
     @classmethod
     def from_settings(cls, s: Settings) -> MinioEvidenceStore:
@@ -259,30 +365,52 @@ class MinioEvidenceStore:
         import urllib3.exceptions
         from minio.error import S3Error, ServerError
 
+        self.breaker.before_call()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except S3Error as exc:
+            self.breaker.success()  # the store answered
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise EvidenceNotFound(args[1] if len(args) > 1 else what) from None
+            if exc.code == "NoSuchBucket":
+                self._ready = False
+                raise BucketMissing(exc.bucket_name or self.bucket) from None
             raise
         except (ServerError, urllib3.exceptions.HTTPError, OSError) as exc:
+            self.breaker.failure(f"{what}: {exc}")
             raise EvidenceStoreUnavailable(
                 f"S3 endpoint {self.client._base_url.host} unreachable during {what}: {exc}; "
                 "evidence stays in the spool and is uploaded when it is back"
             ) from exc
+        except BaseException:
+            # not an answer from the store (e.g. a Celery soft time limit): give the probe back
+            self.breaker.failure(f"{what} interrupted")
+            raise
+        self.breaker.success()
+        return result
 
     def ensure_ready(self) -> None:
+        from minio.error import S3Error
+
         if self._ready:
             return
         if not self._call("bucket check", self.client.bucket_exists, self.bucket):
-            self._call(
-                "bucket create",
-                self.client.make_bucket,
-                self.bucket,
-                location=self.region,
-                object_lock=self.object_lock,
-            )
-            log.info("created evidence bucket %s (object lock %s)", self.bucket, self.object_lock)
+            try:
+                self._call(
+                    "bucket create",
+                    self.client.make_bucket,
+                    self.bucket,
+                    location=self.region,
+                    object_lock=self.object_lock,
+                )
+            except S3Error as exc:
+                raise EvidenceStoreUnavailable(
+                    f"evidence bucket {self.bucket} does not exist on {self.client._base_url.host} and could "
+                    f"not be created ({exc.code}: {exc.message}); create it"
+                    + (" with object lock (mc mb --with-lock)" if self.object_lock else "")
+                    + " or give these credentials s3:CreateBucket; evidence waits in the spool"
+                ) from exc
+            log.warning("created evidence bucket %s (object lock %s)", self.bucket, self.object_lock)
         if self.object_lock:
             self._ensure_lock_config()
         for name in self.extra_buckets:
@@ -343,17 +471,27 @@ class MinioEvidenceStore:
         if self.object_lock:
             until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=self.retention_days)
             retention = Retention(COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE, until)
-        self._call(
-            "put",
-            self.client.put_object,
-            self.bucket,
-            key,
-            io.BytesIO(data),
-            len(data),
-            content_type=content_type,
-            metadata=meta,
-            retention=retention,
-        )
+
+        def put_once() -> None:
+            self._call(
+                "put",
+                self.client.put_object,
+                self.bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+                metadata=meta,
+                retention=retention,
+            )
+
+        try:
+            put_once()
+        except BucketMissing:
+            # A fresh MinIO or a restored volume: re-create the bucket (object lock included), then upload.
+            log.error("evidence bucket %s has gone from the store; re-creating it", self.bucket)
+            self.ensure_ready()
+            put_once()
         return digest
 
     def get(self, key: str) -> bytes:
@@ -374,9 +512,13 @@ class MinioEvidenceStore:
         except EvidenceNotFound:
             return False
 
+    def available_in_s(self) -> float:
+        return self.breaker.retry_in_s()
+
     def presigned_url(self, key: str, expiry_s: int = 600) -> str:
         expiry = dt.timedelta(seconds=_check_expiry(expiry_s))
-        return self._call("presign", self.client.presigned_get_object, self.bucket, key, expires=expiry)
+        # Signed locally (the region is configured): no network call, so not behind the breaker.
+        return self.client.presigned_get_object(self.bucket, key, expires=expiry)
 
 
 _stores: dict[tuple, EvidenceStore] = {}
