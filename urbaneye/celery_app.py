@@ -8,9 +8,12 @@ and the relay (``Handoff.start_relay`` or ``urbaneye relay``) runs it again, so 
 from __future__ import annotations
 
 import importlib.util
+import re
+import socket
 from enum import StrEnum
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 from kombu import Queue as KombuQueue
 
 from urbaneye.settings import Settings, get_settings
@@ -126,3 +129,27 @@ def _add_beat_schedule(sender: Celery, **_: object) -> None:
 
 app = make_app()
 app.on_after_finalize.connect(_add_beat_schedule, weak=False)
+
+
+def node_name(settings: Settings | None = None) -> str:
+    """This machine's name for routing (``URBANEYE_NODE_NAME``, default the host name), queue-name safe."""
+    raw = (settings or get_settings()).node_name or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", raw)[:100] or "localhost"
+
+
+def node_cases_queue(node: str) -> str:
+    """The cases queue of one machine: only the worker that can read that machine's spool consumes it.
+
+    Example:
+        >>> node_cases_queue("stream-3")
+        'cases.stream-3'
+    """
+    return f"{Queue.CASES.value}.{node}"
+
+
+@celeryd_after_setup.connect
+def _consume_own_cases_queue(sender: str, instance, **_: object) -> None:  # noqa: ANN001
+    """A worker that takes ``cases`` also takes its own machine's ``cases.<node>`` (where its spool is)."""
+    queues = instance.app.amqp.queues
+    if Queue.CASES.value in queues.consume_from:
+        queues.select_add(node_cases_queue(node_name()))

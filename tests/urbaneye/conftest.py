@@ -409,3 +409,37 @@ def make_stack(settings_env, pg_url, s3_server, hotline, tmp_path) -> Iterator[C
 
     get_settings.cache_clear()
     reconfigure()
+
+
+# --- S3 behind a TCP proxy we can freeze (SIGSTOP) and kill ------------------------------------------
+
+
+@pytest.fixture
+def s3_proxy(s3_server):  # noqa: ANN201
+    """A ``TcpProxy`` in front of moto's S3: ``freeze()`` = a hung store, ``kill()`` = refused, ``start()``."""
+    from urbaneye.cases.bench import TcpProxy
+
+    proxy = TcpProxy(s3_server["endpoint"])
+    proxy.start()
+    yield proxy
+    if proxy.proc is not None:
+        proxy.thaw()  # a stopped process ignores nothing but SIGKILL; thaw anyway so it exits cleanly
+    proxy.kill()
+
+
+@pytest.fixture
+def stream_relay() -> Iterator[Callable[..., object]]:
+    """Start ``Handoff`` relays (spool + outbox) playing stream machines; ``make(spool_dir, node)``."""
+    from urbaneye.cases.handoff import Handoff
+
+    handoffs: list[Handoff] = []
+
+    def make(spool_dir: Path | None = None, node: str | None = None, outbox: bool = True) -> Handoff:
+        h = Handoff(spool_dir, node=node)
+        h.start_relay(outbox=outbox)
+        handoffs.append(h)
+        return h
+
+    yield make
+    for h in handoffs:
+        h.close()

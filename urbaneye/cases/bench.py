@@ -7,8 +7,11 @@ data dir (spool) with this process, which plays the stream worker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +40,90 @@ def _scene_jpeg(seed: int, w: int, h: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return buf.tobytes()
+
+
+class TcpProxy:
+    """A TCP forwarder in a process of its own, to put faults between us and a service (S3 here).
+
+    ``freeze()`` stops the process (SIGSTOP): the kernel still accepts connections, nothing is ever
+    answered, which is what a hung MinIO looks like. ``thaw()`` resumes it; ``kill()`` makes the
+    endpoint refuse connections; ``start()`` again brings it back on the same port.
+    """
+
+    def __init__(self, target: str, port: int | None = None) -> None:
+        self.target = target
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "urbaneye.cases.bench", "proxy", str(self.port), self.target],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"TCP proxy to {self.target} exited with {self.proc.returncode}"
+                    ) from None
+                time.sleep(0.05)
+        raise RuntimeError(f"TCP proxy on port {self.port} not listening within {timeout_s}s")
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_proxy(port: int, target: str) -> None:
+    """Forward every connection on 127.0.0.1:``port`` to ``target`` (host:port), one thread per direction."""
+    host, _, target_port = target.rpartition(":")
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    listener = socket.create_server(("127.0.0.1", port), backlog=128)
+    while True:
+        client, _ = listener.accept()
+        try:
+            upstream = socket.create_connection((host, int(target_port)), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            continue
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
 
 def _set_env(values: dict[str, str]) -> None:
@@ -197,3 +284,9 @@ def run_bench(
                 worker.kill()
         if server is not None:
             server.stop()
+
+
+if __name__ == "__main__":  # python -m urbaneye.cases.bench proxy PORT HOST:PORT (used by TcpProxy)
+    if len(sys.argv) != 4 or sys.argv[1] != "proxy":
+        sys.exit("usage: python -m urbaneye.cases.bench proxy LISTEN_PORT TARGET_HOST:PORT")
+    serve_proxy(int(sys.argv[2]), sys.argv[3])

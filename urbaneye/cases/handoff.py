@@ -1,5 +1,9 @@
 """Stream worker -> cases hand-off: spool first (fsync, atomic rename), then a Celery task with the id.
 
+The task goes to this machine's own queue ``cases.<node>`` (``URBANEYE_NODE_NAME``, default the host
+name), which only this machine's ``cases`` worker consumes: the evidence bytes stay in the local spool,
+so no other machine could upload them (see docs/streams.md, "Deployment for N machines").
+
 ``Handoff.submit`` never raises for a broker, database or S3 outage. If the task cannot be sent, the item
 waits in the spool and the relay (``Handoff.relay_once`` / ``start_relay``, or ``urbaneye relay``)
 sends it when the broker is back. Case creation is idempotent on the violation id, so a re-send never
@@ -76,18 +80,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def send_case_task(item_id: str) -> None:
-    """Send the case task for a spool item; raises if the broker does not take it."""
+def send_case_task(item_id: str, node: str | None = None) -> None:
+    """Send the case task for a spool item to the queue of the machine whose spool has it (``node``,
+    default this one); raises if the broker does not take it."""
     from urbaneye.cases.tasks import process_spool_item_task
+    from urbaneye.celery_app import node_cases_queue, node_name
 
+    node = node or node_name()
     # retry=False: a broker outage must fail fast here; the relay is the retry.
-    process_spool_item_task.apply_async(args=[item_id], retry=False)
+    process_spool_item_task.apply_async(args=[item_id, node], queue=node_cases_queue(node), retry=False)
 
 
 class Handoff:
-    def __init__(self, spool_dir: Path | None = None, *, min_evidence_gap_s: float = 10.0) -> None:
+    def __init__(
+        self, spool_dir: Path | None = None, *, min_evidence_gap_s: float = 10.0, node: str | None = None
+    ) -> None:
+        from urbaneye.celery_app import node_name
+
         self.spool = Spool(spool_dir or get_settings().spool_dir)
         self.min_evidence_gap_s = min_evidence_gap_s
+        self.node = node or node_name()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -104,31 +116,37 @@ class Handoff:
         context.setdefault("camera_id", event.camera_id)
         context.setdefault("event_time", dt.datetime.now(dt.UTC).isoformat())
         item_id = make_item_id(event.violation_id, event.event, event.ts_s)
+        # The send is claimed before the item appears in the spool, so a relay round between the write
+        # and our send does not send it a second time (the task would upload the evidence twice).
         created = self.spool.write(
             item_id,
             event.to_json(),
             context,
             [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in frames],
+            claim_send=True,
         )
-        if created:
-            self._send(item_id)
+        if created and not self._send(item_id):
+            self.spool.release_send(item_id)  # the relay's next round sends it
         return item_id
 
     def _send(self, item_id: str) -> bool:
         try:
-            send_case_task(item_id)
+            send_case_task(item_id, self.node)
         except Exception as exc:  # broker down, DNS, auth ...: the spool keeps it, the relay re-sends
             log.warning("case task for %s not sent (%s); it waits in the spool for the relay", item_id, exc)
             return False
-        self.spool.mark_sent(item_id)
         return True
 
     def relay_once(self, resend_after_s: float | None = None) -> int:
-        """Send tasks for spooled items never sent or not turned into cases in time. Returns sends made."""
+        """Send tasks for spooled items never sent or not turned into cases in time, to this machine's
+        queue (an item whose task went astray, e.g. to another machine, comes back here). Returns sends
+        made."""
         after = get_settings().spool_resend_after_s if resend_after_s is None else resend_after_s
         sent = 0
         for item_id in self.spool.due_for_send(after):
+            self.spool.mark_sent(item_id)  # before the send: an eager task may retire the item at once
             if not self._send(item_id):
+                self.spool.release_send(item_id)
                 break  # broker still down: try again next round
             sent += 1
         return sent

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import queue
+import threading
 import uuid
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
@@ -191,18 +196,14 @@ def _local_day(case: Case, tz_name: str) -> dt.date:
     return _aware(case.started_at).astimezone(tz).date()
 
 
-def create_case_from_spool(
-    session: Session,
-    spool_item_id: str,
-    *,
-    spool: Spool | None = None,
-    store: EvidenceStore | None = None,
-) -> Case:
-    """Create (or update) the case of a spooled event and upload its evidence. Idempotent.
+def record_case_from_spool(session: Session, spool_item_id: str, *, spool: Spool | None = None) -> Case:
+    """Create (or update) the case of a spooled event with one evidence row per frame. Idempotent.
 
-    "opened" creates the case, "updated" adds evidence, "closed" sets ended_at/duration; any order works
-    and a redelivered item changes nothing. Evidence the store cannot take now is recorded with
-    ``uploaded=False``; its bytes stay in the spool (see ``evidence_complete``). Does not commit.
+    Touches only the database, so the case exists within milliseconds whatever the object store does:
+    new evidence rows start ``uploaded=False`` with the SHA-256 of the spooled bytes, and
+    ``upload_spooled_evidence`` uploads them afterwards. "opened" creates the case, "updated" adds
+    evidence, "closed" sets ended_at/duration; any order works and a redelivered item changes nothing.
+    Does not commit.
     """
     spool = spool or Spool(get_settings().spool_dir)
     item = spool.load(spool_item_id)
@@ -212,55 +213,25 @@ def create_case_from_spool(
     if created:
         case = _new_case(item, case_id_for(ev["violation_id"]))
         session.add(case)
-    existing = {(e.seq, e.variant): e for e in case.evidence} if not created else {}
+    existing = {(e.seq, e.variant) for e in case.evidence} if not created else set()
     day = _local_day(case, str(item.context.get("timezone", "Asia/Shanghai")))
-
-    store = store or get_store()
     for frame in item.frames:
-        row = existing.get((frame.seq, frame.variant))
-        if row is not None and row.uploaded:
+        if (frame.seq, frame.variant) in existing:
             continue
         data = frame.read()
-        key = (
-            row.key
-            if row is not None
-            else evidence_key(case.camera_id, case.id, day, frame.seq, frame.variant)
-        )
-        uploaded = False
-        try:
-            digest = store.put(
-                key,
-                data,
-                "image/jpeg",
-                {
-                    "case-id": case.id,
-                    "violation-id": case.violation_id,
-                    "seq": frame.seq,
-                    "variant": frame.variant,
-                },
-            )
-            uploaded = True
-        except EvidenceStoreUnavailable as exc:
-            log.warning("evidence %s waits in the spool: %s", key, exc)
-            digest = sha256_hex(data)
-        except Exception:  # a refused upload must not cost the case: the spool keeps the bytes
-            log.exception("evidence %s upload refused; it waits in the spool", key)
-            digest = sha256_hex(data)
-        if row is None:
-            row = Evidence(
+        case.evidence.append(
+            Evidence(
                 seq=frame.seq,
                 variant=frame.variant,
-                key=key,
-                sha256=digest,
+                key=evidence_key(case.camera_id, case.id, day, frame.seq, frame.variant),
+                sha256=sha256_hex(data),
                 size_bytes=len(data),
                 content_type="image/jpeg",
                 frame_ts=frame.frame_ts,
-                uploaded=uploaded,
+                uploaded=False,
             )
-            case.evidence.append(row)
-            existing[(frame.seq, frame.variant)] = row
-        else:
-            row.uploaded = uploaded
+        )
+        existing.add((frame.seq, frame.variant))
     _apply_event(case, item)
     session.flush()
     if created:
@@ -288,6 +259,81 @@ def create_case_from_spool(
             {"spool_item": spool_item_id, "frames": len(item.frames)},
         )
     return case
+
+
+class UploadOutcome(StrEnum):
+    DONE = "done"  # every evidence object of the item is in the store; the spool item is retired
+    DEFERRED = "evidence_pending"  # the store is down or refused: the bytes wait in the spool
+    BUSY = "uploading"  # another thread or process of this machine is uploading this item now
+    ALREADY_DONE = "already_done"
+
+
+def upload_spooled_evidence(
+    spool_item_id: str, *, spool: Spool, store: EvidenceStore | None = None, url: str | None = None
+) -> UploadOutcome:
+    """Upload the evidence of a recorded spool item that is not in the store yet; retire the item when
+    all of it is. Runs outside any case transaction, so a slow store never holds a case row back.
+
+    After the first failure the remaining objects are deferred at once (the store's circuit breaker
+    then fails further calls without touching the network until its next probe).
+    """
+    from urbaneye.db.session import session_scope
+
+    if spool.is_done(spool_item_id):
+        spool.mark_done(spool_item_id)
+        return UploadOutcome.ALREADY_DONE
+    store = store or get_store()
+    with spool.upload_lock(spool_item_id) as mine:
+        if not mine:
+            return UploadOutcome.ALREADY_DONE if spool.is_done(spool_item_id) else UploadOutcome.BUSY
+        item = spool.load(spool_item_id)
+        frames = {(f.seq, f.variant): f for f in item.frames}
+        with session_scope(url or get_settings().db_url) as session:
+            case = session.execute(
+                select(Case).where(Case.violation_id == item.event["violation_id"])
+            ).scalar_one()
+            todo = [
+                (e.id, e.key, e.sha256, frames[(e.seq, e.variant)])
+                for e in case.evidence
+                if (e.seq, e.variant) in frames and not e.uploaded
+            ]
+            case_id, violation_id = case.id, case.violation_id
+        uploaded: list[int] = []
+        deferred = False
+        for evidence_id, key, sha256, frame in todo:
+            data = frame.read()
+            try:
+                digest = store.put(
+                    key,
+                    data,
+                    "image/jpeg",
+                    {
+                        "case-id": case_id,
+                        "violation-id": violation_id,
+                        "seq": frame.seq,
+                        "variant": frame.variant,
+                    },
+                )
+            except SoftTimeLimitExceeded:
+                raise  # the task's time is up: Celery must see it
+            except EvidenceStoreUnavailable as exc:
+                log.warning("evidence %s waits in the spool: %s", key, exc)
+                deferred = True
+                break  # the rest is deferred at once
+            except Exception:  # a refused upload must not cost the case: the spool keeps the bytes
+                log.exception("evidence %s upload refused; it waits in the spool", key)
+                deferred = True
+                continue
+            if digest != sha256:  # audit verify names it too
+                log.error("evidence %s in the store differs from the hash its case recorded", key)
+            uploaded.append(evidence_id)
+        if uploaded:
+            with session_scope(url or get_settings().db_url) as session:
+                session.execute(update(Evidence).where(Evidence.id.in_(uploaded)).values(uploaded=True))
+        if deferred:
+            return UploadOutcome.DEFERRED
+        spool.mark_done(spool_item_id)
+        return UploadOutcome.DONE
 
 
 def evidence_complete(case: Case) -> bool:
@@ -429,27 +475,53 @@ def resend_to_hotline(session: Session, case_id: str, actor: str) -> Case:
 # --- one spool item, end to end (the body of the case task) ----------------------------------------
 
 
-def process_spool_item(spool_item_id: str, *, url: str | None = None) -> str:
-    """Turn a spooled event into a committed case with uploaded evidence; owns its transaction.
+def process_spool_item(
+    spool_item_id: str, *, node: str | None = None, url: str | None = None, background: bool = False
+) -> str:
+    """Turn a spooled event into a committed case, then upload its evidence; owns its transactions.
+
+    The case row is committed first (database only), then the evidence is uploaded: in this thread, or
+    with ``background=True`` (the Celery task) by this process's ``EvidenceUploader``, so a slow or hung
+    store never holds the task, never runs into its time limit and never delays the next case.
+
+    ``node`` is the machine whose spool holds the item. A task that reaches another machine (the shared
+    ``cases`` queue) is sent on to ``cases.<node>`` instead of failing there.
 
     Returns ``"done"`` (case committed, all evidence uploaded, spool item retired), ``"evidence_pending"``
-    (case committed, some evidence waits for the store; the relay re-sends the item later) or
-    ``"already_done"``. Safe to run twice at once: the loser of a race on the violation id retries.
+    (case committed, some evidence waits for the store; retried when its circuit lets a probe through,
+    and the relay re-sends the item), ``"uploading"`` (handed to the uploader), ``"already_done"``,
+    ``"rerouted"`` or ``"not_here"`` (a task without a node for an item this machine does not have: the
+    relay of the machine that has it re-sends it to its own queue). Safe to run twice at once.
     """
     from sqlalchemy.exc import IntegrityError
 
     from urbaneye.cases.spool import SpoolItemNotFound
+    from urbaneye.celery_app import node_name
     from urbaneye.db.session import session_scope
 
+    here = node_name()
+    if node is not None and node != here:
+        from urbaneye.cases.handoff import send_case_task
+
+        send_case_task(spool_item_id, node)
+        log.info("spool item %s is on machine %s, not %s: sent to its queue", spool_item_id, node, here)
+        return "rerouted"
     spool = Spool(get_settings().spool_dir)
     if spool.is_done(spool_item_id):
         spool.mark_done(spool_item_id)  # idempotent: finishes a clean-up a crash interrupted
         return "already_done"
+    if node is None and not spool.exists(spool_item_id):
+        log.warning(
+            "spool item %s is not on this machine (%s); its own machine's relay re-sends it",
+            spool_item_id,
+            here,
+        )
+        return "not_here"
+    url = url or get_settings().db_url
     for attempt in range(3):
         try:
-            with session_scope(url or get_settings().db_url) as session:
-                case = create_case_from_spool(session, spool_item_id, spool=spool)
-                complete = evidence_complete(case)
+            with session_scope(url) as session:
+                record_case_from_spool(session, spool_item_id, spool=spool)
             break
         except IntegrityError:
             if attempt == 2:
@@ -461,7 +533,71 @@ def process_spool_item(spool_item_id: str, *, url: str | None = None) -> str:
             if spool.is_done(spool_item_id):
                 return "already_done"
             raise
-    if not complete:
-        return "evidence_pending"
-    spool.mark_done(spool_item_id)
-    return "done"
+    if background:
+        evidence_uploader(spool, url).submit(spool_item_id)
+        return "uploading"
+    try:
+        return upload_spooled_evidence(spool_item_id, spool=spool, url=url).value
+    except SpoolItemNotFound:
+        return "already_done"  # retired by a concurrent delivery
+
+
+class EvidenceUploader:
+    """Uploads spooled evidence in one background thread of this process, off the case task's path.
+
+    Items the store could not take are retried by the uploader itself as soon as the store's circuit
+    breaker lets a probe through (oldest first; the first one that fails stops the round), so uploads
+    resume without a restart; the relay's re-send is the fallback if this process dies.
+    """
+
+    def __init__(self, spool: Spool, url: str) -> None:
+        self.spool = spool
+        self.url = url
+        self._jobs: queue.Queue[str] = queue.Queue()
+        self._deferred: dict[str, None] = {}  # insertion-ordered set, oldest first
+        self._thread = threading.Thread(target=self._run, name="evidence-uploader", daemon=True)
+        self._thread.start()
+
+    def submit(self, spool_item_id: str) -> None:
+        self._jobs.put(spool_item_id)
+
+    def _attempt(self, spool_item_id: str) -> UploadOutcome:
+        from urbaneye.cases.spool import SpoolItemNotFound
+
+        try:
+            outcome = upload_spooled_evidence(spool_item_id, spool=self.spool, url=self.url)
+        except SpoolItemNotFound:
+            outcome = UploadOutcome.ALREADY_DONE
+        except Exception:  # database down, ...: keep the item; the next round (or the relay) retries
+            log.exception("evidence upload of spool item %s failed; retrying later", spool_item_id)
+            outcome = UploadOutcome.DEFERRED
+        if outcome == UploadOutcome.DEFERRED:
+            self._deferred[spool_item_id] = None
+        else:
+            self._deferred.pop(spool_item_id, None)
+        return outcome
+
+    def _run(self) -> None:
+        while True:
+            wait_s = max(0.2, get_store().available_in_s()) if self._deferred else None
+            try:
+                self._attempt(self._jobs.get(timeout=wait_s))
+                continue
+            except queue.Empty:
+                pass
+            for spool_item_id in list(self._deferred):  # the store may be back: oldest first
+                if self._attempt(spool_item_id) == UploadOutcome.DEFERRED:
+                    break
+
+
+_uploaders: dict[tuple[int, str, str], EvidenceUploader] = {}
+_uploaders_lock = threading.Lock()
+
+
+def evidence_uploader(spool: Spool, url: str) -> EvidenceUploader:
+    """This process's uploader for a spool and database (a forked child makes its own)."""
+    key = (os.getpid(), str(spool.root), url)
+    with _uploaders_lock:
+        if key not in _uploaders:
+            _uploaders[key] = EvidenceUploader(spool, url)
+        return _uploaders[key]

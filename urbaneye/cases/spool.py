@@ -4,7 +4,9 @@ Layout under the spool root (shared by stream workers, Celery workers and the re
 
     tmp/                      items being written (never read)
     items/{item_id}/item.json event + context, then one file per frame: {seq}-{variant}.jpg
-    sent/{item_id}            marker; its mtime is when a task for the item was last sent
+    sent/{item_id}            marker; its mtime is when a task for the item was last sent (or claimed
+                              for sending: ``write(..., claim_send=True)`` creates it before the item
+                              is visible, so the relay never sends a fresh item a second time)
     done/{item_id}            marker; the case exists and all evidence is uploaded
 
 An item appears in ``items/`` only complete: files are fsynced in ``tmp/`` and the directory is renamed
@@ -13,7 +15,9 @@ into place atomically. An item leaves ``items/`` only after its ``done`` marker 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +25,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +95,15 @@ class Spool:
         event: dict[str, Any],
         context: dict[str, Any],
         frames: list[tuple[int, str, dt.datetime | None, bytes]],
+        *,
+        claim_send: bool = False,
     ) -> bool:
-        """Write an item durably. Returns False if it already exists (or is already done)."""
+        """Write an item durably. Returns False if it already exists (or is already done).
+
+        ``claim_send``: the caller sends the task itself right after; the ``sent`` marker is written
+        before the item appears, so a relay round in between does not send it too (``release_send``
+        hands it to the relay if the caller's send fails).
+        """
         check_item_id(item_id)
         final = self.items_dir / item_id
         if final.exists() or self.is_done(item_id):
@@ -119,10 +131,12 @@ class Spool:
             }
             _write_fsync(tmp / "item.json", json.dumps(doc, ensure_ascii=False, default=str).encode())
             fsync_dir(tmp)
+            if claim_send:
+                self.mark_sent(item_id)
             try:
                 os.rename(tmp, final)
             except OSError:
-                if final.exists():  # a concurrent submit of the same event won
+                if final.exists():  # a concurrent submit of the same event won (and sends it)
                     shutil.rmtree(tmp, ignore_errors=True)
                     return False
                 raise
@@ -167,6 +181,36 @@ class Spool:
         marker = self.sent_dir / check_item_id(item_id)
         marker.touch()
         os.utime(marker)
+
+    def release_send(self, item_id: str) -> None:
+        """The claimed send failed: the relay sends the item in its next round."""
+        (self.sent_dir / check_item_id(item_id)).unlink(missing_ok=True)
+
+    def exists(self, item_id: str) -> bool:
+        return (self.items_dir / check_item_id(item_id) / "item.json").is_file()
+
+    @contextlib.contextmanager
+    def upload_lock(self, item_id: str) -> Iterator[bool]:
+        """Yield True while this process alone uploads the item's evidence, False if another does.
+
+        An advisory ``flock`` on the item (every process that can read a spool runs on its machine): a
+        re-sent task never uploads the same object twice at once (object lock would keep both versions).
+        The kernel drops the lock when the holder dies.
+        """
+        try:
+            fd = os.open(self.items_dir / check_item_id(item_id) / "item.json", os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the last descriptor releases the lock
 
     def mark_done(self, item_id: str) -> None:
         check_item_id(item_id)
