@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         15.0, description="camera lease lifetime; a dead worker's cameras move after this long"
     )
     redis_url: str = Field("", description="for camera leases; empty = leases in the database")
+    memory_ttl_days: Annotated[float, Field(gt=0, le=3650)] = Field(
+        30.0, description="false-alarm memory: a rejected object is remembered (its candidates suppressed) this long"
+    )
+    memory_refresh_s: Annotated[float, Field(ge=1, le=3600)] = Field(
+        30.0, description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts"
+    )
 
     @model_validator(mode="after")
     def verify_secrets(self) -> Settings:

@@ -74,6 +74,7 @@ class RejectReason(StrEnum):
     PERMITTED_VENDING = "permitted_vending"  # 合规经营
     DUPLICATE = "duplicate"  # 重复
     INSUFFICIENT_EVIDENCE = "insufficient_evidence"  # 证据不足
+    FIXED_OBJECT = "fixed_object"  # 固定设施/常驻物体: remembered by the camera's false-alarm memory
     OTHER = "other"  # 其他
 
 
@@ -304,3 +305,28 @@ class DatasetVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FalseAlarmMemory(Base):
+    """An object a reviewer rejected (误检 / 固定设施): its place and appearance on one camera
+    (``vision.memory.MemoryEntry``). Stream workers load their cameras' live entries; candidates that
+    match one do not open cases and are counted here."""
+
+    __tablename__ = "false_alarm_memory"
+    __table_args__ = (Index("ix_false_alarm_memory_camera_expires", "camera_id", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))  # the rejected violation kind
+    bbox_xyxy: Mapped[list[Any]] = mapped_column(JSON)  # pixels of a frame_wh frame
+    frame_wh: Mapped[list[Any]] = mapped_column(JSON)
+    descriptor: Mapped[list[Any]] = mapped_column(JSON)  # vision.memory.describe of the crop
+    descriptor_version: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[str] = mapped_column(String(32), index=True)  # the rejected case it was made from
+    reason: Mapped[str] = mapped_column(String(32))  # RejectReason
+    crop_key: Mapped[str] = mapped_column(String(255), default="")  # evidence key of the case's crop
+    created_by: Mapped[str] = mapped_column(String(32))  # reviewer's user id
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    suppressed_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_suppressed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    gone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
