@@ -26,6 +26,7 @@ from streams.motion import GateDecision, MotionGate
 from streams.sources import SourceError, SourceKind, StreamInfo, VideoSource, mask_url
 from streams.status import CameraHealth
 from vision.config import CameraConfig, RulesConfig
+from vision.memory import MemoryBook
 from vision.types import Detections, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -435,6 +436,7 @@ class CameraProcessor:
         escalation_history: dict[str, list[float]] | None = None,
         shadow: ShadowSource | None = None,
         on_shadow_opened: Callable[[str, ViolationEvent], None] | None = None,
+        memory: MemoryBook | None = None,
     ) -> None:
         if pipeline is None:
             from vision.pipeline import CameraPipeline
@@ -453,6 +455,9 @@ class CameraProcessor:
         )
         self.sink = sink
         self.pipeline = pipeline
+        #: false-alarm memory: detections matching a rejected object never reach the rules
+        self.memory = memory
+        self._kept = self._kept_of = Detections.empty()
         self.health = health
         self.on_detect = on_detect
         self.gating = gating
@@ -558,7 +563,8 @@ class CameraProcessor:
         self.frames += 1
         if self.shadow is not None:
             self._step_shadow(frame, ts_s, decision.detect)
-        events += self.pipeline.step(detections, ts_s, frame.wh, fresh=decision.detect)
+        events += self.pipeline.step(self._remembered(detections, frame, ts_s, decision.detect), ts_s, frame.wh,
+                                     fresh=decision.detect)  # fmt: skip
         if self.health is not None:
             # a failing rule does not stop the camera; its status names the rule and the error
             failing = "; ".join(f"rule {k} failed: {e}" for k, e in self.pipeline.rule_errors().items())
@@ -567,6 +573,16 @@ class CameraProcessor:
             for event in events:
                 self.sink.put(event, frame, detections, model_version)
         return ProcessResult(decision, detections, events, inference_ms)
+
+    def _remembered(self, detections: Detections, frame: SampledFrame, ts_s: float, detect: bool) -> Detections:
+        """Detections minus those the false-alarm memory recognises (``vision.memory.MemoryBook``); carried
+        detections reuse the last decision, so a gated camera compares appearance once per detector run."""
+        if self.memory is None or not len(self.memory):
+            return detections
+        if detect or self._kept_of is not detections:
+            self._kept = self.memory.filter(detections, frame.image, ts_s)
+            self._kept_of = detections
+        return self._kept
 
     def _step_shadow(self, frame: SampledFrame, ts_s: float, detect: bool) -> None:
         """Run the shadow model's own pipeline on the same frames and gate decisions; count its openings.

@@ -19,6 +19,7 @@ from streams.camera import CameraProcessor, Detector, EventSink, SampledFrame, S
 from streams.events import JsonlEventWriter
 from streams.sources import SourceError, VideoSource
 from vision.config import CameraConfig, CamerasFile, ConfigError, RulesConfig, SourceConfig
+from vision.memory import MemoryBook, MemoryEntry
 from vision.types import ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -61,18 +62,20 @@ def replay_video(
     *,
     gating: bool = True,
     sink: EventSink | None = None,
+    memory: MemoryBook | None = None,
 ) -> ReplayStats:
     """Run one camera's pipeline over one video file; ``on_event`` gets every event (sightings too).
 
     ``sink`` (e.g. a ``streams.events.HandoffQueue``) also receives each event with its frame, as in a
-    worker: evidence rendering and the hand-off to cases, driven by video time.
+    worker: evidence rendering and the hand-off to cases, driven by video time. ``memory``: the camera's
+    false-alarm memory (``vision.memory``; its times in video seconds), as a worker loads it.
     """
     stats = ReplayStats(camera.id, str(video))
     source = VideoSource(SourceConfig(url=str(video)), decode_threads=0)  # 0 = FFmpeg's choice: one file
     source.open()  # SourceError names the file and the fix
     origin = file_origin(camera) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     sampler = Sampler(camera.detect_fps)
-    processor = CameraProcessor(camera, rules, detector, sink, gating=gating, live=False)
+    processor = CameraProcessor(camera, rules, detector, sink, gating=gating, live=False, memory=memory)
     t0 = time.perf_counter()
     try:
         while source.grab():
@@ -130,8 +133,11 @@ def replay(
     detector: Detector,
     *,
     gating: bool = True,
+    memory: dict[str, list[MemoryEntry]] | None = None,
 ) -> list[ReplayStats]:
     """Replay each camera's video in the order given; write opened/updated/closed lines to ``out``.
+
+    ``memory``: false-alarm memory entries per camera id (``vision.memory.load_memory_file``).
 
     A video that cannot be opened or decoded, or that breaks part-way, is reported in its ``ReplayStats.error``
     (the events it produced before stay written) and the others are replayed all the same.
@@ -145,7 +151,10 @@ def replay(
             camera = cameras_file.camera(cam_id)
             try:
                 stats.append(
-                    replay_video(camera, cameras_file.rules, video, detector, writer.write, gating=gating)
+                    replay_video(
+                        camera, cameras_file.rules, video, detector, writer.write, gating=gating,
+                        memory=MemoryBook((memory or {}).get(cam_id, [])),
+                    )  # fmt: skip
                 )
             except Exception as exc:  # one bad file must not cost the other cameras their replay
                 log.error("replay %s: %s: %s", cam_id, video, exc)

@@ -104,6 +104,7 @@ class WorkerStack:
             config_watcher=watcher,
             config_poll_s=self.options.config_poll_s or CONFIG_POLL_S,
             config_problems=problems,
+            memory_refresh_s=s.memory_refresh_s,
         ).start()
         return self
 

@@ -48,6 +48,7 @@ from streams.snapshots import SnapshotWriter
 from streams.sources import SourceKind, mask_url, source_kind
 from streams.status import BOARD, CameraHealth, StatusBoard, StatusReporter
 from vision.config import CameraConfig, CamerasFile
+from vision.memory import MemoryBook
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ CRASH_RESTART_S = 10.0
 #: Errors in a row after which a camera's processor is rebuilt keeping its rule state; at the last one (and
 #: every as many after) the rule state starts afresh too.
 PROCESSOR_REBUILD_AT = (3, 10)
+#: How often the processing thread saves and reloads the cameras' false-alarm memory (settings: memory_refresh_s).
+MEMORY_REFRESH_S = 30.0
 
 
 def default_worker_id() -> str:
@@ -212,6 +215,25 @@ def load_escalation_history(session_factory: Any, camera_id: str, window_s: floa
     return history
 
 
+def load_memory(session_factory: Any, camera_ids: list[str]) -> dict[str, list[Any]]:
+    """Live false-alarm memory entries (``vision.memory.MemoryEntry``) per camera id."""
+    from urbaneye.memory import live_entries
+
+    with session_factory() as session:
+        return live_entries(session, camera_ids)
+
+
+def sync_memory(session_factory: Any, updates: list[Any], camera_ids: list[str]) -> dict[str, list[Any]]:
+    """Save suppression counts / gone places, then return the cameras' live entries, in one session."""
+    from urbaneye.memory import live_entries, record_updates
+
+    with session_factory() as session:
+        if updates:
+            record_updates(session, updates)
+            session.commit()
+        return live_entries(session, camera_ids)
+
+
 def record_shadow_opened(session_factory: Any, version: str, event: Any) -> bool:
     """Count a shadow model's would-be case (``models.registry.record_shadow_case``). True if new."""
     from models.registry import record_shadow_case
@@ -268,6 +290,7 @@ class StreamWorker:
         config_watcher: ConfigWatcher | None = None,
         config_poll_s: float = CONFIG_POLL_S,
         config_problems: dict[str, tuple[str, ...]] | None = None,
+        memory_refresh_s: float = MEMORY_REFRESH_S,
     ) -> None:
         self.cameras_file = cameras_file
         if accept is None:
@@ -317,6 +340,10 @@ class StreamWorker:
         self.config_changes_applied = 0  # camera config edits applied (started, stopped, reconfigured)
         self._started = False
         self._last_lease_tick = 0.0
+        # false-alarm memory per camera (vision.memory), used and refreshed by the processing thread only
+        self.memory_refresh_s = memory_refresh_s
+        self._memories: dict[str, MemoryBook] = {}
+        self._memory_synced_mono = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> StreamWorker:
@@ -615,11 +642,44 @@ class StreamWorker:
                 escalation_history=history,
                 shadow=self.detectors.shadow_source(camera.group, camera.id),
                 on_shadow_opened=self._record_shadow_case if self.session_factory is not None else None,
+                memory=self._memory_book(camera.id),
             )
             if failed is not None and (failed.camera != camera or failed.live != live):
                 # an edit that arrived while the processor was down: applied between two frames as usual
                 rt.processor.reconfigure(camera, new_timeline_live=live if failed.live != live else None)
         return rt.processor
+
+    def _memory_book(self, camera_id: str) -> MemoryBook | None:
+        """The camera's false-alarm memory, loaded from the database the first time (so a restarted worker
+        suppresses from its first frame); None without a database."""
+        if self.session_factory is None:
+            return None
+        book = self._memories.get(camera_id)
+        if book is None:
+            book = self._memories[camera_id] = MemoryBook()
+            try:
+                book.replace(load_memory(self.session_factory, [camera_id])[camera_id])
+            except Exception as exc:  # the next sync retries; meanwhile nothing is suppressed
+                log.warning("camera %s: false-alarm memory not loaded (%s)", camera_id, exc)
+        return book
+
+    def _sync_memories(self) -> None:
+        """Every ``memory_refresh_s``: save what each camera's memory suppressed, then reload the entries
+        (new rejections, deletions by an admin, expiries)."""
+        if not self._memories or time.monotonic() - self._memory_synced_mono < self.memory_refresh_s:
+            return
+        self._memory_synced_mono = time.monotonic()
+        running = set(self.running_cameras)
+        for camera_id in [c for c in self._memories if c not in running]:
+            del self._memories[camera_id]
+        try:
+            updates = [u for book in self._memories.values() for u in book.take_updates()]
+            entries = sync_memory(self.session_factory, updates, list(self._memories))
+        except Exception as exc:
+            log.warning("false-alarm memory not synced (%s); retrying in %.0f s", exc, self.memory_refresh_s)
+            return
+        for camera_id, book in self._memories.items():
+            book.replace(entries.get(camera_id, []))
 
     def _record_shadow_case(self, version: str, event: Any) -> None:
         """A shadow model would have opened a case: count it (never create it)."""
@@ -647,8 +707,11 @@ class StreamWorker:
                     if self.leases is not None and not self.leases.valid(rt.camera.id):
                         continue  # our lease may have passed to another worker: never process twice
                     self._process_one(rt, frame, buffer)
+            self._sync_memories()
             if not did_work:
                 if self._stop_processing.is_set():
+                    self._memory_synced_mono = -float("inf")
+                    self._sync_memories()  # the last counts are not lost with the worker
                     return  # every frame read before the stop has been processed
                 self._frame_ready.wait(0.05)
 
