@@ -56,6 +56,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--spawn-worker", action="store_true", help="start a Celery worker subprocess for the run"
     )
     bc.add_argument("--moto", action="store_true", help="start a moto S3 server in-process (no MinIO needed)")
+    bc.add_argument(
+        "--scenario",
+        choices=["normal", "s3_hang"],
+        default="normal",
+        help="s3_hang: S3 frozen behind a proxy; event -> case row p95 (target <= 2 s); implies --moto --spawn-worker",
+    )
     bc.add_argument("--json", action="store_true", help="print the result as JSON")
     bc.set_defaults(func=cmd_bench_cases)
 
@@ -181,7 +187,13 @@ def cmd_bench_cases(args: argparse.Namespace) -> int:
 
     from urbaneye.cases.bench import run_bench
 
-    result = run_bench(n=args.n, interval_s=args.interval_s, spawn_worker=args.spawn_worker, moto=args.moto)
+    result = run_bench(
+        n=args.n,
+        interval_s=args.interval_s,
+        spawn_worker=args.spawn_worker,
+        moto=args.moto,
+        scenario=args.scenario,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -158,9 +158,39 @@ def _start_worker(log_path: Path, concurrency: int = 2) -> subprocess.Popen:
     raise RuntimeError("benchmark worker did not answer ping within 60 s")
 
 
+SCENARIOS = ("normal", "s3_hang")
+#: Issue 15: the case row exists within 2 s of the event whether S3 refuses, hangs or is slow.
+CASE_ROW_TARGET_P95_S = 2.0
+
+
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_s": None, "p95_s": None, "max_s": None, "mean_s": None}
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=20, method="inclusive") if len(ordered) >= 2 else ordered * 19
+    return {
+        "p50_s": round(statistics.median(ordered), 4),
+        "p95_s": round(q[18], 4),
+        "max_s": round(ordered[-1], 4),
+        "mean_s": round(statistics.fmean(ordered), 4),
+    }
+
+
 def run_bench(
-    n: int = 40, interval_s: float = 0.25, spawn_worker: bool = False, moto: bool = False
+    n: int = 40,
+    interval_s: float = 0.25,
+    spawn_worker: bool = False,
+    moto: bool = False,
+    scenario: str = "normal",
 ) -> dict[str, Any]:
+    """Submit ``n`` violations ``interval_s`` apart and time them.
+
+    ``normal``: event -> case row with all evidence uploaded (``p50_s``/``p95_s``), and event -> case row.
+    ``s3_hang``: S3 (moto, behind a ``TcpProxy``) is frozen before the violations arrive, with the
+    default S3 time-out unless ``URBANEYE_S3_TIMEOUT_S`` says otherwise; ``p95_s`` is event -> case row
+    while it hangs (target <= 2 s), ``upload_after_thaw_s`` the time from the thaw until every evidence
+    object is uploaded. Implies ``moto`` and ``spawn_worker`` (only a store of our own can be frozen).
+    """
     from sqlalchemy import select
 
     from urbaneye.cases.handoff import EvidenceFrame, Handoff
@@ -170,24 +200,32 @@ def run_bench(
     from urbaneye.settings import get_settings
     from vision.types import Escalation, ViolationEvent, ViolationKind
 
+    if scenario not in SCENARIOS:
+        raise ValueError(f"bench scenario {scenario!r} is not one of {SCENARIOS}")
+    hang = scenario == "s3_hang"
+    moto = moto or hang
+    spawn_worker = spawn_worker or hang
     workdir = Path(tempfile.mkdtemp(prefix="urbaneye-bench-"))
     server = None
     worker = None
+    proxy: TcpProxy | None = None
+    handoff: Handoff | None = None
     try:
         overrides: dict[str, str] = {}
         if moto:
-            import socket
-
             from moto.server import ThreadedMotoServer
 
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+            port = _free_port()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()
+            endpoint = f"127.0.0.1:{port}"
+            if hang:
+                proxy = TcpProxy(endpoint)
+                proxy.start()
+                endpoint = proxy.endpoint
             overrides.update(
                 URBANEYE_EVIDENCE_BACKEND="s3",
-                URBANEYE_S3_ENDPOINT=f"127.0.0.1:{port}",
+                URBANEYE_S3_ENDPOINT=endpoint,
                 URBANEYE_S3_ACCESS_KEY="bench",
                 URBANEYE_S3_SECRET_KEY="bench",
                 URBANEYE_S3_OBJECT_LOCK="true",
@@ -204,7 +242,9 @@ def run_bench(
         images = {v: _scene_jpeg(i, *wh) for i, (v, wh) in enumerate(frames_px.items())}
         run_id = uuid.uuid4().hex[:8]
         handoff = Handoff()
+        handoff.start_relay(outbox=False)  # the stream machine's relay: re-sends what waits
         submitted: dict[str, float] = {}
+        row_seen: dict[str, float] = {}
         finished: dict[str, float] = {}
         lock = threading.Lock()
         stop = threading.Event()
@@ -216,16 +256,18 @@ def run_bench(
                 if waiting:
                     with session_scope(s.db_url) as session:
                         for case in session.scalars(select(Case).where(Case.violation_id.in_(waiting))):
-                            if case.evidence and all(e.uploaded for e in case.evidence):
-                                with lock:
-                                    finished.setdefault(case.violation_id, time.perf_counter())
+                            now = time.perf_counter()
+                            with lock:
+                                row_seen.setdefault(case.violation_id, now)
+                                if case.evidence and all(e.uploaded for e in case.evidence):
+                                    finished.setdefault(case.violation_id, now)
                 time.sleep(0.01)
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         now = dt.datetime.now(dt.UTC)
-        for i in range(n):
-            vid = f"bench-{run_id}-{i}"
+
+        def submit(vid: str) -> None:
             ev = ViolationEvent(
                 event="opened", violation_id=vid, camera_id="bench-cam", zone_id="z1",
                 kind=ViolationKind.STREET_VENDING, ts_s=400.0, bbox_xyxy=(100, 100, 300, 400), score=0.8,
@@ -236,46 +278,90 @@ def run_bench(
                 for seq in (1, 2)
                 for variant, jpeg in images.items()
             ]
-            t0 = time.perf_counter()
             with lock:
-                submitted[vid] = t0
+                submitted[vid] = time.perf_counter()
             handoff.submit(ev, frames, {"camera_id": "bench-cam", "location": {"address": "基准测试路口"}})
-            time.sleep(interval_s)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def wait_until(done: Any, timeout_s: float) -> None:  # noqa: ANN401 - a predicate
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                with lock:
+                    if done():
+                        return
+                time.sleep(0.05)
+
+        if hang:  # warm up with S3 healthy (pooled connections, bucket ready), then freeze it
+            warm = [f"bench-{run_id}-warm-{i}" for i in range(2)]
+            for vid in warm:
+                submit(vid)
+            wait_until(lambda: all(v in finished for v in warm), 60)
             with lock:
-                if len(finished) == n:
-                    break
-            time.sleep(0.05)
+                for times in (submitted, row_seen, finished):
+                    for v in warm:
+                        times.pop(v, None)
+            proxy.freeze()
+        frozen_at = time.perf_counter()
+        vids = [f"bench-{run_id}-{i}" for i in range(n)]
+        for vid in vids:
+            submit(vid)
+            time.sleep(interval_s)
+        thaw_s = None
+        if hang:
+            wait_until(lambda: len(row_seen) == n, 60)
+            proxy.thaw()
+            thawed_at = time.perf_counter()
+            wait_until(lambda: len(finished) == n, 180)
+            with lock:
+                thaw_s = round(max(finished.values()) - thawed_at, 3) if len(finished) == n else None
+            frozen_s = round(thawed_at - frozen_at, 2)
+        else:
+            wait_until(lambda: len(finished) == n, 60)
         stop.set()
         poller.join(5)
         with session_scope(s.db_url) as session:
-            vids = session.scalars(
+            cases = session.scalars(
                 select(Case.violation_id).where(Case.violation_id.like(f"bench-{run_id}-%"))
             ).all()
-        latencies = sorted(finished[v] - submitted[v] for v in finished)
-        q = (
-            statistics.quantiles(latencies, n=20, method="inclusive")
-            if len(latencies) >= 2
-            else latencies * 19
-        )
-        return {
+        with lock:
+            row_latencies = [row_seen[v] - submitted[v] for v in vids if v in row_seen]
+            done_latencies = [finished[v] - submitted[v] for v in vids if v in finished]
+        row_q = _quantiles(row_latencies)
+        result: dict[str, Any] = {
+            "scenario": scenario,
             "n": n,
             "interval_s": interval_s,
-            "completed": len(latencies),
-            "lost": n - len(latencies),
-            "duplicated": len(vids) - len(set(vids)),
-            "p50_s": round(statistics.median(latencies), 4) if latencies else None,
-            "p95_s": round(q[18], 4) if latencies else None,
-            "max_s": round(latencies[-1], 4) if latencies else None,
-            "mean_s": round(statistics.fmean(latencies), 4) if latencies else None,
+            "measures": "event -> case row while S3 is frozen"
+            if hang
+            else "event -> case row with all evidence uploaded",
+            "completed": len(done_latencies),
+            "lost": n - len(done_latencies),
+            "duplicated": len(cases) - len(set(cases)),
+            **(row_q if hang else _quantiles(done_latencies)),
+            "case_row_p50_s": row_q["p50_s"],
+            "case_row_p95_s": row_q["p95_s"],
             "evidence_bytes_per_case": 2 * sum(len(b) for b in images.values()),
             "database": s.db_url.split("@")[-1].split("?")[0] if "@" in s.db_url else s.db_url.split(":")[0],
             "broker": s.broker_url.split("://")[0],
             "evidence_backend": s.evidence_backend,
             "worker": "spawned celery worker (prefork, 2 processes)" if spawn_worker else "external or eager",
         }
+        if hang:
+            result.update(
+                case_rows_while_frozen=len(row_latencies),
+                frozen_s=frozen_s,
+                upload_after_thaw_s=thaw_s,
+                s3_timeout_s=s.s3_timeout_s,
+                target_p95_s=CASE_ROW_TARGET_P95_S,
+                within_target=row_q["p95_s"] is not None and row_q["p95_s"] <= CASE_ROW_TARGET_P95_S,
+            )
+        return result
     finally:
+        if handoff is not None:
+            handoff.close()
+        if proxy is not None:
+            with contextlib.suppress(OSError):
+                proxy.thaw()
+            proxy.kill()
         if worker is not None:
             worker.terminate()
             try:
