@@ -117,7 +117,7 @@ def iter_api_routes(app: FastAPI) -> Iterator[RouteInfo]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the environment's). Tables must exist (migrations)."""
-    from api.routes import auth, cameras, cases, evidence, health, hotline, models, stats, users
+    from api.routes import auth, cameras, cases, evidence, health, hotline, memory, models, stats, users
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         users.router,
         cameras.router,
+        memory.router,
         cases.router,
         stats.router,
         models.router,

@@ -7,6 +7,7 @@ this module only translates HTTP to those calls.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -33,8 +34,11 @@ from api.schemas.cases import (
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
 from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, User, Zone
+from urbaneye.memory import MEMORY_REASONS
+from urbaneye.storage import EvidenceStore
 from vision.types import Escalation, ViolationKind
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/cases", tags=["cases"], responses=AUTH_ERRORS)
 
 #: Presigned evidence URLs never live longer than this, whatever the settings say.
@@ -235,7 +239,15 @@ def similar_cases(
     return CasesPublic(data=[CasePublic.model_validate(c) for c in rows], count=total)
 
 
-def _verify(session: Session, request: Request, case_id: str, user: User, body: VerifyIn) -> Case:
+def _verify(
+    session: Session,
+    request: Request,
+    case_id: str,
+    user: User,
+    body: VerifyIn,
+    store: EvidenceStore | None = None,
+    ttl_days: float = 30.0,
+) -> Case:
     from urbaneye.cases import service
 
     with service_errors(case_id):
@@ -249,6 +261,8 @@ def _verify(session: Session, request: Request, case_id: str, user: User, body: 
             corrections=[c.model_dump(mode="json", exclude_none=True) for c in body.corrections],
             duration_ms=body.duration_ms,
         )
+        if store is not None and case.reject_reason in MEMORY_REASONS:
+            _remember(session, store, case, user, ttl_days)
         session.commit()
     request.app.state.metrics.decisions.labels(
         body.decision.value, body.reason.value if body.reason else ""
@@ -256,25 +270,50 @@ def _verify(session: Session, request: Request, case_id: str, user: User, body: 
     return case
 
 
+def _remember(session: Session, store: EvidenceStore, case: Case, user: User, ttl_days: float) -> None:
+    """The camera's false-alarm memory learns the rejected object; the rejection stands if it cannot."""
+    from urbaneye.memory import MemoryNotMade, remember_rejection
+    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
+
+    try:  # every check comes before the row is added: a failure leaves the review's transaction clean
+        remember_rejection(session, store, case, user.id, ttl_days)
+    except (MemoryNotMade, EvidenceNotFound, EvidenceStoreUnavailable) as exc:
+        log.warning("case %s rejected but not remembered: %s", case.id, exc)
+
+
 @router.post("/{case_id}/verify", response_model=CasePublic, responses=errors(404, 409))
 def verify_case(
-    case_id: str, body: VerifyIn, request: Request, session: SessionDep, user: ReviewerUser
+    case_id: str,
+    body: VerifyIn,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: ReviewerUser,
 ) -> CasePublic:
-    """Confirm, or reject with a reason code (误检 false_detection, 合规经营 permitted_vending, 重复 duplicate,
-    证据不足 insufficient_evidence, 其他 other + note). Box/label corrections are kept for retraining."""
-    return CasePublic.model_validate(_verify(session, request, case_id, user, body))
+    """Confirm, or reject with a reason code (误检 false_detection, 固定设施/常驻物体 fixed_object, 合规经营
+    permitted_vending, 重复 duplicate, 证据不足 insufficient_evidence, 其他 other + note). Box/label corrections
+    are kept for retraining. 误检 and 固定设施 also teach the camera's false-alarm memory the object."""
+    return CasePublic.model_validate(
+        _verify(session, request, case_id, user, body, store, settings.memory_ttl_days)
+    )
 
 
 @router.post("/verify-bulk", response_model=BulkVerifyOut)
 def verify_bulk(
-    body: BulkVerifyIn, request: Request, session: SessionDep, user: ReviewerUser
+    body: BulkVerifyIn,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: ReviewerUser,
 ) -> BulkVerifyOut:
     """The same decision for many cases; each case succeeds or fails on its own."""
     single = VerifyIn.model_validate(body.model_dump(exclude={"case_ids"}))
     results = []
     for case_id in dict.fromkeys(body.case_ids):
         try:
-            case = _verify(session, request, case_id, user, single)
+            case = _verify(session, request, case_id, user, single, store, settings.memory_ttl_days)
             results.append(BulkItemResult(case_id=case_id, ok=True, status=case.status))
         except HTTPException as exc:
             session.rollback()
@@ -286,9 +325,11 @@ def verify_bulk(
 def undo_case(case_id: str, request: Request, session: SessionDep, user: ReviewerUser) -> CasePublic:
     """Undo the last decision on a case, putting it back in the queue (while it has not gone further)."""
     from urbaneye.cases import service
+    from urbaneye.memory import forget_case
 
     with service_errors(case_id):
         case = service.undo_review(session, case_id, user.id)
+        forget_case(session, case_id, actor_of(user))  # the object is no longer known to be harmless
         session.commit()
     request.app.state.metrics.undos.inc()
     return CasePublic.model_validate(case)

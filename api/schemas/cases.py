@@ -16,6 +16,7 @@ REJECT_REASON_ZH: dict[RejectReason, str] = {
     RejectReason.PERMITTED_VENDING: "合规经营",
     RejectReason.DUPLICATE: "重复",
     RejectReason.INSUFFICIENT_EVIDENCE: "证据不足",
+    RejectReason.FIXED_OBJECT: "固定设施/常驻物体",
     RejectReason.OTHER: "其他",
 }
 
@@ -113,7 +114,7 @@ class VerifyIn(BaseModel):
 
     decision: Decision
     reason: RejectReason | None = Field(
-        None, description="required to reject: 误检/合规经营/重复/证据不足/其他"
+        None, description="required to reject: 误检/固定设施/合规经营/重复/证据不足/其他"
     )
     note: str = Field("", max_length=2000, description="required when reason is 'other'")
     corrections: list[CorrectionIn] = Field(default_factory=list, max_length=50)
@@ -125,7 +126,7 @@ class VerifyIn(BaseModel):
     def verify_reason(self) -> VerifyIn:
         if self.decision == Decision.REJECT and self.reason is None:
             raise ValueError(
-                "a rejection needs a reason: false_detection, permitted_vending, duplicate, "
+                "a rejection needs a reason: false_detection, fixed_object, permitted_vending, duplicate, "
                 "insufficient_evidence or other"
             )
         if self.decision == Decision.CONFIRM and self.reason is not None:

@@ -20,6 +20,7 @@ export const REASONS = [
   { key: "3", code: "duplicate", zh: "重复" },
   { key: "4", code: "insufficient_evidence", zh: "证据不足" },
   { key: "5", code: "other", zh: "其他" },
+  { key: "6", code: "fixed_object", zh: "固定设施/常驻物体" },  // also remembered by the camera (false-alarm memory)
 ];
 export const OBJECT_ZH = {
   person: "行人", bicycle: "自行车", e_bike: "电动车", vending_stall: "摊位",

@@ -37,11 +37,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_false_alarm_memory")),
     )
     op.create_index(
-        "ix_false_alarm_memory_camera_expires", "false_alarm_memory", ["camera_id", "expires_at"], unique=False
+        "ix_false_alarm_memory_camera_expires",
+        "false_alarm_memory",
+        ["camera_id", "expires_at"],
+        unique=False,
     )
-    op.create_index(
-        op.f("ix_false_alarm_memory_case_id"), "false_alarm_memory", ["case_id"], unique=False
-    )
+    op.create_index(op.f("ix_false_alarm_memory_case_id"), "false_alarm_memory", ["case_id"], unique=False)
 
 
 def downgrade() -> None:
