@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import yaml
 from sqlalchemy import select
 
-from tests.urbaneye.conftest import make_context, make_event, make_frames, wait_for
+from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames, wait_for
 from tests.urbaneye.test_drills import IMMEDIATE, _all_delivered, _state
 from urbaneye.audit import verify_evidence
 from urbaneye.cases.spool import make_item_id
@@ -81,3 +82,15 @@ def test_every_violation_of_two_machines_becomes_one_case_none_errors(
             assert sign not in log, f"worker of {node} logged {sign!r}:\n{log[-3000:]}"
     assert "'rerouted'" in logs["machine-b"]  # machine-a's task sent on, not failed
     assert "'not_here'" in logs["machine-b"]  # the nameless one: machine-a's relay re-sent it
+
+
+def test_compose_services_sharing_the_spool_share_one_node_name():
+    """In docker compose every container has its own host name: without one URBANEYE_NODE_NAME the
+    streams container would send case tasks to a queue no worker consumes."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    names = {}
+    for name, service in compose["services"].items():
+        if "spool:/data/spool" in service.get("volumes", []):
+            names[name] = service["environment"].get("URBANEYE_NODE_NAME")
+    assert {"streams", "celery", "relay"} <= set(names)
+    assert len(set(names.values())) == 1 and None not in names.values(), names
