@@ -1,5 +1,5 @@
 // Cameras: live status, the latest snapshot with zones, and (admins) drawing/editing zone polygons.
-import { ROAD_CLASS_ZH, fill, ZONE_KIND_ZH, auth, del, el, fmtTime, get, imageUrl, put, svg, toast } from "./api.js";
+import { KIND_ZH, REASONS, ROAD_CLASS_ZH, fill, ZONE_KIND_ZH, auth, del, el, fmtTime, get, imageUrl, put, svg, toast } from "./api.js";
 
 const STATE_ZH = { online: "在线", degraded: "降级", offline: "离线" };
 
@@ -25,9 +25,10 @@ function mountCamera(root, cameraId) {
   const stage = el("div", { class: "stage", id: "stage" }, el("p", { class: "muted" }, "加载画面…"));
   const side = el("div", { class: "zone-side" });
   const info = el("div", { class: "cam-info" });
+  const memory = el("section", { class: "memory", id: "memory" });
   root.append(el("section", { class: "page camera-page" },
     el("p", {}, el("a", { href: "#/cameras" }, "← 全部摄像头")), info,
-    el("div", { class: "cam-body" }, stage, side)));
+    el("div", { class: "cam-body" }, stage, side), memory));
 
   async function load() {
     try {
@@ -215,6 +216,41 @@ function mountCamera(root, cameraId) {
     side.replaceChildren(...parts);
   }
 
+  // ---- false-alarm memory: objects reviewers rejected as 误检 / 固定设施, no longer reported -------------
+  const MEMORY_STATE_ZH = { active: "生效中", expired: "已过期", gone: "物体已移走" };
+  async function loadMemory() {
+    let res;
+    try {
+      res = await get(`cameras/${encodeURIComponent(cameraId)}/memory`);
+    } catch (err) { fill(memory, el("h3", {}, "误报记忆"), el("p", { class: "error" }, err.message)); return; }
+    const rows = res.data.map((m) => el("tr", { class: `memory-entry ${m.state}`, dataset: { entry: m.id } },
+      el("td", {}, m.crop_url ? el("img", { src: m.crop_url, alt: "目标特写", class: "memory-crop" }) : el("span", { class: "muted" }, "无特写")),
+      el("td", {}, KIND_ZH[m.kind] || m.kind, el("div", { class: "small muted" }, REASONS.find((r) => r.code === m.reason)?.zh || m.reason)),
+      el("td", { class: "memory-reviewer" }, m.reviewer),
+      el("td", { class: "memory-count" }, `${m.suppressed_count} 次`),
+      el("td", { class: "memory-last" }, m.last_suppressed_at ? fmtTime(m.last_suppressed_at) : "—"),
+      el("td", {}, MEMORY_STATE_ZH[m.state] || m.state, el("div", { class: "small muted" }, `至 ${fmtTime(m.expires_at)}`)),
+      el("td", {}, isAdmin ? el("button", { class: "danger memory-delete", onclick: () => deleteMemory(m) }, "删除") : null)));
+    fill(memory,
+      el("h3", {}, `误报记忆（${res.count}）`),
+      el("p", { class: "small muted" }, "审核员以“误检”或“固定设施/常驻物体”驳回的目标：同一位置、外观相同的目标不再立案；外观不同的目标照常立案。"),
+      res.count
+        ? el("table", { class: "memory-table" },
+          el("thead", {}, el("tr", {}, ...["特写", "类型", "审核员", "已屏蔽", "最近屏蔽", "状态", ""].map((h) => el("th", {}, h)))),
+          el("tbody", {}, ...rows))
+        : el("p", { class: "empty" }, "暂无记忆"));
+  }
+
+  async function deleteMemory(m) {
+    if (!confirm("删除这条误报记忆？之后该目标会重新立案。")) return;
+    try {
+      await del(`cameras/${encodeURIComponent(cameraId)}/memory/${encodeURIComponent(m.id)}`);
+      toast("误报记忆已删除");
+    } catch (err) { toast(err.message, "error"); }
+    loadMemory();
+  }
+
   load();
+  loadMemory();
   return () => { if (ed.snapshot) URL.revokeObjectURL(ed.snapshot); };
 }
