@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from vision.cli import InputError, replay_file
 from vision.config import RulesConfig
 from vision.pipeline import CameraPipeline, FrameInputError, frame_from_json, label_kinds
-from vision.rules.common import Candidate, _judge_still, _start_episode
+from vision.rules.common import Candidate, Sample, _judge_still, _start_episode
 from vision.types import OBJECT_KINDS, Detections, ViolationEvent
 
 from .factories import camera, rect, zone
@@ -171,7 +171,7 @@ def test_a_settled_run_that_ends_in_two_stray_boxes_starts_its_episode() -> None
     b = (a[0] + dx, a[1], a[2] + dx, a[3])
     for k, box in enumerate([a] * 6 + [b] * 2):
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        cand.samples.append((0.6 * k, k, k + 1, cx, cy, diag, *box))
+        cand.samples.append(Sample(0.6 * k, k, k + 1, cx, cy, diag, *box))
     assert _judge_still(cand, rules.stationary_max_shift) is True
     _start_episode(cand, rules.stationary_max_shift)
     assert cand.dwell_start_s is not None and cand.anchor is not None

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import median
+from typing import NamedTuple
 
 import numpy as np
 
@@ -127,6 +128,29 @@ class RuleSpec:
         object.__setattr__(self, "class_ids", tuple(OBJECT_KINDS.index(k) for k in self.object_kinds))
 
 
+class Sample(NamedTuple):
+    """One kept observation of a candidate: when, which detector run, its centre, diagonal and box."""
+
+    ts_s: float
+    frame: int  # RuleState.frame of the observation
+    seen: int  # the candidate's observation count then
+    cx: float
+    cy: float
+    diag: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def scaled(self, sx: float, sy: float) -> Sample:
+        """The same observation in the frame resized by ``(sx, sy)``."""
+        x1, y1, x2, y2 = self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy
+        k = math.sqrt(sx * sy)
+        return Sample(
+            self.ts_s, self.frame, self.seen, self.cx * sx, self.cy * sy, self.diag * k, x1, y1, x2, y2
+        )
+
+
 @dataclass(slots=True)
 class Candidate:
     """One followed object. Boxes are xyxy pixels; times are stream seconds."""
@@ -138,8 +162,9 @@ class Candidate:
     box: tuple[float, float, float, float]
     tracker_id: int | None
     seen: int = 0  # observations so far
-    # (ts_s, frame, seen, cx, cy, diag, x1, y1, x2, y2), thinned to SAMPLE_MIN_GAP_S
-    samples: deque = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    samples: deque[Sample] = field(
+        default_factory=lambda: deque(maxlen=SAMPLES_KEPT)
+    )  # every SAMPLE_MIN_GAP_S
     scores: deque = field(default_factory=deque)
     blocked: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
     support: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
@@ -391,23 +416,21 @@ def _match(cands: list[Candidate], det: Detections, boxes: list[list[float]]) ->
 def _judge_still(c: Candidate, max_shift: float) -> bool | None:
     """Stationary now? None while there are too few samples to tell."""
     samples = c.samples
-    newest = samples[-1][0]
-    window = [s for s in samples if s[0] >= newest - STILL_WINDOW_S]
+    newest = samples[-1].ts_s
+    window = [s for s in samples if s.ts_s >= newest - STILL_WINDOW_S]
     if len(window) < STILL_MIN_SAMPLES:
         window = list(samples)[-STILL_MIN_SAMPLES:]
-    if len(window) < STILL_MIN_SAMPLES or window[-1][0] - window[0][0] < STILL_MIN_SPAN_S:
+    if len(window) < STILL_MIN_SAMPLES or window[-1].ts_s - window[0].ts_s < STILL_MIN_SPAN_S:
         return None
-    mcx = median(s[3] for s in window)
-    mcy = median(s[4] for s in window)
-    tol = max_shift * median(s[5] for s in window)
-    inliers = sum(1 for s in window if math.hypot(s[3] - mcx, s[4] - mcy) <= tol)
+    cxs = [s.cx for s in window]
+    cys = [s.cy for s in window]
+    mcx, mcy = median(cxs), median(cys)
+    tol = max_shift * median([s.diag for s in window])
+    inliers = sum(1 for x, y in zip(cxs, cys, strict=True) if math.hypot(x - mcx, y - mcy) <= tol)
     if inliers < STILL_INLIER_FRACTION * len(window):
         return False
-    half = len(window) // 2
-    a, b = window[:half], window[half:]
-    drift = math.hypot(
-        median(s[3] for s in b) - median(s[3] for s in a), median(s[4] for s in b) - median(s[4] for s in a)
-    )
+    half = len(window) // 2  # has the older half's median moved to the newer half's?
+    drift = math.hypot(median(cxs[half:]) - median(cxs[:half]), median(cys[half:]) - median(cys[:half]))
     return drift <= tol
 
 
@@ -417,21 +440,22 @@ def _settling(c: Candidate, now_s: float) -> bool:
     if c.dwell_start_s is not None or not c.samples or now_s - c.last_seen_s > SAMPLE_MIN_GAP_S:
         return False
     return (
-        c.samples[-1][0] - c.samples[0][0] < STILL_MIN_SPAN_S and now_s - c.samples[-1][0] >= SAMPLE_MIN_GAP_S
+        c.samples[-1].ts_s - c.samples[0].ts_s < STILL_MIN_SPAN_S
+        and now_s - c.samples[-1].ts_s >= SAMPLE_MIN_GAP_S
     )
 
 
 def _start_episode(c: Candidate, max_shift: float) -> None:
     """Begin a stationary episode back-dated to the first sample of the current settled run."""
-    window = [s for s in c.samples if s[0] >= c.samples[-1][0] - STILL_WINDOW_S] or list(c.samples)
-    mcx = median(s[3] for s in window)
-    mcy = median(s[4] for s in window)
-    tol = max_shift * median(s[5] for s in window)
+    window = [s for s in c.samples if s.ts_s >= c.samples[-1].ts_s - STILL_WINDOW_S] or list(c.samples)
+    mcx = median(s.cx for s in window)
+    mcy = median(s.cy for s in window)
+    tol = max_shift * median(s.diag for s in window)
     first = c.samples[-1]
     settled = []
     misses = 0
     for s in reversed(c.samples):
-        if math.hypot(s[3] - mcx, s[4] - mcy) > tol:
+        if math.hypot(s.cx - mcx, s.cy - mcy) > tol:
             misses += 1
             if misses >= 2:  # one stray box (a false detection) does not end the settled run
                 break
@@ -443,10 +467,16 @@ def _start_episode(c: Candidate, max_shift: float) -> None:
         # The two newest samples lie off the window's median (a box that jumped or collapsed): the
         # object settles where it was seen last.
         settled = [first]
-    c.dwell_start_s = first[0]
-    c.episode_frame0 = first[1]
-    c.episode_seen0 = first[2] - 1
-    c.anchor = [sum(s[6 + i] for s in settled) / len(settled) for i in range(4)]
+    c.dwell_start_s = first.ts_s
+    c.episode_frame0 = first.frame
+    c.episode_seen0 = first.seen - 1
+    n = len(settled)
+    c.anchor = [
+        sum(s.x1 for s in settled) / n,
+        sum(s.y1 for s in settled) / n,
+        sum(s.x2 for s in settled) / n,
+        sum(s.y2 for s in settled) / n,
+    ]
     c.anchor_n = len(settled)
     # where it settled; fixed for the episode, so a slow creep cannot drag it along
     c.home = ((c.anchor[0] + c.anchor[2]) / 2, (c.anchor[1] + c.anchor[3]) / 2)
@@ -493,10 +523,12 @@ def _observe(
     if held and not c.held:
         c.held_since_s = now_s
     c.held = held
-    if c.samples and now_s - c.samples[-1][0] < SAMPLE_MIN_GAP_S:
+    if c.samples and now_s - c.samples[-1].ts_s < SAMPLE_MIN_GAP_S:
         return
     x1, y1, x2, y2 = box
-    c.samples.append((now_s, frame, c.seen, (x1 + x2) / 2, (y1 + y2) / 2, box_diag(box), x1, y1, x2, y2))
+    c.samples.append(
+        Sample(now_s, frame, c.seen, (x1 + x2) / 2, (y1 + y2) / 2, box_diag(box), x1, y1, x2, y2)
+    )
     still = _judge_still(c, rules.stationary_max_shift)
     if still is None:
         return
@@ -506,8 +538,8 @@ def _observe(
         else:
             assert c.anchor is not None
             acx, acy = c.home
-            window = [s for s in c.samples if s[0] >= now_s - STILL_WINDOW_S]
-            mcx, mcy = median(s[3] for s in window), median(s[4] for s in window)
+            window = [s for s in c.samples if s.ts_s >= now_s - STILL_WINDOW_S]
+            mcx, mcy = median(s.cx for s in window), median(s.cy for s in window)
             if math.hypot(mcx - acx, mcy - acy) > rules.stationary_max_shift * box_diag(tuple(c.anchor)):
                 _start_episode(c, rules.stationary_max_shift)  # settled somewhere else: re-parked
             else:
@@ -912,17 +944,13 @@ def rescale(state: RuleState, sx: float, sy: float) -> None:
         x1, y1, x2, y2 = b
         return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
-    k = math.sqrt(sx * sy)
     for c in state.candidates:
         c.box = box(c.box)
         if c.anchor is not None:
             c.anchor = list(box(c.anchor))
         c.home = (c.home[0] * sx, c.home[1] * sy)
         c.geo_box = None
-        c.samples = deque(
-            ((t, f, n, cx * sx, cy * sy, d * k, *box(rest)) for t, f, n, cx, cy, d, *rest in c.samples),
-            maxlen=SAMPLES_KEPT,
-        )
+        c.samples = deque((s.scaled(sx, sy) for s in c.samples), maxlen=SAMPLES_KEPT)
     for p in state.places:
         p.bbox = box(p.bbox)
     state.cluster_cache = state.assign_cache = None
