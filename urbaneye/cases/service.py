@@ -17,13 +17,14 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
@@ -329,7 +330,9 @@ def upload_spooled_evidence(
             uploaded.append(evidence_id)
         if uploaded:
             with session_scope(url or get_settings().db_url) as session:
-                session.execute(update(Evidence).where(Evidence.id.in_(uploaded)).values(uploaded=True))
+                # ORM updates, not a bulk UPDATE: session events see each evidence row change
+                for row in session.scalars(select(Evidence).where(Evidence.id.in_(uploaded))):
+                    row.uploaded = True
         if deferred:
             return UploadOutcome.DEFERRED
         spool.mark_done(spool_item_id)
@@ -555,6 +558,7 @@ class EvidenceUploader:
         self.url = url
         self._jobs: queue.Queue[str] = queue.Queue()
         self._deferred: dict[str, None] = {}  # insertion-ordered set, oldest first
+        self._held_at = 0.0
         self._thread = threading.Thread(target=self._run, name="evidence-uploader", daemon=True)
         self._thread.start()
 
@@ -577,9 +581,23 @@ class EvidenceUploader:
             self._deferred.pop(spool_item_id, None)
         return outcome
 
+    def _hold_deferred(self) -> None:
+        """Refresh the ``sent`` markers of the items this live process retries, so the relay does not
+        re-send them (re-recording every waiting case each round of a long outage); if this process dies,
+        the markers age and the relay takes over."""
+        now = time.monotonic()
+        if now - self._held_at < 1.0:
+            return
+        self._held_at = now
+        for spool_item_id in self._deferred:
+            if self.spool.exists(spool_item_id):
+                self.spool.mark_sent(spool_item_id)
+
     def _run(self) -> None:
         while True:
-            wait_s = max(0.2, get_store().available_in_s()) if self._deferred else None
+            self._hold_deferred()
+            # wake at the next probe, and at least every 5 s to hold the deferred items
+            wait_s = min(5.0, max(0.2, get_store().available_in_s())) if self._deferred else None
             try:
                 self._attempt(self._jobs.get(timeout=wait_s))
                 continue
