@@ -69,3 +69,9 @@ def centre_dist(a: Sequence[float], b: Sequence[float]) -> float:
 def box_diag(b: Sequence[float]) -> float:
     """Diagonal of an xyxy box in pixels, at least 1 (a scale to divide by)."""
     return max(1.0, math.hypot(b[2] - b[0], b[3] - b[1]))
+
+
+def scale_box(b: Iterable[float], sx: float, sy: float) -> tuple[float, float, float, float]:
+    """An xyxy box in a frame resized by ``(sx, sy)``."""
+    x1, y1, x2, y2 = b
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)

@@ -21,7 +21,8 @@ import numpy as np
 
 from vision.config import CameraConfig, RulesConfig
 from vision.rules import RULES
-from vision.rules.common import EscalationBook, remap_zones, rescale
+from vision.rules.common import remap_zones, rescale
+from vision.rules.escalation import EscalationBook
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneIndex, watched_kinds
 

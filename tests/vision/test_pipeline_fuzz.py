@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from vision.cli import InputError, replay_file
 from vision.config import RulesConfig
 from vision.pipeline import CameraPipeline, FrameInputError, frame_from_json, label_kinds
-from vision.rules.common import Candidate, Sample, _judge_still, _start_episode
+from vision.rules.candidates import Candidate, Sample, _judge_still, _start_episode
 from vision.types import OBJECT_KINDS, Detections, ViolationEvent
 
 from .factories import camera, rect, zone

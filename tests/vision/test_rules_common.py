@@ -21,7 +21,7 @@ from tests.vision.factories import (
     violation_ids,
     zone,
 )
-from vision.rules.common import EscalationBook, escalation_level, place_key
+from vision.rules.escalation import EscalationBook, escalation_level, place_key
 from vision.types import OBJECT_KINDS, Detections, Escalation, ObjectKind
 
 STREET = zone("street", "no_vending", road_class="main")  # vending dwell 180 s
@@ -276,8 +276,8 @@ def _gated(score_at, scan_every: int, duration_s: float = 220.0, fps: float = 5.
     street) with confidence ``score_at(t)``, or ``score_at[run % len]`` for a list; frames between carry
     the last detections (``fresh=False``). A frame the rules ask for (``wants_detection``) is detected
     too. Returns (events, detector runs)."""
+    from vision.config import RulesConfig
     from vision.pipeline import CameraPipeline
-    from vision.rules.common import RulesConfig
 
     stall_id = OBJECT_KINDS.index(ObjectKind.VENDING_STALL)
     pipe = CameraPipeline(CAM, RulesConfig())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from vision.config import RulesConfig
-from vision.rules.common import Annotations, EscalationBook, RuleSpec, RuleState, run_rule
+from vision.rules.common import Annotations, RuleSpec, RuleState, run_rule
 from vision.rules.common import init_state as _init_state
+from vision.rules.escalation import EscalationBook
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneFrame
 

@@ -8,8 +8,9 @@ a ``bike_bay`` never count; a bike moved and re-parked restarts its dwell (new s
 from __future__ import annotations
 
 from vision.config import RulesConfig
-from vision.rules.common import EscalationBook, RuleSpec, RuleState, run_rule
+from vision.rules.common import RuleSpec, RuleState, run_rule
 from vision.rules.common import init_state as _init_state
+from vision.rules.escalation import EscalationBook
 from vision.types import Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneFrame
 
