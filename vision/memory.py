@@ -117,7 +117,7 @@ class MemoryEntry:
     @property
     def class_ids(self) -> tuple[int, ...]:
         """Detector classes (indexes into ``OBJECT_KINDS``) this memory can suppress."""
-        return RULES[self.kind].SPEC.class_ids
+        return RULES[self.kind].spec.class_ids
 
     def box_in(self, frame_wh: tuple[int, int]) -> tuple[float, float, float, float]:
         """The remembered box in pixels of a ``frame_wh`` frame (same view, maybe another resolution)."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from vision.config import CameraConfig, RulesConfig
 from vision.rules import RULES
-from vision.rules.common import remap_zones, rescale
+from vision.rules.common import Rule, RuleState, remap_zones, rescale
 from vision.rules.escalation import EscalationBook
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
 from vision.zones import ZoneIndex, watched_kinds
@@ -92,12 +92,12 @@ class CameraPipeline:
         )
         watched = {k for z in camera.zones for k in watched_kinds(z)}
         # only rules some zone watches run: a bikes-only camera pays nothing for the others
-        self._rules: list[tuple[Any, Any]] = [
-            (module, module.init_state(camera.id, rules, self.escalation))
-            for kind, module in RULES.items()
+        self._rules: list[tuple[Rule, RuleState]] = [
+            (rule, rule.init_state(camera.id, rules, self.escalation))
+            for kind, rule in RULES.items()
             if kind in watched
         ]
-        self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
+        self._class_ids = sorted({c for rule, _ in self._rules for c in rule.spec.class_ids})
         self._last_ts_s: float | None = None
         self._frame_wh: tuple[int, int] | None = None
         self._failures: dict[ViolationKind, RuleFailure] = {}
@@ -129,20 +129,27 @@ class CameraPipeline:
         if len(detections) and self._rules:
             detections = zones.with_touch(detections, self._class_ids)
         events: list[ViolationEvent] = []
-        for i, (module, state) in enumerate(self._rules):
-            events.extend(self._step_rule(i, module, state, detections, zones, ts_s, fresh))
+        for i, (rule, state) in enumerate(self._rules):
+            events.extend(self._step_rule(i, rule, state, detections, zones, ts_s, fresh))
         return events
 
     def _step_rule(
-        self, i: int, module: Any, state: Any, detections: Detections, zones: Any, ts_s: float, fresh: bool
+        self,
+        i: int,
+        rule: Rule,
+        state: RuleState,
+        detections: Detections,
+        zones: Any,
+        ts_s: float,
+        fresh: bool,
     ) -> list[ViolationEvent]:
         """One rule's step, fenced: a rule that raises keeps its own state (and every other rule keeps
         theirs); the failure is reported by ``rule_errors`` with its kind. A rule that fails
         ``RULE_RESET_AFTER`` frames in a row is restarted: its open violations are closed first, so no
         case is left open for ever."""
-        kind = module.SPEC.kind
+        kind = rule.spec.kind
         try:
-            state, out = module.step(state, detections, zones, ts_s, fresh=fresh)
+            state, out = rule.step(state, detections, zones, ts_s, fresh=fresh)
         except Exception as exc:
             failure = self._failures.get(kind, RuleFailure(f"{type(exc).__name__}: {exc}", 0))
             failure = RuleFailure(f"{type(exc).__name__}: {exc}", failure.in_a_row + 1)
@@ -157,21 +164,21 @@ class CameraPipeline:
                 )
             if failure.in_a_row < RULE_RESET_AFTER:
                 return []
-            closed = self._restart_rule(i, module, state, ts_s)
+            closed = self._restart_rule(i, rule, state, ts_s)
             return closed
-        self._rules[i] = (module, state)
+        self._rules[i] = (rule, state)
         self._failures.pop(kind, None)
         return out
 
-    def _restart_rule(self, i: int, module: Any, state: Any, ts_s: float) -> list[ViolationEvent]:
-        kind = module.SPEC.kind
+    def _restart_rule(self, i: int, rule: Rule, state: RuleState, ts_s: float) -> list[ViolationEvent]:
+        kind = rule.spec.kind
         try:
             zones = self.zones.zones
-            closed = remap_zones(state, module.SPEC, zones, list(range(len(zones))), ts_s, close_all=True)
+            closed = remap_zones(state, rule.spec, zones, list(range(len(zones))), ts_s, close_all=True)
         except Exception:
             log.exception("camera %s: rule %s: its open violations could not be closed", self.camera.id, kind)
             closed = []
-        self._rules[i] = (module, module.init_state(self.camera.id, self.rules, self.escalation))
+        self._rules[i] = (rule, rule.init_state(self.camera.id, self.rules, self.escalation))
         log.error("camera %s: rule %s restarted after %d failures", self.camera.id, kind, RULE_RESET_AFTER)
         return closed
 
@@ -208,18 +215,18 @@ class CameraPipeline:
         remap = [position.get(z.id, -1) for z in old_zones]
         watched = {k for z in camera.zones for k in watched_kinds(z)}
         events: list[ViolationEvent] = []
-        running = {}
-        for module, state in self._rules:
-            kind = module.SPEC.kind
-            events += remap_zones(state, module.SPEC, old_zones, remap, ts_s, close_all=kind not in watched)
+        running: dict[ViolationKind, tuple[Rule, RuleState]] = {}
+        for rule, state in self._rules:
+            kind = rule.spec.kind
+            events += remap_zones(state, rule.spec, old_zones, remap, ts_s, close_all=kind not in watched)
             if kind in watched:
-                running[kind] = (module, state)
+                running[kind] = (rule, state)
         self._rules = [
-            running.get(kind) or (module, module.init_state(camera.id, self.rules, self.escalation))
-            for kind, module in RULES.items()
+            running.get(kind) or (rule, rule.init_state(camera.id, self.rules, self.escalation))
+            for kind, rule in RULES.items()
             if kind in watched
         ]
-        self._class_ids = sorted({c for module, _ in self._rules for c in module.SPEC.class_ids})
+        self._class_ids = sorted({c for rule, _ in self._rules for c in rule.spec.class_ids})
         self.camera = camera
         self.zones = ZoneIndex(camera, live=self.zones.live)
         return events

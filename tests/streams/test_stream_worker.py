@@ -180,16 +180,17 @@ def test_a_failing_rule_is_shown_in_the_status_and_the_camera_keeps_running(
 ) -> None:
     """A rule that raises on one camera's detections (the real-footage crash) is fenced: that camera keeps
     processing with its status naming the rule and the error, and the other camera is untouched."""
-    from vision.rules import garbage
+    from vision.rules import RULES, Rule
+    from vision.types import ViolationKind
 
-    real_step = garbage.step
+    class FailingOnCamBad(Rule):
+        def step(self, state, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if state.camera_id == "cam-bad":
+                raise ZeroDivisionError("division by zero")
+            return super().step(state, *args, **kwargs)
 
-    def step(state, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if state.camera_id == "cam-bad":
-            raise ZeroDivisionError("division by zero")
-        return real_step(state, *args, **kwargs)
-
-    monkeypatch.setattr(garbage, "step", step)
+    garbage = ViolationKind.EXPOSED_GARBAGE
+    monkeypatch.setitem(RULES, garbage, FailingOnCamBad(RULES[garbage].spec))
     loop = {"url": str(clip), "loop": True}
     cams = cameras_yaml(
         camera_dict("cam-bad", str(clip), source=loop), camera_dict("cam-ok", str(clip), source=loop)

@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from vision.cli import InputError, replay_file
 from vision.config import RulesConfig
 from vision.pipeline import CameraPipeline, FrameInputError, frame_from_json, label_kinds
+from vision.rules import RULES as RULE_OF_KIND
 from vision.rules.candidates import Candidate, Sample, _judge_still, _start_episode
-from vision.types import OBJECT_KINDS, Detections, ViolationEvent
+from vision.rules.common import Rule
+from vision.types import OBJECT_KINDS, Detections, ViolationEvent, ViolationKind
 
 from .factories import camera, rect, zone
 
@@ -181,20 +183,19 @@ def test_a_settled_run_that_ends_in_two_stray_boxes_starts_its_episode() -> None
 def test_a_failing_rule_keeps_the_other_rules_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """One rule raising does not discard what the other rules (or itself) remember; the error is reported
     with its kind, and clears once the rule steps again."""
-    from vision.rules import bikes
+    broken = {"on": False}
 
+    class FlakyRule(Rule):
+        def step(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if broken["on"]:
+                raise ZeroDivisionError("division by zero")
+            return super().step(*args, **kwargs)
+
+    bikes = ViolationKind.BIKE_MISPARKING
+    monkeypatch.setitem(RULE_OF_KIND, bikes, FlakyRule(RULE_OF_KIND[bikes].spec))
     pipe = CameraPipeline(camera(*ZONES), RULES, tracker=None)
     stall, bike = OBJECT_KINDS.index("vending_stall"), OBJECT_KINDS.index("bicycle")
     dets = to_detections([((100, 200, 200, 300), 0.9, stall), ((600, 300, 640, 380), 0.9, bike)])
-    real_step = bikes.step
-    broken = {"on": False}
-
-    def flaky_step(*args, **kwargs):
-        if broken["on"]:
-            raise ZeroDivisionError("division by zero")
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(bikes, "step", flaky_step)
     opened: list[ViolationEvent] = []
     for i in range(400):
         broken["on"] = 100 <= i < 110

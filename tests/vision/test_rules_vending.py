@@ -8,7 +8,7 @@ import pytest
 
 from tests.vision.factories import GRILL, STALL, Obj, camera, of, rect, run, zone
 from vision.config import RulesConfig
-from vision.rules import vending
+from vision.rules import RULES, vending
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationKind
 from vision.zones import ZoneIndex
 
@@ -119,15 +119,16 @@ def test_two_stalls_side_by_side_are_two_violations() -> None:
     assert len({e.violation_id for e in of(events, "opened")}) == 2
 
 
-def test_rule_module_is_a_pure_step_function() -> None:
-    assert vending.SPEC.object_kinds == (ObjectKind.VENDING_STALL,)
+def test_rule_is_a_pure_step_function() -> None:
+    rule = RULES[ViolationKind.STREET_VENDING]
+    assert rule.spec is vending.SPEC and vending.SPEC.object_kinds == (ObjectKind.VENDING_STALL,)
     cam = camera(zone("street", "no_vending", road_class="main"))
     index = ZoneIndex(cam)
-    state = vending.init_state(cam.id, RulesConfig())
+    state = rule.init_state(cam.id, RulesConfig())
     det = Detections(xyxy=[STALL], confidence=[0.9], class_id=[OBJECT_KINDS.index(ObjectKind.VENDING_STALL)])
     events = []
     for k in range(1100):  # 220 s at 5 fps: time is only what the caller says it is
         t = k * 0.2
-        state, out = vending.step(state, det, index.frame((1000, 1000), t), t)
+        state, out = rule.step(state, det, index.frame((1000, 1000), t), t)
         events += out
     assert [(e.event, round(e.ts_s)) for e in events] == [("sighting", 15), ("opened", 180), ("updated", 210)]

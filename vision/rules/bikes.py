@@ -7,25 +7,11 @@ a ``bike_bay`` never count; a bike moved and re-parked restarts its dwell (new s
 
 from __future__ import annotations
 
-from vision.config import RulesConfig
-from vision.rules.common import RuleSpec, RuleState, run_rule
-from vision.rules.common import init_state as _init_state
-from vision.rules.escalation import EscalationBook
-from vision.types import Detections, ObjectKind, ViolationEvent, ViolationKind
-from vision.zones import ZoneFrame
+from vision.rules.common import RuleSpec
+from vision.types import ObjectKind, ViolationKind
 
 SPEC = RuleSpec(
     kind=ViolationKind.BIKE_MISPARKING,
     object_kinds=(ObjectKind.BICYCLE, ObjectKind.E_BIKE),
     merge_widths=1.5,
 )
-
-
-def init_state(camera_id: str, rules: RulesConfig, escalation: EscalationBook | None = None) -> RuleState:
-    return _init_state(camera_id, rules, escalation)
-
-
-def step(
-    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float, *, fresh: bool = True
-) -> tuple[RuleState, list[ViolationEvent]]:
-    return run_rule(SPEC, state, detections, zones, now_s, fresh=fresh)

@@ -14,4 +14,3 @@ def gbt_code_for(zone: ZoneConfig, kind: ViolationKind) -> str:
         if zone.frontage_id:
             return "0504"
     return DEFAULT_GBT_CODE[kind]
-

@@ -103,6 +103,34 @@ def init_state(
     return RuleState(camera_id=camera_id, rules=rules, book=book)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One violation rule: its spec, run on the shared machinery.
+
+    Example:
+        >>> rule = RULES[ViolationKind.STREET_VENDING]  # vision.rules.RULES
+        >>> state = rule.init_state("cam-1", RulesConfig())
+        >>> state, events = rule.step(state, detections, zones, now_s=12.0)
+    """
+
+    spec: RuleSpec
+
+    def init_state(
+        self,
+        camera_id: str,
+        rules: RulesConfig,
+        escalation: EscalationBook | Mapping[str, Iterable[float]] | None = None,
+    ) -> RuleState:
+        """Fresh state for one camera (see ``init_state``)."""
+        return init_state(camera_id, rules, escalation)
+
+    def step(
+        self, state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float, *, fresh: bool = True
+    ) -> tuple[RuleState, list[ViolationEvent]]:
+        """One frame: ``(state, detections, zones, now_s) -> (state, events)`` (see ``run_rule``)."""
+        return run_rule(self.spec, state, detections, zones, now_s, fresh=fresh)
+
+
 def rescale(state: RuleState, sx: float, sy: float) -> None:
     """The stream changed resolution but not its view: scale every remembered box by (sx, sy)."""
     rescale_candidates(state.candidates, sx, sy)

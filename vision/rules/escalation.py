@@ -91,4 +91,3 @@ def place_key(
     gx = min(cells - 1, max(0, int(cx / ESCALATION_CELL)))
     gy = min(cells - 1, max(0, int(cy / ESCALATION_CELL)))
     return f"{camera_id}/{zone.id}/{kind}/cell-{gx}-{gy}"
-

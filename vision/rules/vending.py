@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vision.config import RulesConfig
-from vision.rules.common import Annotations, RuleSpec, RuleState, run_rule
-from vision.rules.common import init_state as _init_state
-from vision.rules.escalation import EscalationBook
-from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
-from vision.zones import ZoneFrame
+from vision.rules.common import Annotations, RuleSpec
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationKind
 
 _GRILL = OBJECT_KINDS.index(ObjectKind.GRILL)
 
@@ -45,13 +41,3 @@ SPEC = RuleSpec(
     merge_widths=0.0,  # neighbouring stalls are separate offences; a split detection overlaps itself
     annotate=_annotate,
 )
-
-
-def init_state(camera_id: str, rules: RulesConfig, escalation: EscalationBook | None = None) -> RuleState:
-    return _init_state(camera_id, rules, escalation)
-
-
-def step(
-    state: RuleState, detections: Detections, zones: ZoneFrame, now_s: float, *, fresh: bool = True
-) -> tuple[RuleState, list[ViolationEvent]]:
-    return run_rule(SPEC, state, detections, zones, now_s, fresh=fresh)
