@@ -204,6 +204,41 @@ def score_events(events: Sequence[OpenedEvent], truths: Sequence[Truth]) -> Scor
     Precision is 1.0 when there are no events and recall 1.0 when there is no truth (nothing was
     wrong / nothing was missed); ``median_delay_s`` is None without matches.
     """
+    by_camera = _truth_by_camera(truths)
+    scored = [e for e in events if e.camera_id in by_camera]
+    ignored = len(events) - len(scored)
+    truth_list = [v for t in truths for v in t.violations]
+    matches, t_used = _match_events(scored, truth_list)
+    tp = len(matches)
+    fp = len(scored) - tp
+    fn = len(truth_list) - len(t_used)
+    precision = tp / len(scored) if scored else 1.0
+    recall = tp / len(truth_list) if truth_list else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    hours = sum(t.duration_s for t in truths) / 3600
+    delays = [m["delay_s"] for m in matches]
+    quiet = {t.camera_id for t in truths if t.must_not_alert}
+    return Score(
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        median_delay_s=median(delays) if delays else None,
+        false_alarms_per_hour=fp / hours if hours > 0 else float(fp),
+        true_positives=tp,
+        false_positives=fp,
+        false_negatives=fn,
+        events=len(scored),
+        truths=len(truth_list),
+        hours=hours,
+        must_not_alert_events=sum(1 for e in scored if e.camera_id in quiet),
+        median_delay_over_dwell_s=median(m["delay_s"] - m["dwell_s"] for m in matches) if matches else None,
+        ignored_events=ignored,
+        per_kind=_per_kind(scored, truth_list, matches),
+        matches=matches,
+    )
+
+
+def _truth_by_camera(truths: Sequence[Truth]) -> dict[str, Truth]:
     by_camera: dict[str, Truth] = {}
     for t in truths:
         if t.camera_id in by_camera:
@@ -212,10 +247,13 @@ def score_events(events: Sequence[OpenedEvent], truths: Sequence[Truth]) -> Scor
                 f"'{t.camera_id}'; give each scenario its own camera id or score them separately"
             )
         by_camera[t.camera_id] = t
-    scored = [e for e in events if e.camera_id in by_camera]
-    ignored = len(events) - len(scored)
-    truth_list = [v for t in truths for v in t.violations]
+    return by_camera
 
+
+def _match_events(
+    scored: Sequence[OpenedEvent], truth_list: Sequence[TruthViolation]
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """Greedy one-to-one matching, best IoU first (then earliest): the matches and the truth indexes used."""
     pairs = []
     for ei, e in enumerate(scored):
         for ti, v in enumerate(truth_list):
@@ -246,16 +284,12 @@ def score_events(events: Sequence[OpenedEvent], truths: Sequence[Truth]) -> Scor
                 "dwell_s": v.dwell_s,
             }
         )
-    tp = len(matches)
-    fp = len(scored) - tp
-    fn = len(truth_list) - len(t_used)
-    precision = tp / len(scored) if scored else 1.0
-    recall = tp / len(truth_list) if truth_list else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    hours = sum(t.duration_s for t in truths) / 3600
-    delays = [m["delay_s"] for m in matches]
-    quiet = {t.camera_id for t in truths if t.must_not_alert}
+    return matches, t_used
 
+
+def _per_kind(
+    scored: Sequence[OpenedEvent], truth_list: Sequence[TruthViolation], matches: list[dict[str, Any]]
+) -> dict[str, dict[str, float | int | None]]:
     per_kind: dict[str, dict[str, float | int | None]] = {}
     kinds = sorted({e.kind for e in scored} | {v.kind for v in truth_list})
     for kind in kinds:
@@ -270,21 +304,4 @@ def score_events(events: Sequence[OpenedEvent], truths: Sequence[Truth]) -> Scor
             "truths": k_truth,
             "median_delay_s": round(median(k_delays), 2) if k_delays else None,
         }
-    return Score(
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        median_delay_s=median(delays) if delays else None,
-        false_alarms_per_hour=fp / hours if hours > 0 else float(fp),
-        true_positives=tp,
-        false_positives=fp,
-        false_negatives=fn,
-        events=len(scored),
-        truths=len(truth_list),
-        hours=hours,
-        must_not_alert_events=sum(1 for e in scored if e.camera_id in quiet),
-        median_delay_over_dwell_s=median(m["delay_s"] - m["dwell_s"] for m in matches) if matches else None,
-        ignored_events=ignored,
-        per_kind=per_kind,
-        matches=matches,
-    )
+    return per_kind
