@@ -55,6 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-motion-gating", action="store_true", help="detect every sampled frame")
     p.add_argument("--stats", action="store_true", help="print per-camera replay statistics as JSON")
+    p.add_argument("--memory", help="false-alarm memory file (JSON), as workers load it (docs/real-cameras.md)")
     p.set_defaults(func=_replay)
 
     p = sub.add_parser(
@@ -168,15 +169,17 @@ def _load_detector(model: str | None, cameras_file):  # noqa: ANN001, ANN202
 def _replay(args: argparse.Namespace) -> int:
     from streams.replay import parse_video_args, replay
     from streams.sources import SourceError
+    from vision.cli import InputError, read_memory_file
     from vision.config import load_cameras
     from vision.detector import ModelLoadError
 
     cameras_file = load_cameras(args.cameras)
     videos = parse_video_args(args.video)
     try:
+        memory = read_memory_file(args.memory, [c.id for c in cameras_file.cameras]) if args.memory else None
         detector = _load_detector(args.model, cameras_file)
-        stats = replay(cameras_file, videos, args.out, detector, gating=not args.no_motion_gating)
-    except (SourceError, ModelLoadError) as exc:
+        stats = replay(cameras_file, videos, args.out, detector, gating=not args.no_motion_gating, memory=memory)
+    except (SourceError, ModelLoadError, InputError) as exc:
         print(f"urbaneye replay: {exc}", file=sys.stderr)
         return 1
     if args.stats:

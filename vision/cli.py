@@ -28,6 +28,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: vision.tracking.Tracker when available; none: rules match objects by position only",
     )
+    p.add_argument(
+        "--memory",
+        help="false-alarm memory file (JSON {\"entries\": [...]}, see docs/real-cameras.md); without frames an "
+        "entry matches by place and kind alone",
+    )
     p.set_defaults(func=cmd_rules_replay)
 
     s = sub.add_parser(
@@ -52,17 +57,47 @@ class InputError(ValueError):
     """Bad command input; the message names the item and the fix."""
 
 
+def read_memory_file(path: str, camera_ids: list[str]) -> dict:
+    """``--memory FILE`` -> ``{camera_id: [MemoryEntry]}``; ``InputError`` names the problem and the fix."""
+    import json
+    from pathlib import Path
+
+    from vision.memory import MemoryError_, load_memory_file
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read memory file {path}: {exc.strerror}; pass a JSON memory file") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"memory file {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    try:
+        return load_memory_file(data, camera_ids)
+    except MemoryError_ as exc:
+        raise InputError(f"memory file {path}: {exc}") from None
+
+
 def replay_file(
-    cameras_path: str, detections_path: str, out_path: str, tracker: str = "auto"
+    cameras_path: str,
+    detections_path: str,
+    out_path: str,
+    tracker: str = "auto",
+    memory_path: str | None = None,
 ) -> dict[str, int]:
-    """Run one ``CameraPipeline`` per camera over a detections JSONL; write opened/updated/closed lines."""
+    """Run one ``CameraPipeline`` per camera over a detections JSONL; write opened/updated/closed lines.
+
+    ``memory_path``: a false-alarm memory file; matching detections are dropped before the rules (by place
+    and kind: a detections file has no pixels to compare appearance with) and counted in ``suppressed``.
+    """
     import json
     from pathlib import Path
 
     from vision.config import load_cameras
+    from vision.memory import MemoryBook
     from vision.pipeline import CameraPipeline, FrameInputError, TimeOrderError, frame_from_json, label_kinds
 
     cameras = load_cameras(cameras_path)
+    memory = read_memory_file(memory_path, [c.id for c in cameras.cameras]) if memory_path else {}
+    books: dict[str, MemoryBook] = {}
     labels = label_kinds(cameras.model.class_map)
     src = Path(detections_path)
     if not src.is_file():
@@ -71,7 +106,7 @@ def replay_file(
             "(one {camera_id, ts_s, frame_wh, detections} object per line)"
         )
     pipelines: dict[str, CameraPipeline] = {}
-    stats = {"frames": 0, "cameras": 0, "events": 0, "opened": 0}
+    stats = {"frames": 0, "cameras": 0, "events": 0, "opened": 0, "suppressed": 0}
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
@@ -104,6 +139,9 @@ def replay_file(
                         cameras.rules,
                         tracker="auto" if tracker == "auto" else None,
                     )
+                    books[camera_id] = MemoryBook(memory.get(camera_id, []))
+                if len(books[camera_id]):
+                    det = books[camera_id].filter(det, None, ts_s)
                 try:
                     events = pipe.step(det, ts_s, frame_wh)
                 except TimeOrderError as exc:
@@ -119,6 +157,7 @@ def replay_file(
     finally:
         tmp.unlink(missing_ok=True)
     stats["cameras"] = len(pipelines)
+    stats["suppressed"] = sum(u.suppressed for book in books.values() for u in book.take_updates())
     return stats
 
 
@@ -126,12 +165,12 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
     from vision.config import ConfigError
 
     try:
-        stats = replay_file(args.cameras, args.detections, args.out, tracker=args.tracker)
+        stats = replay_file(args.cameras, args.detections, args.out, tracker=args.tracker, memory_path=args.memory)
     except (ConfigError, InputError) as exc:
         return _fail("rules-replay", str(exc))
     print(
         f"rules-replay: {stats['frames']} frames from {stats['cameras']} camera(s) -> {stats['events']} events "
-        f"({stats['opened']} opened) in {args.out}",
+        f"({stats['opened']} opened; {stats['suppressed']} suppressed by the memory) in {args.out}",
         file=sys.stderr,
     )
     return 0

@@ -127,3 +127,48 @@ def test_memory_survives_a_worker_restart_and_an_admin_delete_lets_the_next_cand
         wait_for(lambda: len(recorder.opened()) == 1, 60, "the rock opens once its memory is deleted")
     finally:
         worker.stop()
+
+
+def test_replay_and_rules_replay_take_a_memory_file(
+    tmp_path: Path, cameras_yaml: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    """Offline, as measured in docs/real-cameras.md: the same clip opens without the memory file and is
+    suppressed with it; a memory entry of an unknown camera is one clear error."""
+    import json
+
+    from urbaneye.cli import main
+
+    clip = write_clip(tmp_path / "rock.mp4", seconds=20, fps=5, paint=paint_rock)
+    cams = cameras_yaml(camera_dict("cam-1", str(clip), garbage_dwell_s=5))
+    frame = np.full((240, 320, 3), 30, np.uint8)
+    paint_rock(frame, 0.0)
+    entry = entry_from_crop("m1", "cam-1", ViolationKind.EXPOSED_GARBAGE, GARBAGE_BOX, frame)
+    mem = tmp_path / "memory.json"
+    mem.write_text(json.dumps({"entries": [entry.to_json()]}), encoding="utf-8")
+
+    def opened(path: Path) -> int:
+        return sum(json.loads(line)["event"] == "opened" for line in path.read_text().splitlines())
+
+    args = ["replay", "--cameras", str(cams), "--video", f"cam-1={clip}"]
+    assert main([*args, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.jsonl"), "--memory", str(mem)]) == 0
+    assert (opened(tmp_path / "a.jsonl"), opened(tmp_path / "b.jsonl")) == (1, 0)
+
+    # rules-replay: detections only, so the entry matches by place and kind
+    lines = [
+        {"camera_id": "cam-1", "ts_s": t / 5, "frame_wh": [320, 240],
+         "detections": [{"label": "garbage", "xyxy": list(GARBAGE_BOX), "score": 0.9}]}
+        for t in range(100)
+    ]  # fmt: skip
+    dets = tmp_path / "dets.jsonl"
+    dets.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    args = ["rules-replay", "--cameras", str(cams), "--detections", str(dets)]
+    assert main([*args, "--out", str(tmp_path / "c.jsonl")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "d.jsonl"), "--memory", str(mem)]) == 0
+    assert "1 suppressed by the memory" in capsys.readouterr().err
+    assert (opened(tmp_path / "c.jsonl"), opened(tmp_path / "d.jsonl")) == (1, 0)
+
+    mem.write_text(json.dumps({"entries": [{**entry.to_json(), "camera_id": "cam-9"}]}), encoding="utf-8")
+    assert main([*args, "--out", str(tmp_path / "e.jsonl"), "--memory", str(mem)]) == 2
+    assert "memory entry 'm1' is for camera 'cam-9', not one of ['cam-1']" in capsys.readouterr().err
