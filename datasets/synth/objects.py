@@ -32,6 +32,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 #: Unlabelled things drawn to teach the model what a class is not.
 DISTRACTORS: tuple[str, ...] = ("car", "umbrella", "tree", "pole", "bollard", "planter", "cone", "sign_board")
+#: Fixed look-alikes for scenario videos only (never drawn into training images): a rock at a lawn edge
+#: and a street bench, which a detector may take for garbage or a stall (false-alarm memory, issue 12).
+LOOKALIKES: tuple[str, ...] = ("rock", "bench")
 
 
 def hsv(
@@ -1380,11 +1383,53 @@ def draw_sign_board(p: Params, sx: float, sy: float, sd: float, phase: float = 0
     return cv.finish(0.1)
 
 
+def sample_rock(rng: np.random.Generator) -> Params:
+    g = int(rng.integers(90, 170))
+    return {
+        "colour": (g - 10, g, g + int(rng.integers(5, 25))),
+        "size_m": float(rng.uniform(0.6, 1.1)),
+        "seed": int(rng.integers(1 << 30)),
+    }
+
+
+def draw_rock(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
+    rng = np.random.default_rng(p["seed"])
+    s, c = p["size_m"], p["colour"]
+    cv = Canvas(sx, sy, sd, s * 0.7 + 0.2, s * 0.8, s * 0.6, s * 0.3)
+    _blob(cv, rng, 0.0, s * 0.3, 0.0, s * 0.55, s * 0.32, c, 11)
+    for _ in range(4):  # facets and cracks: texture a gradient descriptor can hold on to
+        fx, fy = float(rng.uniform(-s * 0.3, s * 0.3)), float(rng.uniform(s * 0.15, s * 0.45))
+        _blob(cv, rng, fx, fy, 0.01, s * 0.14, s * 0.08, shade(c, float(rng.uniform(0.7, 1.25))), 7)
+    cv.line((-s * 0.3, s * 0.2), (s * 0.1, s * 0.42), shade(c, 0.55), 0.03)
+    return cv.finish(0.35)
+
+
+def sample_bench(rng: np.random.Generator) -> Params:
+    return {
+        "wood": hsv(rng, (0.4, 0.7), (0.35, 0.6)) if rng.random() < 0.3 else (40, 90, 140),
+        "frame": grey(rng, 30, 90),
+        "w": float(rng.uniform(1.6, 2.2)),
+    }
+
+
+def draw_bench(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
+    w, wood, frame = p["w"], p["wood"], p["frame"]
+    cv = Canvas(sx, sy, sd, w / 2 + 0.2, 1.0, 0.5, 0.3)
+    for x in (-w / 2 + 0.1, w / 2 - 0.1):
+        cv.line((x, 0), (x, 0.45), frame, 0.06)
+        cv.line((x, 0.45, 0.3), (x, 0.9, 0.35), frame, 0.05)
+    for i in range(3):  # seat slats
+        cv.box(-w / 2, w / 2, 0.42 + i * 0.015, 0.46 + i * 0.015, i * 0.12, i * 0.12 + 0.1, wood, shade(wood, 1.2))
+    for y in (0.6, 0.75, 0.88):  # back rest
+        cv.poly([(-w / 2, y, 0.32), (w / 2, y, 0.32), (w / 2, y + 0.08, 0.34), (-w / 2, y + 0.08, 0.34)], wood)
+    return cv.finish(0.2)
+
+
 SAMPLERS: dict[str, Callable[[np.random.Generator], Params]] = {
-    name: globals()[f"sample_{name}"] for name in CLASS_NAMES + DISTRACTORS
+    name: globals()[f"sample_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES
 }
 DRAWERS: dict[str, Callable[..., Sprite]] = {
-    name: globals()[f"draw_{name}"] for name in CLASS_NAMES + DISTRACTORS
+    name: globals()[f"draw_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES
 }
 
 

@@ -98,7 +98,7 @@ class Place(_Model):
 
 ActorKind = Literal[
     "person", "bicycle", "e_bike", "vending_stall", "garbage", "trash_bin", "grill", "smoke",
-    "car", "umbrella", "tree", "pole", "bollard", "planter", "cone", "sign_board",
+    "car", "umbrella", "tree", "pole", "bollard", "planter", "cone", "sign_board", "rock", "bench",
 ]  # fmt: skip
 
 
