@@ -30,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--memory",
-        help="false-alarm memory file (JSON {\"entries\": [...]}, see docs/real-cameras.md); without frames an "
+        help='false-alarm memory file (JSON {"entries": [...]}, see docs/real-cameras.md); without frames an '
         "entry matches by place and kind alone",
     )
     p.set_defaults(func=cmd_rules_replay)
@@ -165,7 +165,9 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
     from vision.config import ConfigError
 
     try:
-        stats = replay_file(args.cameras, args.detections, args.out, tracker=args.tracker, memory_path=args.memory)
+        stats = replay_file(
+            args.cameras, args.detections, args.out, tracker=args.tracker, memory_path=args.memory
+        )
     except (ConfigError, InputError) as exc:
         return _fail("rules-replay", str(exc))
     print(

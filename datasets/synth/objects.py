@@ -1419,9 +1419,20 @@ def draw_bench(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -
         cv.line((x, 0), (x, 0.45), frame, 0.06)
         cv.line((x, 0.45, 0.3), (x, 0.9, 0.35), frame, 0.05)
     for i in range(3):  # seat slats
-        cv.box(-w / 2, w / 2, 0.42 + i * 0.015, 0.46 + i * 0.015, i * 0.12, i * 0.12 + 0.1, wood, shade(wood, 1.2))
+        cv.box(
+            -w / 2,
+            w / 2,
+            0.42 + i * 0.015,
+            0.46 + i * 0.015,
+            i * 0.12,
+            i * 0.12 + 0.1,
+            wood,
+            shade(wood, 1.2),
+        )
     for y in (0.6, 0.75, 0.88):  # back rest
-        cv.poly([(-w / 2, y, 0.32), (w / 2, y, 0.32), (w / 2, y + 0.08, 0.34), (-w / 2, y + 0.08, 0.34)], wood)
+        cv.poly(
+            [(-w / 2, y, 0.32), (w / 2, y, 0.32), (w / 2, y + 0.08, 0.34), (-w / 2, y + 0.08, 0.34)], wood
+        )
     return cv.finish(0.2)
 
 
