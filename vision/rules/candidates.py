@@ -80,10 +80,14 @@ class Sample(NamedTuple):
 
     def scaled(self, sx: float, sy: float) -> Sample:
         """The same observation in the frame resized by ``(sx, sy)``."""
-        x1, y1, x2, y2 = self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy
-        k = math.sqrt(sx * sy)
-        return Sample(
-            self.ts_s, self.frame, self.seen, self.cx * sx, self.cy * sy, self.diag * k, x1, y1, x2, y2
+        return self._replace(
+            cx=self.cx * sx,
+            cy=self.cy * sy,
+            diag=self.diag * math.sqrt(sx * sy),
+            x1=self.x1 * sx,
+            y1=self.y1 * sy,
+            x2=self.x2 * sx,
+            y2=self.y2 * sy,
         )
 
 
@@ -98,12 +102,11 @@ class Candidate:
     box: tuple[float, float, float, float]
     tracker_id: int | None
     seen: int = 0  # observations so far
-    samples: deque[Sample] = field(
-        default_factory=lambda: deque(maxlen=SAMPLES_KEPT)
-    )  # every SAMPLE_MIN_GAP_S
-    scores: deque = field(default_factory=deque)
-    blocked: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
-    support: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
+    # one every SAMPLE_MIN_GAP_S at most, for stationarity
+    samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    scores: deque[float] = field(default_factory=deque)
+    blocked: deque[bool] = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
+    support: deque[float] = field(default_factory=lambda: deque(maxlen=CONTEXT_WINDOW))
     # stationary episode
     dwell_start_s: float | None = None
     anchor: list[float] | None = None  # running-mean box of the episode
