@@ -92,14 +92,15 @@ class EvidenceImages:
     crop_jpg: bytes
 
 
-def format_dwell_zh(dwell_s: float) -> str:
-    """Dwell as reviewers read it.
+def format_duration_zh(duration_s: float) -> str:
+    """A duration as reviewers read it: on the annotated frame, in the case description, as the UI shows
+    it (``fmtDuration`` in ``api/static/api.js``).
 
     Example:
-        >>> format_dwell_zh(372), format_dwell_zh(45), format_dwell_zh(3900)
+        >>> format_duration_zh(372), format_duration_zh(45), format_duration_zh(3900)
         ('6分12秒', '45秒', '1小时5分')
     """
-    total = max(0, int(round(dwell_s)))
+    total = max(0, int(round(duration_s)))
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
     if hours:
@@ -209,7 +210,7 @@ def annotate(
         local_time.strftime("%Y-%m-%d %H:%M:%S") if isinstance(local_time, dt.datetime) else str(local_time)
     )
     code = GBT_CODES.get(event.gbt_code)
-    title = f"{VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))}  持续 {format_dwell_zh(event.dwell_s)}"
+    title = f"{VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))}  持续 {format_duration_zh(event.dwell_s)}"
     line2 = f"{camera_name}  {when}"
     line3 = f"区域 {event.zone_id}  编码 {event.gbt_code}{' ' + code.name if code else ''}  置信度 {event.score:.2f}"
     escalation = ESCALATION_NAMES_ZH.get(str(event.escalation), str(event.escalation))

@@ -21,7 +21,7 @@ def test_opened_event_becomes_case_with_evidence_and_description(embedded):
         assert case.violation_id == ev.violation_id
         assert case.status == CaseStatus.PENDING_REVIEW
         assert (case.gbt_code, case.gbt_name, case.source_channel) == ("0501", "无照经营游商", "视频抓拍")
-        assert case.description == "人民路与滨河路口东北角发现占道经营，持续6分钟"
+        assert case.description == "人民路与滨河路口东北角发现占道经营，持续6分0秒"
         assert case.grid_code == "330102001" and case.lon == 120.1
         assert len(case.evidence) == 6 and all(e.uploaded for e in case.evidence)
         key = case.evidence[0].key

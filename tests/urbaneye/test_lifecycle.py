@@ -201,7 +201,7 @@ def test_updated_and_closed_events_fold_into_the_case_in_any_order(stack):
         case = s.scalars(select(Case)).one()
         assert case.duration_s == 600.0 and case.ended_at is not None
         assert case.ended_at - case.started_at == dt.timedelta(seconds=600)
-        assert case.description == "人民路与滨河路口东北角发现占道经营，共持续10分钟"
+        assert case.description == "人民路与滨河路口东北角发现占道经营，共持续10分0秒"
         assert sorted((e.seq, e.variant) for e in case.evidence)[-1] == (3, "clean")
         assert len(case.evidence) == 7
 

@@ -15,7 +15,7 @@ from vision.evidence import (
     annotate,
     crop_around,
     font_for,
-    format_dwell_zh,
+    format_duration_zh,
     render_evidence,
 )
 from vision.types import OBJECT_KINDS, Detections, Escalation, ObjectKind, ViolationEvent, ViolationKind
@@ -132,8 +132,8 @@ def test_characters_outside_the_subset_fall_back_to_a_system_font() -> None:
     "dwell_s, text",
     [(0, "0秒"), (45.4, "45秒"), (60, "1分0秒"), (372, "6分12秒"), (3599, "59分59秒"), (3900, "1小时5分")],
 )
-def test_format_dwell_zh(dwell_s: float, text: str) -> None:
-    assert format_dwell_zh(dwell_s) == text
+def test_format_duration_zh(dwell_s: float, text: str) -> None:
+    assert format_duration_zh(dwell_s) == text
 
 
 @pytest.mark.parametrize(

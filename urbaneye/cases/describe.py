@@ -1,33 +1,17 @@
-"""Auto-written Chinese case descriptions, e.g. "人民路与滨河路口东北角发现占道经营，持续6分钟"."""
+"""Auto-written Chinese case descriptions, e.g. "人民路与滨河路口东北角发现占道经营，持续6分0秒"."""
 
 from __future__ import annotations
 
-from vision.types import VIOLATION_NAMES_ZH, ViolationKind
+from vision.evidence import format_duration_zh
+from vision.types import VIOLATION_NAMES_ZH, Escalation, ViolationKind
 
-_ESCALATION_ZH = {"yellow": "黄色", "red": "红色"}
+_ESCALATION_ZH = {Escalation.YELLOW: "黄色", Escalation.RED: "红色"}
 _COUNT_UNIT = {
     ViolationKind.BIKE_MISPARKING: "辆",
     ViolationKind.EXPOSED_GARBAGE: "处",
     ViolationKind.STREET_VENDING: "处",
     ViolationKind.OPEN_AIR_BARBECUE: "处",
 }
-
-
-def format_duration_zh(duration_s: float) -> str:
-    """Duration in Chinese, whole units.
-
-    Example:
-        >>> format_duration_zh(365), format_duration_zh(45), format_duration_zh(4500)
-        ('6分钟', '45秒', '1小时15分钟')
-    """
-    total = max(0, int(round(duration_s)))
-    if total < 60:
-        return f"{total}秒"
-    minutes = int(round(total / 60))
-    if minutes < 60:
-        return f"{minutes}分钟"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours}小时{rest}分钟" if rest else f"{hours}小时"
 
 
 def describe_case(
@@ -44,7 +28,7 @@ def describe_case(
 
     Example:
         >>> describe_case("street_vending", "人民路与滨河路口东北角", 360)
-        '人民路与滨河路口东北角发现占道经营，持续6分钟'
+        '人民路与滨河路口东北角发现占道经营，持续6分0秒'
     """
     vk = ViolationKind(kind)
     place = address or zone_name or "监控点位"
