@@ -7,7 +7,7 @@ rule state -> ``ViolationEvent``. Boxes are always ``xyxy`` pixels of the frame 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -76,6 +76,36 @@ class Escalation(StrEnum):
     BLUE = "blue"
     YELLOW = "yellow"
     RED = "red"
+
+    @property
+    def rank(self) -> int:
+        """Order of severity, 0 = blue: a case keeps the highest escalation any of its events had.
+
+        Example:
+            >>> Escalation.RED.rank > Escalation.YELLOW.rank > Escalation.BLUE.rank
+            True
+        """
+        return _ESCALATION_ORDER.index(self)
+
+
+_ESCALATION_ORDER: tuple[Escalation, ...] = tuple(Escalation)
+
+
+class EventKind(StrEnum):
+    """What a ``ViolationEvent`` says about its violation.
+
+    ``sighting`` stays in the stream worker (it keeps the first-sighting frame); the other three are
+    handed to cases (``PUBLIC_EVENT_KINDS``).
+    """
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    CLOSED = "closed"
+    SIGHTING = "sighting"
+
+
+#: Event kinds that leave the stream worker: spooled, turned into cases, written by ``replay``.
+PUBLIC_EVENT_KINDS: tuple[EventKind, ...] = (EventKind.OPENED, EventKind.UPDATED, EventKind.CLOSED)
 
 
 def _as_array(value: Any, dtype: Any, name: str) -> np.ndarray:
@@ -229,7 +259,7 @@ class ViolationEvent:
     evidence (first sighting and dwell crossing of a stationary violation, >= 10 s apart).
     """
 
-    event: str  # "opened" | "updated" | "closed"
+    event: EventKind  # plain strings are accepted and converted (``EventKind("opened")``)
     violation_id: str
     camera_id: str
     zone_id: str
@@ -245,9 +275,13 @@ class ViolationEvent:
     evidence_request: bool = False
     place_key: str = ""  # camera/zone/kind/frontage-or-cell: where repeat offences are counted
 
+    def __post_init__(self) -> None:
+        if type(self.event) is not EventKind:
+            object.__setattr__(self, "event", EventKind(self.event))
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "event": self.event,
+            "event": str(self.event),
             "violation_id": self.violation_id,
             "camera_id": self.camera_id,
             "zone_id": self.zone_id,
@@ -268,12 +302,16 @@ class ViolationEvent:
     def from_json(cls, data: Mapping[str, Any]) -> ViolationEvent:
         """The inverse of ``to_json`` (spool files, JSONL event logs).
 
+        A key that older versions did not write (``place_key``, ...) takes the field's default, so
+        spool files written before it was added still load.
+
         Example:
             >>> ViolationEvent.from_json(event.to_json()) == event  # up to to_json's rounding
             True
         """
+        data = {**_EVENT_DEFAULTS, **data}
         return cls(
-            event=str(data["event"]),
+            event=EventKind(data["event"]),
             violation_id=str(data["violation_id"]),
             camera_id=str(data["camera_id"]),
             zone_id=str(data["zone_id"]),
@@ -289,3 +327,9 @@ class ViolationEvent:
             evidence_request=bool(data["evidence_request"]),
             place_key=str(data["place_key"]),
         )
+
+
+#: The fields of ``ViolationEvent`` that have a default, for ``from_json`` of older layouts.
+_EVENT_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(ViolationEvent) if f.default is not MISSING
+}
