@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_CAP_S = 60.0
 BACKOFF_JITTER = 0.2
+#: An open counts as working (and resets the backoff) only after this many frames (a short file: half
+#: of what its header promises) and, for a file, this much video; a live source also after this long.
+#: A corrupt file that decodes one frame and fails would otherwise reopen flat out (thousands of opens
+#: a minute, each with its own FFmpeg errors on stderr); with the backoff, at most one per delay.
+HEALTHY_OPEN_FRAMES = 10
+HEALTHY_OPEN_VIDEO_S = 0.5
+HEALTHY_LIVE_S = 10.0
 #: Frames waiting per camera between capture and processing: 3 absorbs ~0.6 s of processing jitter at
 #: 5 fps; beyond that the oldest frame is dropped (counted) rather than falling further behind.
 BUFFER_FRAMES = 3
@@ -241,6 +248,8 @@ class CaptureThread(threading.Thread):
         self._origin = file_origin(camera)
         self.last_progress_mono = time.monotonic()  # watchdog: updated on every grab attempt/sleep
         self.ended = False  # a file without loop reached its end: nothing to restart
+        self.opens = 0  # successful opens (reopens included)
+        self._healthy = False  # the current open has delivered enough to count as working
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
@@ -270,6 +279,7 @@ class CaptureThread(threading.Thread):
                     log.warning("%s: %s; retrying in %.1f s", label, exc, delay)
                     self._sleep(delay)
                     continue
+                self.opens += 1
                 self.health.connected(info.fps)
                 if file_base_epoch is None:
                     file_base_epoch = time.time()
@@ -296,7 +306,19 @@ class CaptureThread(threading.Thread):
                     # Loop: keep stream time increasing so rules never see time run backwards.
                     frame_s = 1.0 / info.fps if info.fps else 0.04
                     loop_offset_s += last_pos_s + frame_s
-                    self.backoff.reset()
+                    if self._healthy:
+                        self.backoff.reset()
+                        continue
+                    # Too few frames before the end: corrupt or truncated. Back off like any failure.
+                    delay = self.backoff.next()
+                    promised = f" of {info.frame_count}" if info.frame_count else ""
+                    msg = (
+                        f"video file {self.camera.source.url} decodes only {frames}{promised} frame(s) "
+                        f"before failing (corrupt or truncated); re-encode it. Reopening in {delay:.0f} s"
+                    )
+                    self.health.unstable(msg)
+                    log.warning("%s: %s", label, msg)
+                    self._sleep(delay)
                     continue
                 msg = f"lost {info.kind.value} stream ({outcome}); reconnecting"
                 self.health.disconnected(msg, reconnecting=True)
@@ -318,6 +340,14 @@ class CaptureThread(threading.Thread):
             self.last_progress_mono = time.monotonic()
             self._halt.wait(min(left, 0.5))
 
+    @staticmethod
+    def _open_is_healthy(info: StreamInfo, frames: int, pos_s: float, open_s: float) -> bool:
+        """Enough frames since the open to call the source working (``HEALTHY_*``)."""
+        if info.kind is SourceKind.FILE:
+            needed = min(HEALTHY_OPEN_FRAMES, max(2, info.frame_count // 2))
+            return frames >= needed and pos_s >= HEALTHY_OPEN_VIDEO_S
+        return frames >= HEALTHY_OPEN_FRAMES or open_s >= HEALTHY_LIVE_S
+
     def _read(self, info: StreamInfo, loop_offset_s: float, base_epoch: float) -> tuple[str, float, int]:
         """Read until the stream ends or fails; returns (outcome, last video position s, frames grabbed)."""
         is_file = info.kind is SourceKind.FILE
@@ -325,16 +355,21 @@ class CaptureThread(threading.Thread):
         pos_s = 0.0
         frames = 0
         sampled = 0
+        opened_mono = time.monotonic()
+        self._healthy = False
         while not self._halt.is_set():
             self.last_progress_mono = time.monotonic()
             if not self.source.grab():
                 return ("eof" if is_file else "read failed or timed out"), pos_s, frames
             frames += 1
             now_mono = time.monotonic()
-            if frames == 1:
-                self.backoff.reset()
             if is_file:
                 pos_s = self.source.position_s()
+            if not self._healthy and self._open_is_healthy(info, frames, pos_s, now_mono - opened_mono):
+                self._healthy = True
+                self.backoff.reset()
+                self.health.unstable("")
+            if is_file:
                 if self.realtime:
                     wall_s = pos_s / self.speed
                     if pace_anchor is None:
@@ -574,7 +609,9 @@ class CameraProcessor:
                 self.sink.put(event, frame, detections, model_version)
         return ProcessResult(decision, detections, events, inference_ms)
 
-    def _remembered(self, detections: Detections, frame: SampledFrame, ts_s: float, detect: bool) -> Detections:
+    def _remembered(
+        self, detections: Detections, frame: SampledFrame, ts_s: float, detect: bool
+    ) -> Detections:
         """Detections minus those the false-alarm memory recognises (``vision.memory.MemoryBook``); carried
         detections reuse the last decision, so a gated camera compares appearance once per detector run."""
         if self.memory is None or not len(self.memory):

@@ -109,6 +109,7 @@ class CameraHealth:
         self.error = ""
         self._processing_error = ""
         self._config_error = ""  # zones skipped from the database: shown, but the camera runs
+        self._unstable_error = ""  # opens keep failing soon after the first frames: degraded, with why
         self.snapshot_key = ""
 
     # ------------------------------------------------------------ updates (capture thread)
@@ -121,6 +122,7 @@ class CameraHealth:
     def disconnected(self, error: str, *, reconnecting: bool) -> None:
         with self._lock:
             self._connected = False
+            self._unstable_error = ""
             self.error = mask_url(error)
             if reconnecting:
                 self.reconnects += 1
@@ -134,6 +136,12 @@ class CameraHealth:
             self._last_frame_wall = time.time()
             self._input.tick(now)
 
+    def unstable(self, reason: str) -> None:
+        """The source opens and gives a few frames, then fails (a corrupt file): degraded with ``reason``,
+        also while the capture waits out its backoff; "" once an open works again."""
+        with self._lock:
+            self._unstable_error = mask_url(reason)
+
     def dropped(self, n: int = 1) -> None:
         with self._lock:
             self.dropped_frames += n
@@ -142,6 +150,7 @@ class CameraHealth:
         with self._lock:
             self._connected = False
             self._stopped = True
+            self._unstable_error = ""
             if reason:
                 self.error = mask_url(reason)
 
@@ -176,7 +185,10 @@ class CameraHealth:
             input_fps = self._input.rate(now)
             processed_fps = self._processed.rate(now)
             stale = self._last_frame_mono is None or now - self._last_frame_mono > OFFLINE_AFTER_S
-            if self._stopped or not self._connected or stale:
+            if self._unstable_error and not self._stopped:
+                state = CameraState.DEGRADED  # frames come, then fail: it is neither working nor gone
+                input_fps = 0.0 if stale else input_fps
+            elif self._stopped or not self._connected or stale:
                 state = CameraState.OFFLINE
                 input_fps = 0.0 if stale else input_fps
             else:
@@ -208,7 +220,7 @@ class CameraHealth:
                 frames_in=self.frames_in,
                 frames_processed=self.frames_processed,
                 frames_detected=self.frames_detected,
-                error=self._processing_error or self.error or self._config_error,
+                error=self._processing_error or self._unstable_error or self.error or self._config_error,
                 snapshot_key=self.snapshot_key,
             )
 
