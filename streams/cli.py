@@ -109,6 +109,12 @@ def _common_worker_args(p: argparse.ArgumentParser) -> None:
         help="overwrite the database's cameras and zones with the cameras file at start (default: the file "
         "only adds cameras the database does not know; edits made in the UI win)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit non-zero if any camera in the file is invalid (default: start the valid ones and show "
+        "the invalid ones with their error in the status)",
+    )
 
 
 def _worker_options(args: argparse.Namespace):  # noqa: ANN202
@@ -124,6 +130,7 @@ def _worker_options(args: argparse.Namespace):  # noqa: ANN202
         gating=not args.no_motion_gating,
         worker_id=getattr(args, "worker_id", None),
         cameras_file_wins=args.cameras_file_wins,
+        strict=args.strict,
     )
 
 
@@ -145,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         model_path=args.model,
         gating=not args.no_motion_gating,
         cameras_file_wins=args.cameras_file_wins,
+        strict=args.strict,
     )
 
 

@@ -21,11 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from streams.config_watch import CONFIG_POLL_S
 from streams.leases import LeaseManager, shard_of
 from streams.sources import mask_url
+from streams.status import BOARD, CameraHealth, write_statuses
 from urbaneye.settings import Settings, get_settings
-from vision.config import CamerasFile, load_cameras
+from vision.config import CamerasFile, ConfigError, load_cameras, parse_cameras
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,58 @@ class WorkerOptions:
     config_poll_s: float = CONFIG_POLL_S
     #: file sources play this many times their native rate (demos, tests)
     speed: float = 1.0
+    #: refuse to start when any camera of the file is invalid (default: start the valid ones)
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class InvalidCamera:
+    """A camera of the cameras file that failed validation: not started, shown with its error."""
+
+    camera_id: str
+    error: str
+
+
+def load_cameras_lenient(path: str | Path) -> tuple[CamerasFile, tuple[InvalidCamera, ...]]:
+    """The cameras file with its invalid cameras set aside, and those cameras with their errors.
+
+    One camera's typo (a bow-tie zone, a bad source) must not stop the others. Problems of the whole
+    file (unreadable, bad YAML, bad ``rules``/``model``, duplicate ids) still raise ``ConfigError``.
+
+    Example:
+        >>> cameras, invalid = load_cameras_lenient("cameras.yaml")
+        >>> [(c.camera_id, c.error) for c in invalid]
+        [('cam-2', "cameras.yaml: cameras[cam-2].zones[bad]: zone 'bad' polygon self-intersects at point 3; ...")]
+    """
+    try:
+        return load_cameras(path), ()
+    except ConfigError as whole:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            raise whole from None
+        items = raw.get("cameras") if isinstance(raw, dict) else None
+        if not isinstance(items, list):
+            raise whole from None
+    origin = str(path)
+    valid: list[object] = []
+    invalid: list[InvalidCamera] = []
+    for index, item in enumerate(items):
+        try:
+            parse_cameras({"cameras": [item]}, origin=origin)
+        except ConfigError as exc:
+            label = item.get("id") if isinstance(item, dict) else None
+            invalid.append(InvalidCamera(str(label or f"#{index}"), str(exc).replace("\n", "; ")))
+        else:
+            valid.append(item)
+    return parse_cameras({**raw, "cameras": valid}, origin=origin), tuple(invalid)
+
+
+def refuse_invalid(invalid: tuple[InvalidCamera, ...], command: str) -> None:
+    """``--strict``: raise ``ConfigError`` listing every invalid camera (the CLI exits non-zero)."""
+    if invalid:
+        lines = "\n".join(f"camera {c.camera_id}: {c.error}" for c in invalid)
+        raise ConfigError(f"{command} --strict: {len(invalid)} invalid camera(s), nothing started:\n{lines}")
 
 
 class WorkerStack:
@@ -56,7 +111,12 @@ class WorkerStack:
 
         self.options = options
         self.settings = settings or get_settings()
-        self.cameras_file: CamerasFile = load_cameras(options.cameras_path)
+        self.cameras_file, self.invalid_cameras = load_cameras_lenient(options.cameras_path)
+        if options.strict:
+            refuse_invalid(self.invalid_cameras, "urbaneye stream-worker")
+        for bad in self.invalid_cameras:
+            log.error("camera %s not started: %s", bad.camera_id, mask_url(bad.error))
+        self._invalid_health: list[CameraHealth] = []
         self.worker_id = options.worker_id or self.settings.worker_id or default_worker_id()
         self.worker = None
         self.handoff = None
@@ -73,6 +133,7 @@ class WorkerStack:
         sessions = session_factory(s.db_url)
         registry = CameraRegistry(sessions)
         watcher, problems = self._cameras_from_db(registry)
+        self._show_invalid(sessions, problems)
         metrics = get_metrics()
         serve_metrics(s.metrics_port)
         self.detectors = DetectorPool(
@@ -152,6 +213,34 @@ class WorkerStack:
         self.cameras_file = self.cameras_file.model_copy(update={"cameras": cameras})
         return (ConfigWatcher(registry, versions) if follow else None), problems
 
+    def _show_invalid(self, sessions, problems: dict[str, tuple[str, ...]]) -> None:  # noqa: ANN001
+        """Put each invalid camera of the file where operators look: its status (board, ``camera_status``).
+
+        A camera the database already knows runs as the database has it; the file's error joins its
+        status. Any other invalid camera is reported offline with the error, until the file is fixed.
+        """
+        running = {c.id for c in self.cameras_file.cameras}
+        idle: list[CameraHealth] = []
+        for bad in self.invalid_cameras:
+            message = f"invalid in the cameras file: {bad.error}"
+            if bad.camera_id in running:
+                problems[bad.camera_id] = (
+                    *problems.get(bad.camera_id, ()),
+                    f"{message}; running the database's version",
+                )
+                continue
+            health = CameraHealth(bad.camera_id, 1.0, worker_id=self.worker_id)
+            health.stopped(message)
+            idle.append(health)
+        for health in idle:
+            BOARD.register(health)
+        self._invalid_health = idle
+        if idle:
+            try:
+                write_statuses(sessions, [h.snapshot() for h in idle])
+            except Exception as exc:  # status is for display: never keep the valid cameras from starting
+                log.warning("status of the invalid cameras not written: %s", mask_url(str(exc)))
+
     def _snapshot_store(self):  # noqa: ANN202
         from urbaneye.storage import get_store
 
@@ -177,6 +266,8 @@ class WorkerStack:
         self.worker.run_until(stop)
 
     def stop(self) -> None:
+        for health in self._invalid_health:
+            BOARD.unregister(health.camera_id)
         if self.worker is not None:
             self.worker.stop()
         if self.handoff is not None:
@@ -223,6 +314,8 @@ def child_argv(options: WorkerOptions, index: int, processes: int) -> list[str]:
         argv.append("--no-motion-gating")
     if options.cameras_file_wins:
         argv.append("--cameras-file-wins")
+    if options.strict:
+        argv.append("--strict")
     return argv
 
 
@@ -278,6 +371,7 @@ def run_main(
     model_path: str | None = None,
     gating: bool = True,
     cameras_file_wins: bool = False,
+    strict: bool = False,
 ) -> int:
     """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
     import uvicorn
@@ -290,7 +384,10 @@ def run_main(
         cameras_path = demo_cameras(settings)
     if cameras_path is None:
         raise SystemExit("urbaneye run: give --cameras FILE.yaml, or --demo for the bundled demo cameras")
-    load_cameras(cameras_path)  # fail fast on a bad file, before anything starts
+    # Fail fast on a bad file before anything starts; one bad camera only with --strict.
+    _, invalid = load_cameras_lenient(cameras_path)
+    if strict:
+        refuse_invalid(invalid, "urbaneye run")
     revision = upgrade(settings.db_url)
     log.info("database %s at revision %s", mask_url(settings.db_url), revision)
     if demo:
@@ -305,6 +402,7 @@ def run_main(
         model_path=model_path,
         gating=gating,
         cameras_file_wins=cameras_file_wins,
+        strict=strict,
     )
     host = host or settings.host
     port = port or settings.port
@@ -316,6 +414,7 @@ def run_main(
         argv += ["--processes", str(processes)] + (["--model", model_path] if model_path else [])
         argv += [] if gating else ["--no-motion-gating"]
         argv += ["--cameras-file-wins"] if cameras_file_wins else []
+        argv += ["--strict"] if strict else []
         children = subprocess.Popen(argv)
     else:
         stack = WorkerStack(options, settings).start()

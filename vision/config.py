@@ -194,11 +194,8 @@ def verify_polygon(zone_id: str, points: list[tuple[float, ...]]) -> None:
                 "by image width and height"
             )
     n = len(points)
-    area2 = sum(
-        points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)
-    )
-    if abs(area2) < 1e-9:
-        raise ValueError(f"zone '{zone_id}' polygon has zero area; its points lie on one line")
+    # Crossings first: a symmetric bow tie's two lobes cancel to zero signed area, and "zero area"
+    # would send the user looking for points on one line.
     edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
     for i in range(n):
         for j in range(i + 1, n):
@@ -209,6 +206,11 @@ def verify_polygon(zone_id: str, points: list[tuple[float, ...]]) -> None:
                     f"zone '{zone_id}' polygon self-intersects at point {j}; list points in order "
                     "around the area"
                 )
+    area2 = sum(
+        points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)
+    )
+    if abs(area2) < 1e-9:
+        raise ValueError(f"zone '{zone_id}' polygon has zero area; its points lie on one line")
 
 
 def _segments_cross(p1, p2, p3, p4) -> bool:  # noqa: ANN001 - tiny geometry helper
