@@ -127,6 +127,16 @@ def cases(url: str) -> dict[str, list[tuple[str, bool]]]:
     return out
 
 
+def status_of(url: str, camera_id: str) -> tuple[str, str] | None:
+    """(state, error) of the camera's ``camera_status`` row, as the API reads it; None without a row."""
+    from urbaneye.db.models import CameraStatus
+    from urbaneye.db.session import session_scope
+
+    with session_scope(url) as session:
+        row = session.get(CameraStatus, camera_id)
+        return None if row is None else (row.state, row.error)
+
+
 @contextlib.contextmanager
 def edit(url: str) -> Iterator[Any]:
     """A session on the tables, committed at the end: what the API's handlers do."""
@@ -140,7 +150,7 @@ def edit(url: str) -> Iterator[Any]:
 def test_zone_edits_in_the_database_reach_the_running_worker(
     embedded: Any, db_url: str, tmp_path: Path, two_pile_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from urbaneye.db.models import Camera, CameraStatus, Zone
+    from urbaneye.db.models import Camera, Zone
     from vision.config import ZoneConfig
 
     caplog.set_level(logging.INFO)
@@ -180,11 +190,16 @@ def test_zone_edits_in_the_database_reach_the_running_worker(
 
         with edit(db_url) as session:  # an admin disables the camera
             session.get(Camera, "cam-1").enabled = False
-        wait_for(lambda: worker.running_cameras == [], 10, "the disabled camera stops")
-        assert BOARD.get("cam-1") is None
-        with edit(db_url) as session:  # what the API shows for it
-            status = session.get(CameraStatus, "cam-1")
-            assert (status.state, status.error) == ("offline", "disabled in the database")
+        # the runtime goes first, the board entry right after: wait for both
+        wait_for(
+            lambda: worker.running_cameras == [] and BOARD.get("cam-1") is None, 10, "the disabled camera stops"
+        )
+        # What the API shows for it: the worker writes this row after it stops the camera, so wait for it.
+        wait_for(
+            lambda: status_of(db_url, "cam-1") == ("offline", "disabled in the database"),
+            10,
+            "the disabled camera's status row says why",
+        )
     print(f"\nzone pick-up after the commit: {pickup_s:.2f} s (poll every {POLL_S} s)")
 
 
