@@ -26,27 +26,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision.class_maps import ClassMapError, resolve_class_map
 from vision.config import ModelConfig
-from vision.types import OBJECT_KINDS, Detections, ObjectKind
+from vision.types import OBJECT_KINDS, Detections
 
 #: Where the shipped model lives when neither ``path`` nor ``ModelConfig.path`` names one.
 BOOTSTRAP_MODEL_PATH = (
     Path(__file__).resolve().parent.parent / "models" / "bootstrap" / "urbaneye-bootstrap.onnx"
 )
-
-#: Labels of common public models (COCO and friends) that mean one of our object kinds. Labels that are
-#: ObjectKind names map to themselves; everything else is dropped unless ``ModelConfig.class_map`` says so.
-DEFAULT_CLASS_MAP: dict[str, ObjectKind] = {
-    "person": ObjectKind.PERSON,
-    "pedestrian": ObjectKind.PERSON,
-    "bicycle": ObjectKind.BICYCLE,
-    "bike": ObjectKind.BICYCLE,
-    "motorcycle": ObjectKind.E_BIKE,
-    "motorbike": ObjectKind.E_BIKE,
-    "e-bike": ObjectKind.E_BIKE,
-    "ebike": ObjectKind.E_BIKE,
-    "scooter": ObjectKind.E_BIKE,
-}
 
 #: Execution providers tried in this order when present in ``onnxruntime.get_available_providers()``.
 PREFERRED_PROVIDERS: tuple[str, ...] = (
@@ -350,24 +337,11 @@ class OnnxDetector:
     def _build_class_tables(self) -> None:
         """Per model class: the ObjectKind index it maps to (-1 = dropped) and its score threshold."""
         kinds = {str(k): i for i, k in enumerate(OBJECT_KINDS)}
-        user_map = self.config.class_map
-        kind_of_class = np.full(self.nc, -1, np.int32)
-        for c, label in enumerate(self.labels):
-            if label in user_map:
-                target = user_map[label]
-            elif label in kinds:
-                target = label
-            else:
-                default = DEFAULT_CLASS_MAP.get(label.lower())
-                target = str(default) if default else None
-            if target is not None:
-                kind_of_class[c] = kinds[target]
-        unknown = [label for label in user_map if label not in self.labels]
-        if unknown:
-            raise ModelLoadError(
-                f"{self.path}: model.class_map names label(s) {unknown} that the model does not have; "
-                f"its labels are {self.labels}"
-            )
+        try:
+            resolved = resolve_class_map(self.labels, self.config.class_map)
+        except ClassMapError as exc:
+            raise ModelLoadError(f"{self.path}: model.{exc}") from None
+        kind_of_class = np.array([-1 if k is None else kinds[str(k)] for k in resolved], np.int32)
         thresholds = self.config.score_thresholds
         stray = [key for key in thresholds if key not in self.labels and key not in kinds]
         if stray:
