@@ -2,7 +2,8 @@
 
 The card is a JSON file beside the model (``card.json``). It is written by ``urbaneye train`` and
 updated by ``urbaneye eval --card`` when the model is measured on a held-out set, so a reviewer can
-reproduce both the model and its figures from the card alone.
+reproduce both the model and its figures from the card alone. ``urbaneye models import`` writes one for a
+model trained elsewhere: its labels, input size, sha256, where it came from and the class map applied.
 """
 
 from __future__ import annotations
@@ -68,6 +69,37 @@ def describe_hardware(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def hardware_summary(hw: Any) -> str:
+    """One line of a card's ``training.hardware``, e.g. ``"AMD EPYC 7B13, 2 cores, device cpu"``."""
+    if not isinstance(hw, dict):
+        return str(hw or "")
+    parts = [
+        hw.get("gpu") or hw.get("cpu") or "",
+        f"{hw.get('cpu_cores', '?')} cores",
+        f"device {hw.get('device', '?')}",
+    ]
+    return ", ".join(p for p in parts if p)[:120]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where an imported model came from.
+
+    Attributes:
+        path: the file as given to ``urbaneye models import``.
+        sha256: hex digest of that file (for a .pt: of the weights; the ONNX has its own artifact hash).
+        format: ``"onnx"`` or ``"pt"``.
+        class_map: ``"coco"``, the YAML file given, or ``""`` when the labels were used as they are.
+        imported_at: UTC ISO time of the import.
+    """
+
+    path: str
+    sha256: str
+    format: str
+    class_map: str
+    imported_at: str
+
+
 @dataclass
 class ArtifactInfo:
     """One file of the model: where it is (relative to the card), its hash and size."""
@@ -102,6 +134,9 @@ class ModelCard:
         artifacts: ``{"onnx": ArtifactInfo, "pt": ..., "onnx_dynamic": ...}``.
         metrics: named evaluations, e.g. ``{"val": {...}, "holdout": {...}}``; each holds the
             ``evaluate_model`` JSON plus how it was produced (``command``, ``data_yaml``, ``split``).
+        class_map: every model label -> the object kind it becomes, or None (ignored); empty for our own
+            models, whose labels are the kinds.
+        source: for an imported model, the file it came from.
     """
 
     name: str
@@ -114,6 +149,8 @@ class ModelCard:
     artifacts: dict[str, ArtifactInfo] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     init_weights: str | None = None
+    class_map: dict[str, str | None] = field(default_factory=dict)
+    source: ModelSource | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     schema_version: int = CARD_SCHEMA_VERSION
 
@@ -138,6 +175,8 @@ class ModelCard:
             )
         data = dict(data)
         data["artifacts"] = {k: ArtifactInfo(**v) for k, v in data.get("artifacts", {}).items()}
+        if data.get("source") is not None:
+            data["source"] = ModelSource(**data["source"])
         return cls(**data)
 
     @classmethod

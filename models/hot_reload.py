@@ -22,6 +22,10 @@ Because the swap is a single attribute assignment and a frame uses the pair it r
 is processed entirely by one model and no frame waits for a load. If a new version fails to load (missing
 file, hash mismatch, not a detector) the old model keeps running, the error is logged and kept in
 ``status()``, and the load is retried on later polls.
+
+A model imported with a class map (``urbaneye models import --class-map coco``) carries the map in the
+registry; the watcher loads it with that map under the cameras file's ``model`` settings, whose own
+``class_map`` entries win label by label.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.registry import class_map_of, fetch_onnx
 from urbaneye.db.models import ActiveModel, ModelVersion
 from urbaneye.settings import Settings, get_settings
 from vision.config import ModelConfig
@@ -225,18 +230,30 @@ class ModelWatcher:
         return True
 
     def _load_version(self, mv: ModelVersion) -> Loaded | None:
-        from models.registry import fetch_onnx
-
         try:
             path = fetch_onnx(mv.onnx_uri, mv.sha256, self.settings)
         except Exception as exc:
             self._fail(f"model {mv.version}: {exc}")
             return None
-        return self._load_path(path, mv.version, mv.sha256)
+        return self._load_path(path, mv.version, mv.sha256, self._config_for(mv))
 
-    def _load_path(self, path: Path, version: str | None, sha256: str | None = None) -> Loaded | None:
+    def _config_for(self, mv: ModelVersion) -> ModelConfig | None:
+        """The cameras file's model settings with the version's own class map beneath its ``class_map``."""
+        own = class_map_of(mv)
+        if not own:
+            return self.model_config
+        base = self.model_config or ModelConfig()
+        return base.model_copy(update={"class_map": {**own, **base.class_map}})
+
+    def _load_path(
+        self,
+        path: Path,
+        version: str | None,
+        sha256: str | None = None,
+        config: ModelConfig | None = None,
+    ) -> Loaded | None:
         try:
-            detector = self._loader(Path(path), self.model_config)
+            detector = self._loader(Path(path), config or self.model_config)
             # The detector hashes what it actually loaded: closes the gap between fetch and load.
             got = getattr(detector, "sha256", None)
             if sha256 and got and got != sha256:

@@ -13,24 +13,34 @@ Status of a version: ``active`` (active in some group), ``shadow`` (shadow in so
 Artefacts: ``register`` copies the ONNX (and .pt weights) under ``settings.models_dir/<version>/``; when the
 evidence backend is S3 it also uploads them to the datasets bucket under ``models/<version>/`` and records
 ``s3://bucket/key`` so workers on other machines can fetch them (``fetch_onnx`` checks the sha256).
+
+The shipped bootstrap model is always known: ``ensure_bootstrap`` registers it (as ``bootstrap-<sha12>``)
+and makes it the default group's active model while no other model is; the CLI calls it, so on a fresh
+database ``urbaneye models list`` shows it. A model imported with a class map (``models.importer``) keeps
+the map in ``metrics["class_map"]``; ``class_map_of`` reads it and the hot reload applies it.
+
+A version whose promotion gate decided against it is promoted only with ``force=True`` (an admin's
+explicit choice, kept in the audit row and in ``gate["promoted"]``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from models.card import ModelCard, hardware_summary
 from urbaneye.db.models import ActiveModel, ModelVersion, ShadowCount, utcnow
 from urbaneye.settings import Settings, get_settings
 
@@ -38,6 +48,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE, CANDIDATE, SHADOW, RETIRED = "active", "candidate", "shadow", "retired"
 DEFAULT_GROUP = "default"
+#: Key of ``ModelVersion.metrics`` holding an imported model's ``{label: kind or None}`` class map.
+CLASS_MAP_KEY = "class_map"
+#: Arbitrary constant key of the PostgreSQL advisory lock that serialises bootstrap registration.
+_BOOTSTRAP_LOCK_KEY = 0x75652D_626F6F74
 
 
 class RegistryError(ValueError):
@@ -50,6 +64,10 @@ class ModelNotFound(RegistryError, LookupError):
 
 class ModelConflict(RegistryError):
     """The operation conflicts with the registry's state, e.g. nothing to roll back to (API: 409)."""
+
+
+class GateRefused(ModelConflict):
+    """Promoting a version whose gate failed, without ``force`` (API: 409)."""
 
 
 def sha256_file(path: str | Path) -> str:
@@ -152,6 +170,7 @@ def register(
     hardware: str = "",
     version: str | None = None,
     settings: Settings | None = None,
+    actor: str = "system:registry",
 ) -> ModelVersion:
     """Record a new model as a ``candidate``; artefacts are copied into the registry storage.
 
@@ -189,7 +208,7 @@ def register(
     )
     session.add(mv)
     session.flush()
-    _audit(session, "system:registry", "register", version, "", CANDIDATE, {"parent": parent, "sha256": sha})
+    _audit(session, actor, "register", version, "", CANDIDATE, {"parent": parent, "sha256": sha})
     return mv
 
 
@@ -247,6 +266,99 @@ def to_json(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
+def class_map_of(mv: ModelVersion) -> dict[str, str | None]:
+    """An imported model's ``{label: kind or None}`` class map; ``{}`` for our own models (labels are kinds).
+
+    Example:
+        >>> class_map_of(get_version(session, "city-yolo"))["motorcycle"]
+        'e_bike'
+    """
+    recorded = (mv.metrics or {}).get(CLASS_MAP_KEY)
+    return dict(recorded) if isinstance(recorded, Mapping) else {}
+
+
+def gate_failure(mv: ModelVersion) -> str | None:
+    """Why the promotion gate kept ``mv`` as a candidate, or None if it passed or never judged it.
+
+    Reads what ``models.gate.GateDecision.to_json`` wrote (``decision``/``promote``/``reason``).
+    """
+    gate = mv.gate or {}
+    if gate.get("decision") == CANDIDATE or gate.get("promote") is False:
+        return str(gate.get("reason") or "the gate kept it as a candidate")
+    return None
+
+
+# ------------------------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_version(sha256: str) -> str:
+    """Registry name of the shipped bootstrap model, e.g. ``bootstrap-3abb1cd1bd0c``."""
+    return f"bootstrap-{sha256[:12]}"
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256_cached(path: str, size_bytes: int, mtime_ns: int) -> str:
+    # Keyed on size and mtime too: a replaced file is hashed again.
+    return sha256_file(path)
+
+
+def _lock_bootstrap(session: Session) -> None:
+    """Serialise the first registration across processes (workers and CLIs starting together)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOTSTRAP_LOCK_KEY})
+    elif dialect == "sqlite":
+        # A write statement takes SQLite's RESERVED lock until the transaction ends.
+        session.execute(text("UPDATE model_versions SET version = version WHERE 0"))
+
+
+def ensure_bootstrap(
+    session: Session, camera_group: str = DEFAULT_GROUP, settings: Settings | None = None
+) -> ModelVersion | None:
+    """The shipped model (``settings.model_path``) as a registry version, active in ``camera_group`` while
+    that group has no other active model. None (and a warning) if the file is missing.
+
+    Idempotent: registered once as ``bootstrap-<sha12>`` with its card's classes and metrics and its .pt
+    weights (so it can be fine-tuned), promoted only into a group with no active model.
+
+    Example:
+        >>> ensure_bootstrap(session).version
+        'bootstrap-3abb1cd1bd0c'
+    """
+    settings = settings or get_settings()
+    onnx = Path(settings.model_path)
+    if not onnx.is_file():
+        log.warning("bootstrap model %s is missing; the registry cannot list it", onnx)
+        return None
+    stat = onnx.stat()
+    version = bootstrap_version(_sha256_cached(str(onnx.resolve()), stat.st_size, stat.st_mtime_ns))
+    if session.get(ModelVersion, version) is not None and active_for_group(session, camera_group):
+        return session.get(ModelVersion, version)
+    _lock_bootstrap(session)
+    mv = session.get(ModelVersion, version)  # again under the lock: another process may have made it
+    if mv is None:
+        card_path = onnx.parent / "card.json"
+        card = ModelCard.load(card_path) if card_path.is_file() else None
+        weights = onnx.with_suffix(".pt")
+        mv = register(
+            session,
+            onnx_path=onnx,
+            weights_path=weights if weights.is_file() else None,
+            camera_group=camera_group,
+            classes=card.classes if card else [],
+            metrics=card.metrics if card else {},
+            training_time_s=float(card.training.get("time_s", 0.0)) if card else 0.0,
+            hardware=hardware_summary(card.training.get("hardware")) if card else "",
+            version=version,
+            settings=settings,
+        )
+    if active_for_group(session, camera_group) is None:
+        promote(
+            session, version, camera_group, reason="bootstrap: the shipped model until another is promoted"
+        )
+    return mv
+
+
 # ------------------------------------------------------------------------------------ promote / rollback
 
 
@@ -256,13 +368,22 @@ def promote(
     camera_group: str | None = None,
     actor: str = "system:registry",
     reason: str = "",
+    force: bool = False,
 ) -> ActiveModel:
     """Make ``version`` the active model of ``camera_group`` (default: the version's own group).
 
     Workers of that group pick it up on their next poll. A shadow of the same version is cleared.
+    A version the promotion gate kept as a candidate needs ``force=True`` (admins only: the API and CLI
+    check the role); the forced promotion and the gate's reason are written to the audit log.
     """
     mv = get_version(session, version)
     group = camera_group or mv.camera_group
+    failed = gate_failure(mv)
+    if failed and not force:
+        raise GateRefused(
+            f"model {version!r} failed its promotion gate ({failed}); an admin can promote it anyway with "
+            'force (`urbaneye models promote --force`, or "force": true in the API)'
+        )
     row = session.execute(
         select(ActiveModel).where(ActiveModel.camera_group == group).with_for_update()
     ).scalar()
@@ -284,12 +405,16 @@ def promote(
     gate["promoted"] = {"at": mv.promoted_at.isoformat(), "group": group, "by": actor, "replaced": previous}
     if reason:
         gate["promoted"]["reason"] = reason
+    detail: dict[str, Any] = {"group": group, "reason": reason}
+    if failed:
+        gate["promoted"]["forced"] = True
+        detail.update(forced=True, gate_reason=failed)
     mv.gate = gate
     session.flush()
     _refresh_status(session, version)
     if previous:
         _refresh_status(session, previous)
-    _audit(session, actor, "promote", version, previous or "", ACTIVE, {"group": group, "reason": reason})
+    _audit(session, actor, "promote", version, previous or "", ACTIVE, detail)
     return row
 
 

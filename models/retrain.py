@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
 from models import registry
+from models.card import hardware_summary
 from models.gate import MAX_CLASS_DROP_AP50, MIN_VAL_GAIN_MAP50, GateDecision, decide
 from urbaneye.db.models import ModelVersion
 from urbaneye.settings import REPO_ROOT, Settings, get_settings
@@ -155,32 +155,14 @@ def ensure_parent(session: Session, camera_group: str, settings: Settings) -> Mo
     mv = registry.active_version(session, camera_group)
     if mv is not None:
         return mv
-    onnx = Path(settings.model_path)
-    pt = onnx.with_suffix(".pt")
-    if not onnx.is_file():
+    mv = registry.ensure_bootstrap(session, camera_group, settings)
+    if mv is None:
         raise RetrainError(
-            f"camera group {camera_group!r} has no active model and the bootstrap model {onnx} is missing; "
-            "register and promote a model first (`urbaneye models register`) or restore the bootstrap files"
+            f"camera group {camera_group!r} has no active model and the bootstrap model "
+            f"{settings.model_path} is missing; import and activate a model first "
+            "(`urbaneye models import PATH --name NAME --group GROUP --activate`) or restore the bootstrap files"
         )
-    card = _read_json(onnx.parent / "card.json")
-    sha = registry.sha256_file(onnx)
-    version = f"bootstrap-{sha[:12]}"
-    if session.get(ModelVersion, version) is None:
-        registry.register(
-            session,
-            onnx_path=onnx,
-            weights_path=pt if pt.is_file() else None,
-            camera_group=camera_group,
-            classes=card.get("classes", []),
-            metrics=card.get("metrics", {}),
-            training_time_s=float((card.get("training") or {}).get("time_s", 0.0)),
-            hardware=_hardware_text((card.get("training") or {}).get("hardware")),
-            version=version,
-            settings=settings,
-        )
-    registry.promote(session, version, camera_group, actor="system:retrain", reason="bootstrap")
-    session.flush()
-    return session.get(ModelVersion, version)
+    return mv
 
 
 def fetch_weights(mv: ModelVersion, settings: Settings, dest_dir: Path) -> Path:
@@ -283,24 +265,6 @@ def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
         args.update(lr0=recipe_lr0 * options.finetune_lr_scale, warmup_epochs=0.0)
     args.update(options.train_args)
     return args
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _hardware_text(hw: Any) -> str:
-    if not isinstance(hw, dict):
-        return str(hw or "")
-    parts = [
-        hw.get("gpu") or hw.get("cpu") or "",
-        f"{hw.get('cpu_cores', '?')} cores",
-        f"device {hw.get('device', '?')}",
-    ]
-    return ", ".join(p for p in parts if p)[:120]
 
 
 def _onnx_imgsz(onnx_path: Path) -> tuple[int, int]:
@@ -476,7 +440,7 @@ def _run(
             metrics=metrics,
             gate={**decision.to_json(), "decided_at": dt.datetime.now(dt.UTC).isoformat()},
             training_time_s=float(training.get("time_s", 0.0)),
-            hardware=_hardware_text(training.get("hardware")),
+            hardware=hardware_summary(training.get("hardware")),
             version=version,
             settings=settings,
         )
