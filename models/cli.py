@@ -1,11 +1,18 @@
-"""``urbaneye train`` and ``urbaneye eval``. Heavy imports (torch, ultralytics) stay inside the handlers."""
+"""``urbaneye train``, ``urbaneye eval`` and ``urbaneye models import|report``.
+
+Heavy imports (torch, ultralytics) stay inside the handlers. ``models.retrain_cli`` owns the ``models``
+command and adds the actions defined here with ``add_models_actions``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -101,4 +108,111 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"plots: {plots_dir}", file=sys.stderr)
     print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+def add_models_actions(msub: argparse._SubParsersAction) -> None:
+    """``models import`` and ``models report`` under the ``models`` command."""
+    im = msub.add_parser(
+        "import",
+        help="register a detector trained elsewhere (.onnx, or .pt with the train extra); --activate uses it",
+        description="Validates the file (a YOLO detection model), applies a class map, writes a model card, "
+        "registers it as NAME and, with --activate, makes it the camera group's active model: running "
+        "stream workers hot-reload it.",
+    )
+    im.add_argument("path", type=Path, help="the .onnx (or ultralytics .pt) file")
+    im.add_argument("--name", required=True, help="registry version name, e.g. coco-yolov8n")
+    im.add_argument(
+        "--class-map",
+        help="'coco' (the 80 COCO labels: person, bicycle, motorcycle -> e_bike, the rest ignored) or a "
+        "YAML file of 'label: kind' lines (null ignores a label); default: labels that are object kinds",
+    )
+    im.add_argument("--group", default="default", help="camera group (default: default)")
+    im.add_argument("--activate", action="store_true", help="make it the group's active model now")
+    im.add_argument("--json", action="store_true", help="print the result as JSON")
+    im.set_defaults(func=cmd_models_import)
+
+    rp = msub.add_parser(
+        "report",
+        help="how reviewers judged a model's cases, per kind and per camera (real-world precision)",
+    )
+    rp.add_argument("--name", required=True, help="registry version, e.g. bootstrap-3abb1cd1bd0c")
+    rp.add_argument("--json", action="store_true", help="print the report as JSON")
+    rp.set_defaults(func=cmd_models_report)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send file descriptor 1 to stderr for a while: ultralytics' export logs to stdout through handlers
+    that hold the stream, and ``--json`` output must be the only thing on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from models.importer import ModelImportError, import_model
+    from models.registry import RegistryError
+    from urbaneye.db.session import session_scope
+
+    try:
+        with _stdout_to_stderr(), session_scope() as s:
+            result = import_model(
+                s,
+                args.path,
+                name=args.name,
+                class_map=args.class_map,
+                camera_group=args.group,
+                activate=args.activate,
+                actor="cli:admin",
+            )
+    except (ModelImportError, RegistryError) as exc:
+        print(f"urbaneye models import: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return 0
+    h, w = result.imgsz_px
+    print(f"registered  {result.version} (group {result.camera_group}, sha256 {result.sha256[:12]}, {h}x{w})")
+    print(f"kinds       {', '.join(result.kinds)} from {len(result.labels)} labels")
+    print(f"card        {result.card_uri}")
+    print(f"active      {'yes: running workers reload it' if result.activated else 'no (candidate)'}")
+    return 0
+
+
+def cmd_models_report(args: argparse.Namespace) -> int:
+    from models import registry
+    from models.report import model_report
+    from urbaneye.db.session import session_scope
+
+    try:
+        with session_scope() as s:
+            registry.ensure_bootstrap(s)
+            report = model_report(s, args.name).to_json()
+    except registry.RegistryError as exc:
+        print(f"urbaneye models report: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    print(
+        f"{'CAMERA':<20} {'KIND':<20} {'CASES':>6} {'OK':>5} {'REJ':>5} {'PEND':>5} {'PRECISION':>9}  REASONS"
+    )
+    rows = [("(all)", "(all)", report["total"])]
+    rows += [("(all)", kind, v) for kind, v in report["kinds"].items()]
+    for camera, c in report["cameras"].items():
+        rows += [(camera, kind, v) for kind, v in c["kinds"].items()]
+    for camera, kind, v in rows:
+        precision = "-" if v["precision"] is None else f"{v['precision']:.2f}"
+        reasons = ", ".join(f"{r} {n}" for r, n in v["reasons"].items())
+        print(
+            f"{camera:<20} {kind:<20} {v['cases']:>6} {v['confirmed']:>5} {v['rejected']:>5} "
+            f"{v['pending']:>5} {precision:>9}  {reasons}"
+        )
     return 0

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from models.cli import add_models_actions
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_dataset(sub)
@@ -44,7 +46,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=cmd_retrain)
 
-    m = sub.add_parser("models", help="model registry: list, promote, rollback, shadow")
+    m = sub.add_parser("models", help="model registry: list, import, report, promote, rollback, shadow")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="registered model versions, newest first")
     ls.add_argument("--group", help="only this camera group")
@@ -53,6 +55,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr = msub.add_parser("promote", help="make a version the active model of a camera group")
     pr.add_argument("version")
     pr.add_argument("--group", help="camera group (default: the version's own)")
+    pr.add_argument(
+        "--force", action="store_true", help="promote although its gate failed (admin; audited)"
+    )
     pr.set_defaults(func=cmd_models_promote)
     rb = msub.add_parser("rollback", help="re-activate the model that was active before the current one")
     rb.add_argument("--group", default="default")
@@ -63,6 +68,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sh.add_argument("--cameras", default="", help="comma-separated camera ids")
     sh.add_argument("--stop", action="store_true", help="stop the group's shadow")
     sh.set_defaults(func=cmd_models_shadow)
+    add_models_actions(msub)
 
 
 def _add_dataset(sub: argparse._SubParsersAction) -> None:
@@ -202,13 +208,14 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from urbaneye.db.session import session_scope
 
     with session_scope() as s:
+        registry.ensure_bootstrap(s)  # the shipped model is always listed, active while nothing else is
         rows = [registry.to_json(mv) for mv in registry.list_versions(s, args.group)]
         active = {a.camera_group: a.version for a in registry.active_models(s)}
     if args.json:
         print(json.dumps({"models": rows, "active": active}, ensure_ascii=False))
         return 0
     if not rows:
-        print("no models registered; `urbaneye retrain` registers the bootstrap model on first use")
+        print("no models registered and the bootstrap model file is missing; see `urbaneye models import`")
         return 0
     print(f"{'VERSION':<44} {'STATUS':<9} {'GROUP':<10} {'VAL mAP50':>9} {'DATASET':<28} SHA256")
     for r in rows:
@@ -246,7 +253,11 @@ def _registry_call(fn) -> int:  # noqa: ANN001
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from models import registry
 
-    return _registry_call(lambda s: registry.promote(s, args.version, args.group, actor="cli:admin"))
+    def run(s):  # noqa: ANN001, ANN202
+        registry.ensure_bootstrap(s)  # so a rollback can return to the shipped model
+        return registry.promote(s, args.version, args.group, actor="cli:admin", force=args.force)
+
+    return _registry_call(run)
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
