@@ -11,12 +11,14 @@ from api.schemas.common import AUTH_ERRORS, errors
 from api.schemas.models import (
     ActiveModelPublic,
     ActiveModelsPublic,
+    ModelReportPublic,
     ModelVersionPublic,
     ModelVersionsPublic,
     PromoteIn,
 )
 from api.services.audit import actor_of
 from models import registry
+from models.report import model_report
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_ERRORS)
 
@@ -52,11 +54,26 @@ def get_model(version: str, session: SessionDep, _: WorkerOrReader) -> ModelVers
         raise _http(exc) from None
 
 
+@router.get("/{version}/report", response_model=ModelReportPublic, responses=errors(404))
+def report_model(version: str, session: SessionDep, _: WorkerOrReader) -> ModelReportPublic:
+    """Reviewer verdicts on the cases this model produced, per violation kind and per camera."""
+    try:
+        return ModelReportPublic.model_validate(model_report(session, version).to_json())
+    except registry.ModelNotFound as exc:
+        raise _http(exc) from None
+
+
 @router.post("/{version}/promote", response_model=ActiveModelPublic, responses=errors(404, 409))
 def promote_model(version: str, body: PromoteIn, session: SessionDep, admin: AdminUser) -> ActiveModelPublic:
-    """Make a version the active model of a camera group; workers hot-reload it (409 if already active)."""
+    """Make a version the active model of a camera group; workers hot-reload it (409 if already active).
+
+    A version whose promotion gate failed is refused (409) unless ``force`` is true; the forced promotion
+    and the gate's reason are written to the audit log.
+    """
     try:
-        active = registry.promote(session, version, body.camera_group, actor=actor_of(admin))
+        active = registry.promote(
+            session, version, body.camera_group, actor=actor_of(admin), force=body.force
+        )
     except registry.RegistryError as exc:
         session.rollback()
         raise _http(exc) from None

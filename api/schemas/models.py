@@ -49,3 +49,34 @@ class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     camera_group: str | None = Field(None, max_length=64, description="default: the version's own group")
+    force: bool = Field(
+        False,
+        description="promote a version whose promotion gate failed (admins only; written to the audit log)",
+    )
+
+
+class VerdictsPublic(BaseModel):
+    """Reviewer verdicts on a set of a model's cases; precision = confirmed / (confirmed + rejected)."""
+
+    cases: int
+    pending: int
+    confirmed: int
+    rejected: int
+    reasons: dict[str, int] = Field(description="rejection reason -> count")
+    precision: float | None = Field(description="None while no case is judged")
+
+
+class CameraVerdictsPublic(BaseModel):
+    total: VerdictsPublic
+    kinds: dict[str, VerdictsPublic]
+
+
+class ModelReportPublic(BaseModel):
+    """How reviewers judged a model's cases: the model's real-world precision, per kind and camera."""
+
+    version: str
+    sha256: str
+    counted_as: list[str] = Field(description="the cases' model_version strings counted for this model")
+    total: VerdictsPublic
+    kinds: dict[str, VerdictsPublic]
+    cameras: dict[str, CameraVerdictsPublic]
