@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -142,3 +142,47 @@ def fs_store(settings_env) -> Iterator:
     from urbaneye.storage import get_store
 
     yield get_store()
+
+
+def export_untrained(out_dir: Path, task: str, *, names: Sequence[str], imgsz_px: int = 64) -> Path:
+    """An untrained ultralytics YOLOv8n of ``task`` (detect / segment / classify) exported to ONNX, as a
+    city would download one: built from the architecture yaml (no weights download), tiny input for speed."""
+    from copy import deepcopy
+
+    from models.export import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, SegmentationModel
+
+    kinds = {
+        "detect": (DetectionModel, "yolov8n.yaml"),
+        "segment": (SegmentationModel, "yolov8n-seg.yaml"),
+        "classify": (ClassificationModel, "yolov8n-cls.yaml"),
+    }
+    model_cls, arch = kinds[task]
+    torch.manual_seed(0)
+    model = model_cls(arch, nc=len(names), verbose=False)
+    model.names = dict(enumerate(names))
+    model.args = {"imgsz": imgsz_px, "task": task}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pt = out_dir / f"{task}.pt"
+    torch.save({"model": deepcopy(model).half(), "train_args": {"imgsz": imgsz_px, "task": task}}, pt)
+    exported = YOLO(str(pt)).export(
+        format="onnx", imgsz=imgsz_px, opset=17, simplify=False, device="cpu", verbose=False
+    )
+    return Path(exported)
+
+
+@pytest.fixture(scope="session")
+def coco_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """COCO-80-named YOLOv8n exports: ``{"detect": onnx, "segment": onnx, "classify": onnx, "detect_pt": pt}``."""
+    from vision.class_maps import COCO80_LABELS
+
+    out = tmp_path_factory.mktemp("coco")
+    models = {
+        task: export_untrained(out, task, names=COCO80_LABELS) for task in ("detect", "segment", "classify")
+    }
+    models["detect_pt"] = out / "detect.pt"
+    return models
