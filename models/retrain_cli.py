@@ -55,9 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr = msub.add_parser("promote", help="make a version the active model of a camera group")
     pr.add_argument("version")
     pr.add_argument("--group", help="camera group (default: the version's own)")
-    pr.add_argument(
-        "--force", action="store_true", help="promote although its gate failed (admin; audited)"
-    )
+    pr.add_argument("--force", action="store_true", help="promote although its gate failed (admin; audited)")
     pr.set_defaults(func=cmd_models_promote)
     rb = msub.add_parser("rollback", help="re-activate the model that was active before the current one")
     rb.add_argument("--group", default="default")
