@@ -30,7 +30,16 @@ from sqlalchemy.orm import Session
 from urbaneye.audit import append_audit
 from urbaneye.cases.describe import describe_case
 from urbaneye.cases.spool import Spool, SpoolItem
-from urbaneye.db.models import Case, CaseStatus, Evidence, Outbox, RejectReason, Review, utcnow
+from urbaneye.db.models import (
+    Case,
+    CaseStatus,
+    Evidence,
+    Outbox,
+    OutboxStatus,
+    RejectReason,
+    Review,
+    utcnow,
+)
 from urbaneye.settings import get_settings
 from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store, sha256_hex
 from vision.types import GBT_CODES, ViolationKind
@@ -404,15 +413,17 @@ def undo_review(session: Session, case_id: str, user_id: str) -> Case:
             f"case {case_id} is {status.value}; only a confirmed, rejected or queued case can be undone"
         )
     pending = session.scalars(
-        select(Outbox).where(Outbox.case_id == case.id, Outbox.status == "pending")
+        select(Outbox).where(Outbox.case_id == case.id, Outbox.status == OutboxStatus.PENDING)
     ).all()
-    sent = session.scalars(select(Outbox).where(Outbox.case_id == case.id, Outbox.status == "sent")).first()
+    sent = session.scalars(
+        select(Outbox).where(Outbox.case_id == case.id, Outbox.status == OutboxStatus.SENT)
+    ).first()
     if sent is not None:
         raise CaseStateError(
             f"case {case_id} was already pushed to the hotline at {sent.sent_at}; it cannot be undone"
         )
     for row in pending:
-        row.status = "cancelled"
+        row.status = OutboxStatus.CANCELLED.value
     transition(session, case, S.PENDING_REVIEW, f"user:{user_id}", {"undo": status.value})
     case.reject_reason = None
     case.reviewed_by = None
@@ -458,7 +469,9 @@ def hotline_payload(case: Case) -> dict[str, Any]:
 def queue_for_hotline(session: Session, case: Case, actor: str, detail: dict | None = None) -> Outbox:
     """Move the case to ``queued`` and write its outbox row in the same transaction."""
     transition(session, case, CaseStatus.QUEUED, actor, {"route": case.route, **(detail or {})})
-    row = Outbox(case_id=case.id, topic=case.route, payload=hotline_payload(case), status="pending")
+    row = Outbox(
+        case_id=case.id, topic=case.route, payload=hotline_payload(case), status=OutboxStatus.PENDING.value
+    )
     session.add(row)
     session.flush()
     return row
@@ -470,7 +483,14 @@ def resend_to_hotline(session: Session, case_id: str, actor: str) -> Case:
     if case.status != CaseStatus.DEAD_LETTER:
         raise CaseStateError(f"case {case_id} is {case.status}; only a dead_letter case can be re-sent")
     transition(session, case, CaseStatus.QUEUED, actor, {"resend": True})
-    session.add(Outbox(case_id=case.id, topic=case.route, payload=hotline_payload(case), status="pending"))
+    session.add(
+        Outbox(
+            case_id=case.id,
+            topic=case.route,
+            payload=hotline_payload(case),
+            status=OutboxStatus.PENDING.value,
+        )
+    )
     session.flush()
     return case
 

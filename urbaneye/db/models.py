@@ -78,6 +78,13 @@ class RejectReason(StrEnum):
     OTHER = "other"  # 其他
 
 
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # to be delivered (the relay sends a task when next_attempt_at is due)
+    SENT = "sent"  # the intake took it
+    DEAD = "dead"  # refused, or out of retries: the case is dead_letter
+    CANCELLED = "cancelled"  # the review was undone before it left
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -231,7 +238,7 @@ class Outbox(Base):
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     topic: Mapped[str] = mapped_column(String(32), default="hotline")  # hotline | bike_operator
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|sent|dead
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")

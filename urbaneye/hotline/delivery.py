@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from urbaneye.audit import append_audit
 from urbaneye.cases.service import transition
-from urbaneye.db.models import Case, CaseStatus, Outbox, utcnow
+from urbaneye.db.models import Case, CaseStatus, Outbox, OutboxStatus, utcnow
 from urbaneye.db.session import session_scope
 from urbaneye.hotline.client import HotlineClient, HotlineRejected, HotlineTransientError
 from urbaneye.settings import Settings, get_settings
@@ -63,7 +63,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
         row = session.execute(stmt).scalar_one_or_none()
         if row is None:
             return "skipped:locked_or_missing"
-        if row.status != "pending":
+        if row.status != OutboxStatus.PENDING:
             return f"skipped:{row.status}"
         case = session.get(Case, row.case_id)
         # Not ready to send is not a failed push: wait without spending the retry budget.
@@ -88,7 +88,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
             error = str(exc)
             permanent = True
         else:
-            row.status = "sent"
+            row.status = OutboxStatus.SENT.value
             row.sent_at = utcnow()
             row.last_error = ""
             if result.ref:
@@ -106,7 +106,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
             return "sent"
         row.last_error = error[:2000]
         if permanent or row.attempts > s.hotline_max_retries:
-            row.status = "dead"
+            row.status = OutboxStatus.DEAD.value
             if case.status == CaseStatus.QUEUED:
                 transition(
                     session,

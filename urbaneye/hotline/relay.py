@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import select, update
 
-from urbaneye.db.models import Outbox, utcnow
+from urbaneye.db.models import Outbox, OutboxStatus, utcnow
 from urbaneye.db.session import session_scope
 from urbaneye.settings import get_settings
 
@@ -33,7 +33,7 @@ def dispatch_due_outbox(url: str | None = None, limit: int = 200) -> int:
     with session_scope(url or get_settings().db_url) as session:
         stmt = (
             select(Outbox)
-            .where(Outbox.status == "pending", Outbox.next_attempt_at <= now)
+            .where(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now)
             .order_by(Outbox.id)
             .limit(limit)
         )
