@@ -218,7 +218,7 @@ def _val_is_train(data_yaml: Path) -> None:
 def _submit_cases(frames, parent, sessions) -> tuple[int, int]:  # noqa: ANN001
     import cv2
 
-    from urbaneye.cases.handoff import EvidenceFrame, Handoff
+    from urbaneye.cases.handoff import CaseContext, EvidenceFrame, Handoff
     from urbaneye.cases.service import review_case
     from vision.geometry import box_iou
     from vision.types import DEFAULT_GBT_CODE, Escalation, ViolationEvent, ViolationKind
@@ -267,7 +267,7 @@ def _submit_cases(frames, parent, sessions) -> tuple[int, int]:  # noqa: ANN001
             handoff.submit(
                 ev,
                 frames_ev,
-                {"camera_id": cam, "model_version": parent.version, "frame_wh": [ww, hh], "event_time": at},
+                CaseContext(cam, model_version=parent.version, frame_wh=(ww, hh), event_time=at),
             )
             verdicts[vid] = real
     from urbaneye.db.models import Case

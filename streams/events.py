@@ -28,8 +28,10 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from streams.camera import SampledFrame
+from urbaneye.cases.spool import CaseContext, EvidenceFrame
 from vision.config import CameraConfig
-from vision.types import Detections, ViolationEvent
+from vision.evidence import render_evidence
+from vision.types import PUBLIC_EVENT_KINDS, Detections, EventKind, ViolationEvent
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,10 @@ SIGHTINGS_PER_CAMERA = 64
 #: Events waiting for the hand-off thread.
 HANDOFF_QUEUE_SIZE = 128
 SIGHTING_WAIT_S = 2.0
-PUBLIC_EVENTS = ("opened", "updated", "closed")
 
 
 class HandoffLike(Protocol):
-    def submit(self, event: ViolationEvent, frames: list, context: dict) -> Any: ...
+    def submit(self, event: ViolationEvent, frames: list[EvidenceFrame], context: CaseContext) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,16 @@ class _Rendered:
     clean_jpg: bytes
     annotated_jpg: bytes
     crop_jpg: bytes
+
+
+@dataclass(frozen=True)
+class _HandoffJob:
+    """One event waiting in ``HandoffQueue`` with what ``EvidenceKeeper.handle`` needs for it."""
+
+    event: ViolationEvent
+    frame: SampledFrame
+    detections: Detections
+    model_version: str
 
 
 def zone_polygon_px(camera: CameraConfig, zone_id: str, frame_wh: tuple[int, int]) -> np.ndarray:
@@ -94,8 +105,6 @@ class EvidenceKeeper:
     def _render(
         self, camera: CameraConfig, event: ViolationEvent, frame: SampledFrame, det: Detections
     ) -> _Rendered:
-        from vision.evidence import render_evidence
-
         images = render_evidence(
             frame.image,
             event,
@@ -107,9 +116,7 @@ class EvidenceKeeper:
         return _Rendered(frame.frame_time, images.clean_jpg, images.annotated_jpg, images.crop_jpg)
 
     @staticmethod
-    def _frames(seq: int, rendered: _Rendered) -> list:
-        from urbaneye.cases.handoff import EvidenceFrame
-
+    def _frames(seq: int, rendered: _Rendered) -> list[EvidenceFrame]:
         return [
             EvidenceFrame(seq, "clean", rendered.clean_jpg, rendered.frame_ts),
             EvidenceFrame(seq, "annotated", rendered.annotated_jpg, rendered.frame_ts),
@@ -118,18 +125,18 @@ class EvidenceKeeper:
 
     def context(
         self, camera: CameraConfig, event: ViolationEvent, frame: SampledFrame, model_version: str
-    ) -> dict:
-        return {
-            "camera_id": camera.id,
-            "camera_name": camera.name,
-            "model_version": model_version,
-            "frame_wh": list(frame.wh),
-            "zone_name": _zone_name(camera, event.zone_id),
-            "location": camera.location.model_dump(mode="json"),
-            "timezone": camera.timezone,
-            "event_time": frame.frame_time.isoformat(),
-            "bike_operator_routing": camera.bike_operator_routing,
-        }
+    ) -> CaseContext:
+        return CaseContext(
+            camera_id=camera.id,
+            camera_name=camera.name,
+            model_version=model_version,
+            frame_wh=(int(frame.wh[0]), int(frame.wh[1])),
+            zone_name=_zone_name(camera, event.zone_id),
+            location=camera.location,
+            timezone=camera.timezone,
+            event_time=frame.frame_time,
+            bike_operator_routing=camera.bike_operator_routing,
+        )
 
     def handle(
         self, event: ViolationEvent, frame: SampledFrame, detections: Detections, model_version: str
@@ -154,17 +161,17 @@ class EvidenceKeeper:
     ) -> None:
         store = self._sightings.setdefault(camera.id, collections.OrderedDict())
         vid = event.violation_id
-        if event.event == "sighting":
+        if event.event == EventKind.SIGHTING:
             store[vid] = self._render(camera, event, frame, detections)
             store.move_to_end(vid)
             while len(store) > self.sightings_per_camera:
                 store.popitem(last=False)
             return
-        if event.event not in PUBLIC_EVENTS:
+        if event.event not in PUBLIC_EVENT_KINDS:
             log.debug("camera %s: ignoring event kind %r", camera.id, event.event)
             return
-        frames: list = []
-        if event.event == "opened":
+        frames: list[EvidenceFrame] = []
+        if event.event == EventKind.OPENED:
             first = store.pop(vid, None)
             seq = 1
             if first is not None:
@@ -178,11 +185,11 @@ class EvidenceKeeper:
                 )
             frames += self._frames(seq, self._render(camera, event, frame, detections))
             self._next_seq[vid] = seq + 1
-        elif event.event == "updated" and event.evidence_request:
+        elif event.event == EventKind.UPDATED and event.evidence_request:
             seq = self._next_seq.get(vid, 3)
             frames += self._frames(seq, self._render(camera, event, frame, detections))
             self._next_seq[vid] = seq + 1
-        elif event.event == "closed":
+        elif event.event == EventKind.CLOSED:
             self._next_seq.pop(vid, None)
             store.pop(vid, None)
         self.handoff.submit(event, frames, self.context(camera, event, frame, model_version))
@@ -200,7 +207,7 @@ class HandoffQueue:
 
     def __init__(self, keeper: EvidenceKeeper, maxsize: int = HANDOFF_QUEUE_SIZE) -> None:
         self.keeper = keeper
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[_HandoffJob | None] = queue.Queue(maxsize=maxsize)
         self._thread = threading.Thread(target=self._run, name="handoff", daemon=True)
         self.dropped_sightings = 0
         self._started = False
@@ -213,23 +220,23 @@ class HandoffQueue:
     def put(
         self, event: ViolationEvent, frame: SampledFrame, detections: Detections, model_version: str
     ) -> None:
-        item = (event, frame, detections, model_version)
-        if event.event == "sighting":
+        job = _HandoffJob(event, frame, detections, model_version)
+        if event.event == EventKind.SIGHTING:
             try:
-                self._queue.put(item, timeout=SIGHTING_WAIT_S)
+                self._queue.put(job, timeout=SIGHTING_WAIT_S)
             except queue.Full:
                 self.dropped_sightings += 1
                 log.warning("hand-off queue full: first-sighting frame of %s dropped", event.violation_id)
             return
-        self._queue.put(item)
+        self._queue.put(job)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            job = self._queue.get()
             try:
-                if item is None:
+                if job is None:
                     return
-                self.keeper.handle(*item)
+                self.keeper.handle(job.event, job.frame, job.detections, job.model_version)
             finally:
                 self._queue.task_done()
 
@@ -254,7 +261,7 @@ class JsonlEventWriter:
         self.count = 0
 
     def write(self, event: ViolationEvent) -> None:
-        if event.event not in PUBLIC_EVENTS:
+        if event.event not in PUBLIC_EVENT_KINDS:
             return
         self._file.write(json.dumps(event.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
         self.count += 1

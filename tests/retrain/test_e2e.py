@@ -30,7 +30,7 @@ DAY0 = dt.datetime(2025, 4, 1, 9, 0, tzinfo=dt.UTC)
 
 
 def submit_case(handoff, jpeg: bytes, wh, box, kind, camera_id, at, model_version) -> str:
-    from urbaneye.cases.handoff import EvidenceFrame
+    from urbaneye.cases.handoff import CaseContext, EvidenceFrame
 
     vid = f"{camera_id}-{uuid.uuid4().hex[:10]}"
     event = ViolationEvent(
@@ -52,7 +52,7 @@ def submit_case(handoff, jpeg: bytes, wh, box, kind, camera_id, at, model_versio
         EvidenceFrame(1, "clean", jpeg, at - dt.timedelta(seconds=190)),
         EvidenceFrame(2, "clean", jpeg, at),
     ]
-    context = {"camera_id": camera_id, "model_version": model_version, "frame_wh": list(wh), "event_time": at}
+    context = CaseContext(camera_id, model_version=model_version, frame_wh=tuple(wh), event_time=at)
     handoff.submit(event, frames, context)
     return vid
 

@@ -3,6 +3,7 @@ Celery worker subprocesses and a Redis we can stop and start."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,6 +23,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import free_port
+from urbaneye.cases.spool import CaseContext, EvidenceFrame
+from vision.config import LocationConfig
 from vision.types import Escalation, ViolationEvent, ViolationKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,9 +65,9 @@ def make_event(
     )
 
 
-def make_frames(event: ViolationEvent, seqs: tuple[int, ...] = (1, 2), gap_s: float = 360.0):
-    from urbaneye.cases.handoff import EvidenceFrame
-
+def make_frames(
+    event: ViolationEvent, seqs: tuple[int, ...] = (1, 2), gap_s: float = 360.0
+) -> list[EvidenceFrame]:
     frames = []
     for i, seq in enumerate(seqs):
         ts = T0 + dt.timedelta(seconds=gap_s * i)
@@ -75,23 +78,17 @@ def make_frames(event: ViolationEvent, seqs: tuple[int, ...] = (1, 2), gap_s: fl
     return frames
 
 
-def make_context(**extra) -> dict:
-    ctx = {
-        "camera_id": "cam-1",
-        "camera_name": "人民路口",
-        "model_version": "bootstrap-abc123",
-        "frame_wh": [1280, 720],
-        "zone_name": "东北角",
-        "location": {
-            "address": "人民路与滨河路口东北角",
-            "lon": 120.1,
-            "lat": 30.2,
-            "grid_code": "330102001",
-        },
-        "event_time": (T0 + dt.timedelta(seconds=360)).isoformat(),
-    }
-    ctx.update(extra)
-    return ctx
+def make_context(**changes) -> CaseContext:
+    ctx = CaseContext(
+        camera_id="cam-1",
+        camera_name="人民路口",
+        model_version="bootstrap-abc123",
+        frame_wh=(1280, 720),
+        zone_name="东北角",
+        location=LocationConfig(address="人民路与滨河路口东北角", lon=120.1, lat=30.2, grid_code="330102001"),
+        event_time=T0 + dt.timedelta(seconds=360),
+    )
+    return dataclasses.replace(ctx, **changes)
 
 
 @pytest.fixture

@@ -69,9 +69,7 @@ def _verify_cli(env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_audit_verify_cli_detects_tampered_row_and_evidence(make_stack, private_redis_url):
     stack = make_stack(private_redis_url)
     ev = make_event("cam-1:z1:9")
-    Handoff().spool.write(
-        "t-9", ev.to_json(), make_context(), [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(ev)]
-    )
+    Handoff().spool.write("t-9", ev, make_context(), make_frames(ev))
     assert service.process_spool_item("t-9") == "done"
     case_id = service.case_id_for(ev.violation_id)
     with session_scope(stack.db_url) as s:

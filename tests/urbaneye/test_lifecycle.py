@@ -32,10 +32,7 @@ def stack(make_stack, private_redis_url):
 
 def _new_case(stack, vid: str = "cam-1:z1:1", kind=ViolationKind.STREET_VENDING, **ctx) -> str:
     ev = make_event(vid, kind=kind)
-    item_id = Handoff().spool.write(
-        f"t-{abs(hash(vid))}", ev.to_json(), make_context(**ctx),
-        [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(ev)],
-    )  # fmt: skip
+    item_id = Handoff().spool.write(f"t-{abs(hash(vid))}", ev, make_context(**ctx), make_frames(ev))
     assert item_id
     assert service.process_spool_item(f"t-{abs(hash(vid))}") == "done"
     return service.case_id_for(vid)

@@ -55,9 +55,9 @@ def test_every_violation_of_two_machines_becomes_one_case_none_errors(
     orphan_item = make_item_id(orphan.violation_id, orphan.event, orphan.ts_s)
     assert handoffs["machine-a"].spool.write(
         orphan_item,
-        orphan.to_json(),
+        orphan,
         make_context(camera_id="cam-machine-a"),
-        [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(orphan)],
+        make_frames(orphan),
         claim_send=True,  # "sent" by the crashed process: only the relay's re-send brings it home
     )
     process_spool_item_task.apply_async(args=[orphan_item, "machine-a"], queue="cases.machine-b")

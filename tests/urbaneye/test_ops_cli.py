@@ -39,9 +39,9 @@ def test_relay_once_turns_a_stranded_spool_item_into_a_case(tmp_path):
     spool = Spool(tmp_path / "var" / "spool")
     spool.write(
         "stranded",
-        ev.to_json(),
+        ev,
         make_context(),
-        [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(ev)],
+        make_frames(ev),
     )
     out = _cli("relay", "--once", env=env)
     assert out.returncode == 0, out.stderr

@@ -89,9 +89,9 @@ def test_a_soft_time_limit_during_an_upload_is_not_swallowed(embedded):
     spool = Spool(embedded.spool_dir)
     spool.write(
         item_id,
-        ev.to_json(),
+        ev,
         make_context(),
-        [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in make_frames(ev)],
+        make_frames(ev),
     )
     with session_scope(embedded.db_url) as s:
         service.record_case_from_spool(s, item_id, spool=spool)
@@ -104,7 +104,7 @@ def test_a_soft_time_limit_during_an_upload_is_not_swallowed(embedded):
 
 def test_a_relay_round_between_spooling_and_sending_does_not_send_again(tmp_path):
     spool = Spool(tmp_path)
-    spool.write("fresh", {}, {}, [], claim_send=True)
+    spool.write("fresh", make_event(), make_context(), [], claim_send=True)
     assert spool.due_for_send(30) == []  # the submitter sends it; the relay leaves it alone
     spool.release_send("fresh")
     assert spool.due_for_send(30) == ["fresh"]

@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision.config import LocationConfig
+
 
 def _scene_jpeg(seed: int, w: int, h: int) -> bytes:
     """A smooth synthetic street-ish frame: JPEG sizes close to real evidence (~50-150 KB at 720p)."""
@@ -193,7 +195,7 @@ def run_bench(
     """
     from sqlalchemy import select
 
-    from urbaneye.cases.handoff import EvidenceFrame, Handoff
+    from urbaneye.cases.handoff import CaseContext, EvidenceFrame, Handoff
     from urbaneye.db.migrate import upgrade
     from urbaneye.db.models import Case
     from urbaneye.db.session import session_scope
@@ -266,6 +268,7 @@ def run_bench(
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         now = dt.datetime.now(dt.UTC)
+        context = CaseContext("bench-cam", location=LocationConfig(address="基准测试路口"))
 
         def submit(vid: str) -> None:
             ev = ViolationEvent(
@@ -280,7 +283,7 @@ def run_bench(
             ]
             with lock:
                 submitted[vid] = time.perf_counter()
-            handoff.submit(ev, frames, {"camera_id": "bench-cam", "location": {"address": "基准测试路口"}})
+            handoff.submit(ev, frames, context)
 
         def wait_until(done: Any, timeout_s: float) -> None:  # noqa: ANN401 - a predicate
             deadline = time.monotonic() + timeout_s

@@ -9,41 +9,29 @@ waits in the spool and the relay (``Handoff.relay_once`` / ``start_relay``, or `
 sends it when the broker is back. Case creation is idempotent on the violation id, so a re-send never
 makes a second case.
 
-``context`` keys (all optional except ``camera_id``):
-    camera_id, camera_name, model_version, frame_wh [w, h], zone_name, place_key,
-    location {address, lon, lat, grid_code, district}, timezone (IANA, default Asia/Shanghai),
-    event_time (wall-clock datetime or ISO text of ``event.ts_s``; default: now),
-    bike_operator_routing (bool).
+An item is the ``ViolationEvent``, its ``CaseContext`` (camera name, zone name, location, time zone,
+model version, wall-clock event time: default now, ...) and its ``EvidenceFrame``s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from urbaneye.cases.spool import Spool, make_item_id
+from urbaneye.cases.spool import CaseContext, EvidenceFrame, Spool, make_item_id
 from urbaneye.settings import get_settings
-from vision.types import ViolationEvent
+from vision.types import PUBLIC_EVENT_KINDS, EventKind, ViolationEvent
+
+__all__ = ["CaseContext", "EvidenceFrame", "EvidenceRuleError", "Handoff", "verify_evidence_frames"]
 
 log = logging.getLogger(__name__)
-
-EVENTS = ("opened", "updated", "closed")
 
 
 class EvidenceRuleError(ValueError):
     """An ``opened`` event came without the two evidence moments the rule requires."""
-
-
-@dataclass
-class EvidenceFrame:
-    seq: int  # 1 = first sighting, 2 = dwell crossing, 3.. = updates
-    variant: str  # "clean" | "annotated" | "crop"
-    jpeg: bytes
-    frame_ts: dt.datetime  # wall-clock time of the frame
 
 
 def verify_evidence_frames(
@@ -57,7 +45,7 @@ def verify_evidence_frames(
             raise EvidenceRuleError(f"evidence frame variant {f.variant!r} is not one of {VARIANTS}")
         if not f.jpeg:
             raise EvidenceRuleError(f"evidence frame {f.seq}-{f.variant} of {event.violation_id} is empty")
-    if event.event != "opened":
+    if event.event != EventKind.OPENED:
         return
     times = sorted({f.frame_ts for f in frames if f.frame_ts is not None})
     if len({f.seq for f in frames}) < 2 or not times or (times[-1] - times[0]).total_seconds() < min_gap_s:
@@ -66,18 +54,6 @@ def verify_evidence_frames(
             f">= {min_gap_s:g}s apart (seq 1 = first sighting, seq 2 = dwell crossing); got "
             f"{sorted({(f.seq, f.frame_ts.isoformat() if f.frame_ts else None) for f in frames})}"
         )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return _jsonable(value.model_dump(mode="json"))
-    return value
 
 
 def send_case_task(item_id: str, node: str | None = None) -> None:
@@ -103,28 +79,22 @@ class Handoff:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def submit(self, event: ViolationEvent, frames: list[EvidenceFrame], context: dict) -> str:
+    def submit(self, event: ViolationEvent, frames: list[EvidenceFrame], context: CaseContext) -> str:
         """Spool the event and its frames durably, then send a task with the spool item id.
 
         Returns the spool item id. Raises ``EvidenceRuleError``/``ValueError`` only for a malformed
         event (a programming error), never for an outage.
         """
-        if event.event not in EVENTS:
-            raise ValueError(f"event {event.event!r} of {event.violation_id} is not one of {EVENTS}")
+        if event.event not in PUBLIC_EVENT_KINDS:
+            names = tuple(str(k) for k in PUBLIC_EVENT_KINDS)
+            raise ValueError(f"event '{event.event}' of {event.violation_id} is not one of {names}")
         verify_evidence_frames(event, frames, self.min_evidence_gap_s)
-        context = _jsonable(dict(context))
-        context.setdefault("camera_id", event.camera_id)
-        context.setdefault("event_time", dt.datetime.now(dt.UTC).isoformat())
+        if context.event_time is None:
+            context = dataclasses.replace(context, event_time=dt.datetime.now(dt.UTC))
         item_id = make_item_id(event.violation_id, event.event, event.ts_s)
         # The send is claimed before the item appears in the spool, so a relay round between the write
         # and our send does not send it a second time (the task would upload the evidence twice).
-        created = self.spool.write(
-            item_id,
-            event.to_json(),
-            context,
-            [(f.seq, f.variant, f.frame_ts, f.jpeg) for f in frames],
-            claim_send=True,
-        )
+        created = self.spool.write(item_id, event, context, frames, claim_send=True)
         if created and not self._send(item_id):
             self.spool.release_send(item_id)  # the relay's next round sends it
         return item_id

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
 from urbaneye.cases.describe import describe_case
-from urbaneye.cases.spool import Spool, SpoolItem
+from urbaneye.cases.spool import DEFAULT_TIMEZONE, Spool, SpooledFrame, SpoolItem
 from urbaneye.db.models import (
     Case,
     CaseStatus,
@@ -42,7 +43,7 @@ from urbaneye.db.models import (
 )
 from urbaneye.settings import get_settings
 from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store, sha256_hex
-from vision.types import GBT_CODES, ViolationKind
+from vision.types import GBT_CODES, Escalation, EventKind, ViolationKind
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,6 @@ def transition(
 # --- creation from the hand-off spool -------------------------------------------------------------
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if value is None or value == "":
-        return None
-    t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands back naive datetimes; they are UTC.
     return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
@@ -123,75 +117,68 @@ def _aware(t: dt.datetime | None) -> dt.datetime | None:
 def _event_times(item: SpoolItem) -> tuple[dt.datetime, dt.datetime]:
     """(started_at, event_at) in UTC from the event's stream times and the context's wall clock."""
     ev = item.event
-    event_at = _parse_time(item.context.get("event_time")) or item.created_at
-    started_at = event_at - dt.timedelta(
-        seconds=max(0.0, float(ev["ts_s"]) - float(ev.get("first_seen_s", 0.0)))
-    )
+    event_at = item.context.event_time or item.created_at
+    started_at = event_at - dt.timedelta(seconds=max(0.0, ev.ts_s - ev.first_seen_s))
     return started_at.astimezone(dt.UTC), event_at.astimezone(dt.UTC)
 
 
 def _new_case(item: SpoolItem, case_id: str) -> Case:
     ev, ctx = item.event, item.context
-    loc = ctx.get("location") or {}
-    kind = ViolationKind(ev["kind"])
-    code = GBT_CODES.get(ev["gbt_code"])
+    loc = ctx.location
+    code = GBT_CODES.get(ev.gbt_code)
     if code is None:
-        raise ValueError(f"violation {ev['violation_id']} has unknown GB/T code {ev['gbt_code']!r}")
+        raise ValueError(f"violation {ev.violation_id} has unknown GB/T code {ev.gbt_code!r}")
     started_at, _ = _event_times(item)
     s = get_settings()
     route = "hotline"
-    if kind == ViolationKind.BIKE_MISPARKING and ctx.get("bike_operator_routing") and s.bike_operator_url:
+    if ev.kind == ViolationKind.BIKE_MISPARKING and ctx.bike_operator_routing and s.bike_operator_url:
         route = "bike_operator"
     return Case(
         id=case_id,
-        violation_id=ev["violation_id"],
-        camera_id=ev["camera_id"],
-        zone_id=ev.get("zone_id", ""),
-        place_key=ev.get("place_key") or ctx.get("place_key") or f"{ev['camera_id']}/{ev.get('zone_id', '')}",
-        kind=kind.value,
+        violation_id=ev.violation_id,
+        camera_id=ev.camera_id,
+        zone_id=ev.zone_id,
+        place_key=ev.place_key or ctx.place_key or f"{ev.camera_id}/{ev.zone_id}",
+        kind=ev.kind.value,
         gbt_code=code.code,
         gbt_name=code.name,
         source_channel="视频抓拍",
-        address=loc.get("address", "") or "",
-        lon=loc.get("lon"),
-        lat=loc.get("lat"),
-        grid_code=loc.get("grid_code", "") or "",
+        address=loc.address,
+        lon=loc.lon,
+        lat=loc.lat,
+        grid_code=loc.grid_code,
         started_at=started_at,
         duration_s=0.0,
-        confidence=float(ev.get("score", 0.0)),
-        model_version=str(ctx.get("model_version", "")),
-        escalation=ev.get("escalation", "blue"),
-        bbox_xyxy=list(ev.get("bbox_xyxy", [])),
-        frame_wh=list(ctx.get("frame_wh") or []),
-        object_count=int(ev.get("object_count", 1)),
+        confidence=ev.score,
+        model_version=ctx.model_version,
+        escalation=ev.escalation.value,
+        bbox_xyxy=list(ev.bbox_xyxy),
+        frame_wh=list(ctx.frame_wh or ()),
+        object_count=ev.object_count,
         status=CaseStatus.PENDING_REVIEW.value,
         route=route,
         corrections=[],
     )
 
 
-_ESCALATION_ORDER = ["blue", "yellow", "red"]
-
-
 def _apply_event(case: Case, item: SpoolItem) -> None:
     """Fold one event into the case. Order-independent and idempotent (max/latest wins)."""
     ev = item.event
-    span_s = max(0.0, float(ev["ts_s"]) - float(ev.get("first_seen_s", 0.0)))
-    case.duration_s = max(float(case.duration_s or 0.0), span_s, float(ev.get("dwell_s", 0.0)))
-    case.confidence = max(float(case.confidence or 0.0), float(ev.get("score", 0.0)))
-    case.object_count = max(int(case.object_count or 1), int(ev.get("object_count", 1)))
-    esc = ev.get("escalation", "blue")
-    if _ESCALATION_ORDER.index(esc) > _ESCALATION_ORDER.index(case.escalation or "blue"):
-        case.escalation = esc
-    if ev["event"] in ("opened", "updated") and ev.get("bbox_xyxy"):
-        case.bbox_xyxy = list(ev["bbox_xyxy"])
-    if ev["event"] == "closed":
+    span_s = max(0.0, ev.ts_s - ev.first_seen_s)
+    case.duration_s = max(float(case.duration_s or 0.0), span_s, ev.dwell_s)
+    case.confidence = max(float(case.confidence or 0.0), ev.score)
+    case.object_count = max(int(case.object_count or 1), ev.object_count)
+    if ev.escalation.rank > Escalation(case.escalation).rank:
+        case.escalation = ev.escalation.value
+    if ev.event in (EventKind.OPENED, EventKind.UPDATED) and ev.bbox_xyxy:
+        case.bbox_xyxy = list(ev.bbox_xyxy)
+    if ev.event == EventKind.CLOSED:
         case.ended_at = _aware(case.started_at) + dt.timedelta(seconds=case.duration_s)
     case.description = describe_case(
         case.kind,
         case.address,
         case.duration_s,
-        zone_name=str(item.context.get("zone_name", "")),
+        zone_name=item.context.zone_name,
         object_count=case.object_count,
         escalation=case.escalation,
         closed=case.ended_at is not None,
@@ -201,8 +188,8 @@ def _apply_event(case: Case, item: SpoolItem) -> None:
 def _local_day(case: Case, tz_name: str) -> dt.date:
     try:
         tz = ZoneInfo(tz_name)
-    except Exception:
-        tz = ZoneInfo("Asia/Shanghai")
+    except Exception:  # a camera's time zone is checked when its config is loaded; keep the case anyway
+        tz = ZoneInfo(DEFAULT_TIMEZONE)
     return _aware(case.started_at).astimezone(tz).date()
 
 
@@ -218,13 +205,13 @@ def record_case_from_spool(session: Session, spool_item_id: str, *, spool: Spool
     spool = spool or Spool(get_settings().spool_dir)
     item = spool.load(spool_item_id)
     ev = item.event
-    case = session.execute(select(Case).where(Case.violation_id == ev["violation_id"])).scalar_one_or_none()
+    case = session.execute(select(Case).where(Case.violation_id == ev.violation_id)).scalar_one_or_none()
     created = case is None
     if created:
-        case = _new_case(item, case_id_for(ev["violation_id"]))
+        case = _new_case(item, case_id_for(ev.violation_id))
         session.add(case)
     existing = {(e.seq, e.variant) for e in case.evidence} if not created else set()
-    day = _local_day(case, str(item.context.get("timezone", "Asia/Shanghai")))
+    day = _local_day(case, item.context.timezone)
     for frame in item.frames:
         if (frame.seq, frame.variant) in existing:
             continue
@@ -261,7 +248,7 @@ def record_case_from_spool(session: Session, spool_item_id: str, *, spool: Spool
         append_audit(
             session,
             "system:cases",
-            ev["event"],
+            ev.event.value,
             "case",
             case.id,
             case.status,
@@ -269,6 +256,16 @@ def record_case_from_spool(session: Session, spool_item_id: str, *, spool: Spool
             {"spool_item": spool_item_id, "frames": len(item.frames)},
         )
     return case
+
+
+@dataclass(frozen=True)
+class _PendingUpload:
+    """An evidence row not in the store yet, and the spooled frame with its bytes."""
+
+    evidence_id: int
+    key: str
+    sha256: str
+    frame: SpooledFrame
 
 
 class UploadOutcome(StrEnum):
@@ -300,17 +297,18 @@ def upload_spooled_evidence(
         frames = {(f.seq, f.variant): f for f in item.frames}
         with session_scope(url or get_settings().db_url) as session:
             case = session.execute(
-                select(Case).where(Case.violation_id == item.event["violation_id"])
+                select(Case).where(Case.violation_id == item.event.violation_id)
             ).scalar_one()
             todo = [
-                (e.id, e.key, e.sha256, frames[(e.seq, e.variant)])
+                _PendingUpload(e.id, e.key, e.sha256, frames[(e.seq, e.variant)])
                 for e in case.evidence
                 if (e.seq, e.variant) in frames and not e.uploaded
             ]
             case_id, violation_id = case.id, case.violation_id
         uploaded: list[int] = []
         deferred = False
-        for evidence_id, key, sha256, frame in todo:
+        for upload in todo:
+            frame, key = upload.frame, upload.key
             data = frame.read()
             try:
                 digest = store.put(
@@ -334,9 +332,9 @@ def upload_spooled_evidence(
                 log.exception("evidence %s upload refused; it waits in the spool", key)
                 deferred = True
                 continue
-            if digest != sha256:  # audit verify names it too
+            if digest != upload.sha256:  # audit verify names it too
                 log.error("evidence %s in the store differs from the hash its case recorded", key)
-            uploaded.append(evidence_id)
+            uploaded.append(upload.evidence_id)
         if uploaded:
             with session_scope(url or get_settings().db_url) as session:
                 # ORM updates, not a bulk UPDATE: session events see each evidence row change

@@ -3,7 +3,9 @@
 Layout under the spool root (shared by stream workers, Celery workers and the relay)::
 
     tmp/                      items being written (never read)
-    items/{item_id}/item.json event + context, then one file per frame: {seq}-{variant}.jpg
+    items/{item_id}/item.json {"item_id", "event": ViolationEvent.to_json(), "context": CaseContext.to_json(),
+                              "frames": [{"seq", "variant", "frame_ts"}], "created_at"}, then one file
+                              per frame: {seq}-{variant}.jpg
     sent/{item_id}            marker; its mtime is when a task for the item was last sent (or claimed
                               for sending: ``write(..., claim_send=True)`` creates it before the item
                               is visible, so the relay never sends a fresh item a second time)
@@ -11,6 +13,10 @@ Layout under the spool root (shared by stream workers, Celery workers and the re
 
 An item appears in ``items/`` only complete: files are fsynced in ``tmp/`` and the directory is renamed
 into place atomically. An item leaves ``items/`` only after its ``done`` marker is durable.
+
+The JSON layout is the one every earlier version wrote: items spooled before an upgrade load unchanged (a
+key an older version did not write takes its field's default, see ``CaseContext.from_json`` and
+``ViolationEvent.from_json``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from urbaneye.storage import fsync_dir
+from vision.config import LocationConfig
+from vision.types import ViolationEvent
 
 _ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,160}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -40,8 +48,87 @@ class SpoolItemNotFound(LookupError):
     pass
 
 
+#: Time zone of a case's local day (evidence keys) when its camera names none.
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)  # a naive event time is UTC
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """What a case needs to know about its event's camera, beyond the event itself.
+
+    Built by the stream worker (``streams.events.EvidenceKeeper.context``) from the camera's config and
+    spooled beside the event.
+    """
+
+    camera_id: str
+    camera_name: str = ""
+    model_version: str = ""
+    frame_wh: tuple[int, int] | None = None  # (w, h) px of the frames the event's boxes are in
+    zone_name: str = ""
+    place_key: str = ""  # where repeat offences are counted, if the event carries none
+    location: LocationConfig = field(default_factory=LocationConfig)
+    timezone: str = DEFAULT_TIMEZONE  # IANA name: the local day in evidence keys
+    event_time: dt.datetime | None = None  # wall clock of the event (tz-aware); None: when it was spooled
+    bike_operator_routing: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "camera_id": self.camera_id,
+            "camera_name": self.camera_name,
+            "model_version": self.model_version,
+            "frame_wh": list(self.frame_wh) if self.frame_wh else None,
+            "zone_name": self.zone_name,
+            "place_key": self.place_key,
+            "location": self.location.model_dump(mode="json"),
+            "timezone": self.timezone,
+            "event_time": self.event_time.isoformat() if self.event_time else None,
+            "bike_operator_routing": self.bike_operator_routing,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseContext:
+        """The inverse of ``to_json``. Keys an older version did not write take their field's default
+        (it wrote only the keys it knew; ``null``/``""`` meant unknown); keys this version does not know
+        are ignored.
+
+        Example:
+            >>> CaseContext.from_json({"camera_id": "cam-1", "frame_wh": [1280, 720]}).frame_wh
+            (1280, 720)
+        """
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in data.items() if k in known and v is not None}
+        if given.get("frame_wh"):
+            w, h = given["frame_wh"]
+            given["frame_wh"] = (int(w), int(h))
+        else:
+            given.pop("frame_wh", None)
+        if "location" in given:
+            given["location"] = LocationConfig.model_validate(given["location"])
+        if given.get("event_time"):
+            given["event_time"] = _aware(dt.datetime.fromisoformat(str(given["event_time"])))
+        else:
+            given.pop("event_time", None)
+        return cls(**given)
+
+
+@dataclass(frozen=True)
+class EvidenceFrame:
+    """One evidence image on its way into the spool."""
+
+    seq: int  # 1 = first sighting, 2 = dwell crossing, 3.. = updates
+    variant: str  # "clean" | "annotated" | "crop"
+    jpeg: bytes
+    frame_ts: dt.datetime | None  # wall-clock time of the frame
+
+
 @dataclass(frozen=True)
 class SpooledFrame:
+    """One evidence image in the spool: ``{seq}-{variant}.jpg`` in its item's folder."""
+
     seq: int
     variant: str
     frame_ts: dt.datetime | None
@@ -50,12 +137,35 @@ class SpooledFrame:
     def read(self) -> bytes:
         return self.path.read_bytes()
 
+    @staticmethod
+    def file_name(seq: int, variant: str) -> str:
+        return f"{int(seq)}-{variant}.jpg"
+
+    @staticmethod
+    def to_json(frame: EvidenceFrame) -> dict[str, Any]:
+        """The metadata ``item.json`` keeps of a frame (its bytes are the file beside it)."""
+        return {
+            "seq": int(frame.seq),
+            "variant": frame.variant,
+            "frame_ts": frame.frame_ts.isoformat() if frame.frame_ts else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], item_dir: Path) -> SpooledFrame:
+        frame_ts = data["frame_ts"]
+        return cls(
+            seq=int(data["seq"]),
+            variant=str(data["variant"]),
+            frame_ts=dt.datetime.fromisoformat(frame_ts) if frame_ts else None,
+            path=item_dir / cls.file_name(data["seq"], data["variant"]),
+        )
+
 
 @dataclass(frozen=True)
 class SpoolItem:
     item_id: str
-    event: dict[str, Any]  # ViolationEvent.to_json()
-    context: dict[str, Any]
+    event: ViolationEvent
+    context: CaseContext
     frames: list[SpooledFrame]
     created_at: dt.datetime
 
@@ -92,9 +202,9 @@ class Spool:
     def write(
         self,
         item_id: str,
-        event: dict[str, Any],
-        context: dict[str, Any],
-        frames: list[tuple[int, str, dt.datetime | None, bytes]],
+        event: ViolationEvent,
+        context: CaseContext,
+        frames: list[EvidenceFrame],
         *,
         claim_send: bool = False,
     ) -> bool:
@@ -111,25 +221,16 @@ class Spool:
         tmp = self.tmp_dir / f"{item_id}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            meta_frames = []
-            for seq, variant, frame_ts, jpeg in frames:
-                name = f"{int(seq)}-{variant}.jpg"
-                _write_fsync(tmp / name, jpeg)
-                meta_frames.append(
-                    {
-                        "seq": int(seq),
-                        "variant": variant,
-                        "frame_ts": frame_ts.isoformat() if frame_ts else None,
-                    }
-                )
+            for frame in frames:
+                _write_fsync(tmp / SpooledFrame.file_name(frame.seq, frame.variant), frame.jpeg)
             doc = {
                 "item_id": item_id,
-                "event": event,
-                "context": context,
-                "frames": meta_frames,
+                "event": event.to_json(),
+                "context": context.to_json(),
+                "frames": [SpooledFrame.to_json(f) for f in frames],
                 "created_at": dt.datetime.now(dt.UTC).isoformat(),
             }
-            _write_fsync(tmp / "item.json", json.dumps(doc, ensure_ascii=False, default=str).encode())
+            _write_fsync(tmp / "item.json", json.dumps(doc, ensure_ascii=False).encode())
             fsync_dir(tmp)
             if claim_send:
                 self.mark_sent(item_id)
@@ -160,20 +261,11 @@ class Spool:
                     else "; is URBANEYE_DATA_DIR shared with the workers?"
                 )
             ) from None
-        frames = [
-            SpooledFrame(
-                seq=f["seq"],
-                variant=f["variant"],
-                frame_ts=dt.datetime.fromisoformat(f["frame_ts"]) if f.get("frame_ts") else None,
-                path=path / f"{f['seq']}-{f['variant']}.jpg",
-            )
-            for f in doc["frames"]
-        ]
         return SpoolItem(
             item_id=item_id,
-            event=doc["event"],
-            context=doc["context"],
-            frames=frames,
+            event=ViolationEvent.from_json(doc["event"]),
+            context=CaseContext.from_json(doc["context"]),
+            frames=[SpooledFrame.from_json(f, path) for f in doc["frames"]],
             created_at=dt.datetime.fromisoformat(doc["created_at"]),
         )
 
