@@ -200,7 +200,7 @@ def run_bench(
     from urbaneye.db.models import Case
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
-    from vision.types import Escalation, ViolationEvent, ViolationKind
+    from vision.types import Escalation, EventKind, ViolationEvent, ViolationKind
 
     if scenario not in SCENARIOS:
         raise ValueError(f"bench scenario {scenario!r} is not one of {SCENARIOS}")
@@ -272,7 +272,7 @@ def run_bench(
 
         def submit(vid: str) -> None:
             ev = ViolationEvent(
-                event="opened", violation_id=vid, camera_id="bench-cam", zone_id="z1",
+                event=EventKind.OPENED, violation_id=vid, camera_id="bench-cam", zone_id="z1",
                 kind=ViolationKind.STREET_VENDING, ts_s=400.0, bbox_xyxy=(100, 100, 300, 400), score=0.8,
                 gbt_code="0501", escalation=Escalation.BLUE, dwell_s=360, first_seen_s=40, evidence_request=True,
             )  # fmt: skip

@@ -21,7 +21,7 @@ def describe_case(
     *,
     zone_name: str = "",
     object_count: int = 1,
-    escalation: str = "blue",
+    escalation: str = Escalation.BLUE,
     closed: bool = False,
 ) -> str:
     """One sentence for the case file and the hotline.
