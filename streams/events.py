@@ -16,6 +16,7 @@ spool's fsync never hold up the processing thread; only sightings may be dropped
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import logging
 import queue
@@ -48,7 +49,7 @@ class HandoffLike(Protocol):
 
 @dataclass(frozen=True)
 class _Rendered:
-    frame_ts: Any  # datetime, UTC
+    frame_ts: dt.datetime  # wall clock, UTC
     clean_jpg: bytes
     annotated_jpg: bytes
     crop_jpg: bytes
