@@ -80,7 +80,7 @@ class CaseContext:
             "camera_id": self.camera_id,
             "camera_name": self.camera_name,
             "model_version": self.model_version,
-            "frame_wh": list(self.frame_wh) if self.frame_wh else None,
+            "frame_wh": [int(v) for v in self.frame_wh] if self.frame_wh else None,
             "zone_name": self.zone_name,
             "place_key": self.place_key,
             "location": self.location.model_dump(mode="json"),
