@@ -79,10 +79,11 @@ def _zone_name(camera: CameraConfig, zone_id: str) -> str:
 
 
 class EvidenceKeeper:
-    """Evidence and hand-off for the cameras of one worker. Not thread-safe: one thread calls ``handle``.
+    """Evidence and hand-off for the cameras of one worker. Not thread-safe: one thread calls ``handle``;
+    another may hand in a camera's new config (``set_camera``).
 
     Args:
-        cameras: camera configs by id.
+        cameras: camera configs by id (the keeper keeps its own copy).
         handoff: ``urbaneye.cases.handoff.Handoff`` (or anything with its ``submit``).
         on_submitted: called with each submitted event (metrics).
     """
@@ -95,7 +96,9 @@ class EvidenceKeeper:
         on_submitted: Callable[[ViolationEvent], None] | None = None,
         sightings_per_camera: int = SIGHTINGS_PER_CAMERA,
     ) -> None:
-        self.cameras = cameras
+        # replaced whole under the lock by set_camera (supervisor thread), read by handle (hand-off thread)
+        self._cameras_lock = threading.Lock()
+        self.cameras: dict[str, CameraConfig] = dict(cameras)
         self.handoff = handoff
         self.on_submitted = on_submitted
         self.sightings_per_camera = sightings_per_camera
@@ -139,11 +142,17 @@ class EvidenceKeeper:
             bike_operator_routing=camera.bike_operator_routing,
         )
 
+    def set_camera(self, camera: CameraConfig) -> None:
+        """A camera's new config, for the events that follow (any thread; the config edit's thread)."""
+        with self._cameras_lock:
+            self.cameras = {**self.cameras, camera.id: camera}
+
     def handle(
         self, event: ViolationEvent, frame: SampledFrame, detections: Detections, model_version: str
     ) -> None:
         """Render/keep/submit one event. Never raises: a failure is logged and counted."""
-        camera = self.cameras[event.camera_id]
+        with self._cameras_lock:
+            camera = self.cameras[event.camera_id]
         try:
             self._handle(camera, event, frame, detections, model_version)
         except Exception:
