@@ -152,10 +152,22 @@ class Settings(BaseSettings):
         30.0, description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts"
     )
 
+    # audit chain (issue 15)
+    audit_key: str = Field(
+        _DEV_SECRET,
+        description="HMAC-SHA256 key of the audit chain's row MACs and signed checkpoints; kept out of the "
+        "database, so rewriting history there cannot be hidden (production: 32+ bytes)",
+    )
+    audit_checkpoint_interval_s: Annotated[float, Field(ge=5, le=86400)] = Field(
+        300.0,
+        description="how often the relay (and urbaneye run) writes a signed checkpoint of the audit chain's "
+        "head to the object store",
+    )
+
     @model_validator(mode="after")
     def verify_secrets(self) -> Settings:
         if self.environment == "production":
-            for name in ("secret_key", "hotline_secret"):
+            for name in ("secret_key", "hotline_secret", "audit_key"):
                 if getattr(self, name) == _DEV_SECRET:
                     raise ValueError(f"URBANEYE_{name.upper()} must be set to a real secret in production")
         return self
