@@ -27,7 +27,9 @@ from streams.config_watch import CONFIG_POLL_S
 from streams.leases import LeaseManager, shard_of
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
+from urbaneye.audit import CheckpointThread
 from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import get_store
 from vision.config import CamerasFile, ConfigError, load_cameras, parse_cameras
 
 log = logging.getLogger(__name__)
@@ -381,6 +383,12 @@ def run_main(
 
     settings = get_settings()
     if demo:
+        from api.auth import DemoUsersRefused, refuse_demo_users_in_production
+
+        try:
+            refuse_demo_users_in_production(settings)
+        except DemoUsersRefused as exc:
+            raise SystemExit(f"urbaneye run --demo: {exc}") from None
         cameras_path = demo_cameras(settings)
     if cameras_path is None:
         raise SystemExit("urbaneye run: give --cameras FILE.yaml, or --demo for the bundled demo cameras")
@@ -390,6 +398,9 @@ def run_main(
         refuse_invalid(invalid, "urbaneye run")
     revision = upgrade(settings.db_url)
     log.info("database %s at revision %s", mask_url(settings.db_url), revision)
+    # embedded mode has no separate relay: anchor the audit chain in the evidence store from here
+    checkpoints = CheckpointThread(settings.db_url, get_store(settings), settings.audit_checkpoint_interval_s)
+    checkpoints.start()
     if demo:
         from api.auth import ensure_demo_users
         from urbaneye.db.session import session_scope
@@ -431,7 +442,10 @@ def run_main(
             flush=True,
         )
     # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
-    config = uvicorn.Config(create_app(), host=host, port=port, log_level="info", access_log=False)
+    # proxy_headers=False: X-Forwarded-For counts only from URBANEYE_TRUSTED_PROXIES (api.deps)
+    config = uvicorn.Config(
+        create_app(), host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with
     # our handler in place that re-raise only sets the flag, so the workers below still stop gracefully.
@@ -439,6 +453,7 @@ def run_main(
     try:
         server.run()
     finally:
+        checkpoints.stop()
         supervisor_stop.set()
         if stack is not None:
             stack.stop()

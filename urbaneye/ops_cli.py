@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +24,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     audit = sub.add_parser("audit", help="audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     ver = audit_sub.add_parser(
-        "verify", help="check the audit hash chain and every evidence object's SHA-256"
+        "verify",
+        help="check the audit chain (hashes, keyed MACs), its anchors (head file, newest signed checkpoint), "
+        "the covered rows against it, and every evidence object's SHA-256; exits 1 naming each tamper",
     )
     ver.add_argument("--database-url", default=None)
-    ver.add_argument("--skip-evidence", action="store_true", help="only the hash chain")
+    ver.add_argument("--skip-evidence", action="store_true", help="do not read the evidence objects back")
+    ver.add_argument(
+        "--head-file",
+        type=Path,
+        action="append",
+        default=None,
+        help="head file(s) to check (repeat for each machine's; default: this machine's for the database)",
+    )
     ver.set_defaults(func=cmd_audit_verify)
+    cp = audit_sub.add_parser(
+        "checkpoint", help="sign the audit chain's head and write it to the object store (and the log) now"
+    )
+    cp.add_argument("--database-url", default=None)
+    cp.set_defaults(func=cmd_audit_checkpoint)
 
     worker = sub.add_parser("worker", help="start a Celery worker for some queues")
     worker.add_argument(
@@ -84,26 +99,45 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from urbaneye.audit import verify_chain, verify_evidence
+    from urbaneye.audit import verify_all, verify_evidence
     from urbaneye.db.session import session_factory
     from urbaneye.settings import get_settings
     from urbaneye.storage import get_store
 
     session = session_factory(args.database_url or get_settings().db_url)()
+    store = get_store()
     try:
-        rows, chain_problems = verify_chain(session)
-        print(f"audit chain: {rows} rows checked, {len(chain_problems)} problems")
-        for p in chain_problems:
+        result = verify_all(session, store, args.head_file)
+        for path, anchors in result.head_files:
+            print(f"head file {path}: {anchors} anchors checked")
+        problems = result.problems
+        print(f"audit chain: {result.rows} rows checked, {len(problems)} problems")
+        for p in problems:
             print(f"BROKEN {p}", file=sys.stderr)
         ev_problems: list = []
         if not args.skip_evidence:
-            count, ev_problems = verify_evidence(session, get_store())
+            count, ev_problems = verify_evidence(session, store)
             print(f"evidence: {count} objects read back, {len(ev_problems)} problems")
             for p in ev_problems:
                 print(f"BROKEN {p}", file=sys.stderr)
     finally:
         session.close()
-    return 1 if chain_problems or ev_problems else 0
+    return 1 if problems or ev_problems else 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from urbaneye.audit import write_checkpoint
+    from urbaneye.db.session import session_factory
+    from urbaneye.settings import get_settings
+    from urbaneye.storage import get_store
+
+    with session_factory(args.database_url or get_settings().db_url)() as session:
+        cp = write_checkpoint(session, get_store())
+    if cp is None:
+        print("audit checkpoint: the head has not moved since the last one (or the chain is empty)")
+    else:
+        print(f"audit checkpoint {cp.seq}: head id={cp.head_id} hash={cp.head_hash} rows={cp.rows}")
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -156,16 +190,24 @@ def cmd_relay(args: argparse.Namespace) -> int:
     import logging
     import time
 
+    from urbaneye.audit import CheckpointThread
     from urbaneye.cases.handoff import Handoff
     from urbaneye.hotline.relay import dispatch_due_outbox
     from urbaneye.settings import get_settings
+    from urbaneye.storage import get_store
 
     log = logging.getLogger("urbaneye.relay")
     s = get_settings()
     handoff = Handoff()
     prune_at = 0.0
+    # the relay runs once per deployment: it also anchors the audit chain in the object store
+    checkpoints = CheckpointThread(s.db_url, get_store(), s.audit_checkpoint_interval_s)
+    checkpoint_at = 0.0
     while True:
         try:
+            if time.monotonic() >= checkpoint_at:
+                checkpoints.once()  # never raises; a down store is retried next interval
+                checkpoint_at = time.monotonic() + s.audit_checkpoint_interval_s
             spooled = handoff.relay_once()
             pushed = dispatch_due_outbox()
             if spooled or pushed:

@@ -132,7 +132,9 @@ def test_confirm_reject_undo_are_audited_with_user(client, users, make_case, db)
         (a.id, "undo", reviewer.id),
     ]
     assert reviews[0].duration_ms == 2300
-    trail = db.scalars(select(AuditLog).where(AuditLog.entity_id == a.id).order_by(AuditLog.id)).all()
+    trail = db.scalars(
+        select(AuditLog).where(AuditLog.entity == "case", AuditLog.entity_id == a.id).order_by(AuditLog.id)
+    ).all()
     assert [(t.from_status, t.to_status) for t in trail] == [
         ("pending_review", "confirmed"),
         ("confirmed", "queued"),

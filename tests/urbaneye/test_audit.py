@@ -77,7 +77,8 @@ def test_audit_verify_cli_detects_tampered_row_and_evidence(make_stack, private_
 
     ok = _verify_cli(stack.env)
     assert ok.returncode == 0, ok.stderr
-    assert "3 rows checked, 0 problems" in ok.stdout and "6 objects read back, 0 problems" in ok.stdout
+    # the explicit rows (create, transitions) and one row_* entry per covered row change (issue 15)
+    assert "14 rows checked, 0 problems" in ok.stdout and "6 objects read back, 0 problems" in ok.stdout
 
     with session_scope(stack.db_url) as s:  # someone rewrites history: who confirmed the case
         target = s.scalar(select(AuditLog.id).where(AuditLog.to_status == "confirmed"))

@@ -32,7 +32,7 @@ def test_opened_event_becomes_case_with_evidence_and_description(embedded):
         assert key.startswith(f"cam-1/2024/06/01/{case.id}/1-")
         for e in case.evidence:
             read_evidence(get_store(), e.key, e.sha256)
-        assert s.scalars(select(AuditLog.action)).all() == ["create"]
+        assert s.scalars(select(AuditLog.action).where(AuditLog.entity == "case")).all() == ["create"]
     assert handoff.spool.is_done(item_id)
     assert handoff.spool.pending_ids() == []
 

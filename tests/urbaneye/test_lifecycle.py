@@ -50,7 +50,10 @@ def _callback(s, case_id: str, status: str, ts: int | None = None, secret: str =
 
 
 def _trail(s, case_id: str) -> list[tuple[str, str, str]]:
-    rows = s.scalars(select(AuditLog).where(AuditLog.entity_id == case_id).order_by(AuditLog.id))
+    # the explicit rows (entity "case"), not the per-row-change entries (entity "cases")
+    rows = s.scalars(
+        select(AuditLog).where(AuditLog.entity == "case", AuditLog.entity_id == case_id).order_by(AuditLog.id)
+    )
     return [(r.action, r.from_status, r.to_status) for r in rows]
 
 
@@ -81,7 +84,9 @@ def test_full_lifecycle_is_audited_and_chained(stack):
             ("transition", "verified", "closed"),
         ]
         actors = s.scalars(
-            select(AuditLog.actor).where(AuditLog.entity_id == case_id).order_by(AuditLog.id)
+            select(AuditLog.actor)
+            .where(AuditLog.entity == "case", AuditLog.entity_id == case_id)
+            .order_by(AuditLog.id)
         ).all()
         assert actors[1] == "user:u7" and actors[4] == "hotline"
         assert s.scalars(select(Review.duration_ms)).all() == [4200]

@@ -9,6 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+import urbaneye.audit  # noqa: F401 - registers the audit chain's ORM events for every session
 from urbaneye.settings import get_settings
 
 

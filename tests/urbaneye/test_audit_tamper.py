@@ -1,0 +1,191 @@
+"""`urbaneye audit verify` names each way of cutting or swapping the audit chain (issue 15 item 4).
+
+Real PostgreSQL and the embedded SQLite default; the tampering is what someone with database (and
+disk) access but without the audit key can do: raw SQL, files written directly.
+
+1. the most recent rows deleted (even the one a `urbaneye users create` just wrote),
+2. a row rewritten and every later hash recomputed,
+3. ``UPDATE cases SET status='closed'`` behind the app's back,
+4. an evidence object replaced together with its ``evidence.sha256``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
+from urbaneye.audit import GENESIS_HASH, head_file_for, row_hash, write_checkpoint
+from urbaneye.cases import service
+from urbaneye.cases.handoff import Handoff
+from urbaneye.db.models import AuditLog, Evidence
+from urbaneye.db.session import session_scope
+from urbaneye.storage import get_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, settings_env: Callable[..., object], tmp_path: Path
+) -> Iterator[dict]:
+    """Settings for one database (evidence in the local write-once store); returns the CLI's environment."""
+    from urbaneye.celery_app import reconfigure
+    from urbaneye.db.migrate import upgrade
+
+    url = (
+        f"sqlite:///{tmp_path / 'ue.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    env = {
+        "URBANEYE_DATA_DIR": str(tmp_path / "var"),
+        "URBANEYE_DATABASE_URL": url,
+        "URBANEYE_BROKER_URL": "memory://",
+        "URBANEYE_EVIDENCE_BACKEND": "fs",
+        "URBANEYE_S3_OBJECT_LOCK": "true",
+        "URBANEYE_AUDIT_KEY": "test-audit-key-" + "k" * 32,
+    }
+    settings_env(**{k.removeprefix("URBANEYE_").lower(): v for k, v in env.items()})
+    upgrade(url)
+    reconfigure()
+    yield {"env": env, "url": url}
+    reconfigure()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "urbaneye.cli", *args],
+        cwd="/", env={**os.environ, **env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def reviewed_case(url: str, n: int = 1) -> str:
+    """A case made from the spool (evidence uploaded), then confirmed by a reviewer: returns its id."""
+    ev = make_event(f"cam-1:z1:{n}")
+    Handoff().spool.write(f"t-{n}", ev, make_context(), make_frames(ev))
+    assert service.process_spool_item(f"t-{n}") == "done"
+    case_id = service.case_id_for(ev.violation_id)
+    with session_scope(url) as s:
+        service.review_case(s, case_id, "u1", "confirm")
+    return case_id
+
+
+def assert_clean(env: dict[str, str]) -> None:
+    ok = cli(env, "audit", "verify")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ", 0 problems" in ok.stdout
+
+
+def sql(url: str, statement: str, **params: object) -> None:
+    with session_scope(url) as s:
+        s.execute(text(statement), params)
+
+
+def test_deleting_the_most_recent_row_is_named(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    reviewed_case(url)
+    with session_scope(url) as s:
+        before = s.scalar(select(AuditLog.id).order_by(AuditLog.id.desc()).limit(1))
+    # an admin account created on the command line: one committing transaction, anchored at once
+    made = cli(env, "users", "create", "--username", "mallory", "--role", "admin", "--password", "p" * 16)
+    assert made.returncode == 0, made.stderr
+    assert_clean(env)
+    with session_scope(url) as s:
+        last = s.scalar(select(AuditLog.id).order_by(AuditLog.id.desc()).limit(1))
+        assert {"users", "user"} >= set(s.scalars(select(AuditLog.entity).where(AuditLog.id > before)))
+    # the trace of the new account goes, and the account with it: what is left still links up
+    sql(url, "DELETE FROM audit_log WHERE id > :i", i=before)
+    sql(url, "DELETE FROM users WHERE username = 'mallory'")
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert (
+        f"TRUNCATED audit_log: the table ends at id={before} but the head file anchored id={last}"
+        in bad.stderr
+    )
+    assert "the most recent rows were deleted" in bad.stderr
+
+
+def test_a_rewritten_row_with_every_later_hash_recomputed_is_named(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    reviewed_case(url)
+    assert_clean(env)
+    with session_scope(url) as s:  # who confirmed the case becomes someone else, the chain recomputed
+        rows = s.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+        target = next(r.id for r in rows if r.to_status == "confirmed" and r.action == "transition")
+        prev = GENESIS_HASH
+        for row in rows:
+            if row.id == target:
+                row.actor = "user:nobody"
+            row.prev_hash = prev
+            row.hash = prev = row_hash(prev, row)
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert f"audit_log id={target}: REWRITTEN: its MAC does not match" in bad.stderr
+    assert "rewritten and the hashes after it recomputed" in bad.stderr
+    assert "content does not match its hash" not in bad.stderr  # the hashes do add up
+    # the anchor of the last commit disagrees as well
+    assert "its hash differs from the one anchored in the head file" in bad.stderr
+
+
+def test_a_case_closed_behind_the_apps_back_is_named(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    case_id = reviewed_case(url)
+    assert_clean(env)
+    sql(url, "UPDATE cases SET status = 'closed' WHERE id = :i", i=case_id)
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert f"CHANGED_OUTSIDE_APP cases id={case_id}: status is 'closed' (audit log: 'queued')" in bad.stderr
+    assert "changed outside the app" in bad.stderr
+
+
+def test_an_evidence_object_swapped_with_its_sha256_is_named(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    case_id = reviewed_case(url)
+    assert_clean(env)
+    with session_scope(url) as s:
+        evidence = s.scalars(
+            select(Evidence).where(Evidence.case_id == case_id).order_by(Evidence.id)
+        ).first()
+    forged = b"\xff\xd8 another picture"
+    path = Path(env["URBANEYE_DATA_DIR"]) / "evidence" / evidence.key
+    path.write_bytes(forged)  # past the write-once store: straight onto its disk
+    new_sha = hashlib.sha256(forged).hexdigest()
+    sql(
+        url,
+        "UPDATE evidence SET sha256 = :h, size_bytes = :n WHERE id = :i",
+        h=new_sha,
+        n=len(forged),
+        i=evidence.id,
+    )
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert (
+        f"EVIDENCE_SWAPPED evidence id={evidence.id} key={evidence.key}: sha256 is {new_sha} but audit_log id="
+        in bad.stderr
+    )
+    assert f"recorded {evidence.sha256}" in bad.stderr
+    # the object and the row agree with each other: only the chain tells
+    assert "(object altered)" not in bad.stderr
+
+
+def test_the_newest_checkpoint_catches_a_cut_when_the_head_file_is_gone_too(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    reviewed_case(url, 1)
+    with session_scope(url) as s:
+        cp = write_checkpoint(s, get_store())
+    assert cp is not None and cp.seq == 1
+    with session_scope(url) as s:
+        assert write_checkpoint(s, get_store()) is None  # the head has not moved
+    assert_clean(env)
+    # someone with the database and this machine's disk cuts the last case's history and the head file
+    sql(url, "DELETE FROM audit_log WHERE id >= :i", i=cp.head_id - 1)
+    sql(url, "DELETE FROM audit_checkpoints")
+    head_file_for(url).unlink()
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert f"TRUNCATED audit_log id={cp.head_id}: the head signed in checkpoint 1" in bad.stderr
+    assert "rows were deleted" in bad.stderr
