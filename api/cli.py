@@ -6,12 +6,19 @@ import argparse
 import json
 import sys
 
+#: Audit actor of user administration done on the server's command line.
+CLI_ACTOR = "cli"
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the API and the reviewer UI (uvicorn)")
     p.add_argument("--host", default=None, help="bind address (default: settings.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: settings.port, 8000)")
-    p.add_argument("--demo-users", action="store_true", help="create admin/admin-demo and demo/demo-review")
+    p.add_argument(
+        "--demo-users",
+        action="store_true",
+        help="create admin/admin-demo and demo/demo-review (refused in production)",
+    )
     p.set_defaults(func=cmd_serve)
 
     users = sub.add_parser("users", help="manage API users").add_subparsers(
@@ -69,18 +76,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app, install_log_masking
-    from api.auth import ensure_demo_users
+    from api.auth import DemoUsersRefused, ensure_demo_users, refuse_demo_users_in_production
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
 
     settings = get_settings()
+    if args.demo_users:
+        try:
+            refuse_demo_users_in_production(settings)
+        except DemoUsersRefused as exc:
+            print(f"urbaneye serve: {exc}", file=sys.stderr)
+            return 2
     ensure_schema(settings.db_url)
     if args.demo_users:
         with session_scope(settings.db_url) as session:
-            ensure_demo_users(session)
+            ensure_demo_users(session, settings)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=args.host or settings.host, port=args.port or settings.port, log_level="info"
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        # X-Forwarded-For is believed only from URBANEYE_TRUSTED_PROXIES (api.deps.get_client_address),
+        # not from uvicorn's default of any local peer
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     install_log_masking()
@@ -90,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_users_create(args: argparse.Namespace) -> int:
     from api.auth import create_user, prompt_password
+    from urbaneye.audit import append_audit
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
 
@@ -99,6 +119,14 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         password = args.password if args.password is not None else prompt_password()
         with session_scope(settings.db_url) as session:
             user = create_user(session, args.username, password, args.role, args.display_name)
+            append_audit(
+                session,
+                CLI_ACTOR,
+                "create_user",
+                "user",
+                user.id,
+                detail={"username": user.username, "role": user.role},
+            )
             print(f"created {user.role} '{user.username}' (id {user.id})")
     except ValueError as exc:
         print(f"urbaneye users create: {exc}", file=sys.stderr)
@@ -130,6 +158,7 @@ def cmd_users_token(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from api.auth import issue_token
+    from urbaneye.audit import append_audit
     from urbaneye.db.models import User
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
@@ -148,6 +177,14 @@ def cmd_users_token(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"urbaneye users token: {exc}", file=sys.stderr)
             return 2
+        append_audit(
+            session,
+            CLI_ACTOR,
+            "issue_service_token",
+            "user",
+            user.id,
+            detail={"username": user.username, "expires_at": issued.expires_at.isoformat()},
+        )
     print(issued.token)
     return 0
 

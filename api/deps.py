@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from api.auth import AuthError, user_from_token
+from api.auth import AuthError, TokenKind, client_address, decode_token, user_for_claims
 from urbaneye.db.models import Role, User
 from urbaneye.settings import Settings
 
@@ -60,14 +60,35 @@ def get_current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        user = user_from_token(session, token, settings)
+        claims = decode_token(token, settings)
+        user = user_for_claims(session, claims)
     except AuthError as exc:
         raise HTTPException(exc.status, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
     request.state.user = user  # for the access log and metrics
+    request.state.token_kind = claims.kind
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_session_user(request: Request, user: CurrentUser) -> User:
+    """A person's own session (password login): service tokens may not log out or change passwords."""
+    if request.state.token_kind is not TokenKind.ACCESS:
+        raise HTTPException(403, "a service token is not a user session; log in with a password for this")
+    return user
+
+
+SessionUser = Annotated[User, Depends(get_session_user)]
+
+
+def get_client_address(request: Request, settings: SettingsDep) -> str:
+    """The client's address; ``X-Forwarded-For`` counts only from ``settings.trusted_proxies``."""
+    peer = request.client.host if request.client else ""
+    return client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxy_networks())
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 def require_role(*roles: Role) -> Callable[[User], User]:

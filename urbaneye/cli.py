@@ -46,12 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from pydantic import ValidationError
+
     from vision.config import ConfigError
 
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"urbaneye: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # e.g. production refusing a weak secret: one line per setting, naming it and the fix
+        lines = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
+        print("urbaneye: settings refused:\n" + "\n".join(lines), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

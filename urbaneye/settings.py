@@ -7,6 +7,7 @@ fresh machine; production sets the database, broker, S3 and hotline variables.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
 
@@ -18,6 +19,15 @@ BOOTSTRAP_MODEL = REPO_ROOT / "models" / "bootstrap" / "urbaneye-bootstrap.onnx"
 DEMO_CAMERAS = REPO_ROOT / "datasets" / "demo" / "cameras.yaml"
 
 _DEV_SECRET = "dev-insecure-change-me"
+#: Production refuses secrets shorter than this (bytes, UTF-8).
+MIN_SECRET_BYTES = 32
+#: Values seen in examples, compose files and tutorials: never a production secret.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {_DEV_SECRET, "changeme", "change-me", "secret", "password", "minioadmin", "admin", "test"}
+)
+#: MinIO's out-of-the-box root credentials.
+DEFAULT_S3_CREDENTIALS = frozenset({"minioadmin", ""})
+MAKE_SECRET_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
 PUSH_POLICIES = ("after_review", "immediate")
 
 
@@ -124,10 +134,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="API listen address")
     port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="API listen port")
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = Field(
-        5, description="failed logins before a username is locked out"
+        5,
+        description="failed logins of one username from one address before each further try waits "
+        "(1 s, doubling each failure, at most login_lockout_s)",
     )
     login_lockout_s: Annotated[int, Field(ge=1, le=86400)] = Field(
-        300, description="lock-out duration after too many failed logins, seconds"
+        300,
+        description="longest wait between login tries after failures; failures older than this are forgotten",
     )
 
     # models
@@ -152,25 +165,53 @@ class Settings(BaseSettings):
         30.0, description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts"
     )
 
-    # audit chain (issue 15)
-    audit_key: str = Field(
-        _DEV_SECRET,
-        description="HMAC-SHA256 key of the audit chain's row MACs and signed checkpoints; kept out of the "
-        "database, so rewriting history there cannot be hidden (production: 32+ bytes)",
+    # API security (issue 16)
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = Field(
+        1 << 20, description="largest request body the API reads, bytes (413 beyond; some routes allow less)"
     )
-    audit_checkpoint_interval_s: Annotated[float, Field(ge=5, le=86400)] = Field(
-        300.0,
-        description="how often the relay (and urbaneye run) writes a signed checkpoint of the audit chain's "
-        "head to the object store",
+    login_max_failures_per_address: Annotated[int, Field(ge=1, le=10000)] = Field(
+        20,
+        description="failed logins from one client address (any usernames) before each further try waits",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For names the "
+        "client; empty = the peer address is the client",
+    )
+    camera_schemes: str = Field(
+        "rtsp,rtsps,rtmp,rtmps,http,https",
+        description="URL schemes a camera source added through the API may use (never file: or a path)",
+    )
+    camera_networks: str = Field(
+        "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+        description="production: CIDRs a camera source added through the API must resolve into",
     )
 
     @model_validator(mode="after")
     def verify_secrets(self) -> Settings:
+        """Production refuses short or well-known secrets and default S3 credentials, one line each."""
         if self.environment == "production":
-            for name in ("secret_key", "hotline_secret", "audit_key"):
-                if getattr(self, name) == _DEV_SECRET:
-                    raise ValueError(f"URBANEYE_{name.upper()} must be set to a real secret in production")
+            problems = production_secret_problems(self)
+            if problems:
+                raise ValueError("\n".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def verify_networks(self) -> Settings:
+        self.trusted_proxy_networks()  # raise with the bad item named
+        self.camera_network_list()
+        return self
+
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` parsed: the peers whose ``X-Forwarded-For`` is believed."""
+        return _networks(self.trusted_proxies, "URBANEYE_TRUSTED_PROXIES")
+
+    def camera_network_list(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``camera_networks`` parsed: where camera sources may point in production."""
+        return _networks(self.camera_networks, "URBANEYE_CAMERA_NETWORKS")
+
+    def camera_scheme_set(self) -> frozenset[str]:
+        return frozenset(s.strip().lower() for s in self.camera_schemes.split(",") if s.strip())
 
     @model_validator(mode="after")
     def verify_push_policy(self) -> Settings:
@@ -212,6 +253,36 @@ class Settings(BaseSettings):
     @property
     def evidence_dir(self) -> Path:
         return self.data_dir / "evidence"
+
+
+def production_secret_problems(settings: Settings) -> list[str]:
+    """One line per secret production would refuse, naming the variable and how to make a good one."""
+    problems = []
+    for name in ("secret_key", "hotline_secret"):
+        value: str = getattr(settings, name)
+        var = f"URBANEYE_{name.upper()}"
+        if value.lower() in KNOWN_DEFAULT_SECRETS or value.strip() == "":
+            problems.append(f"{var} is a well-known default or empty; {MAKE_SECRET_HINT}")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{var} is shorter than {MIN_SECRET_BYTES} bytes; {MAKE_SECRET_HINT}")
+    for name in ("s3_access_key", "s3_secret_key"):
+        value = getattr(settings, name)
+        if value.strip().lower() in DEFAULT_S3_CREDENTIALS:
+            problems.append(
+                f"URBANEYE_{name.upper()} is the default {value!r}; create an S3 user for UrbanEye "
+                f"(e.g. mc admin user add) and set its keys; {MAKE_SECRET_HINT}"
+            )
+    return problems
+
+
+def _networks(text: str, var: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    out = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{var} item {item!r} is not an address or CIDR; write e.g. 10.0.0.0/8") from None
+    return tuple(out)
 
 
 @lru_cache

@@ -1,18 +1,22 @@
-"""Login and the current user."""
+"""Login, logout, the current user and changing one's own password."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.auth import AuthError, authenticate, issue_token
-from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.schemas.auth import Token, UserPublic
+from api.auth import AuthError, authenticate, hash_password, issue_token, revoke_tokens, verify_password
+from api.deps import ClientAddress, CurrentUser, SessionDep, SessionUser, SettingsDep
+from api.schemas.auth import PasswordChange, Token, UserPublic
 from api.schemas.common import errors
+from api.services.audit import record
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+#: A login form is two short fields; nothing bigger is read (api.app.BodyLimitMiddleware).
+LOGIN_MAX_BODY_BYTES = 16 * 1024
 
 
 @router.post("/login", response_model=Token, responses=errors(400, 401, 429))
@@ -21,9 +25,12 @@ def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
+    remote: ClientAddress,
 ) -> Token:
-    """Exchange username + password (form fields) for a short-lived bearer token."""
-    remote = request.client.host if request.client else ""
+    """Exchange username + password (form fields) for a short-lived bearer token.
+
+    Throttled per (username, client address) and per address: after the free failures each try waits
+    longer (429 with ``Retry-After``)."""
     try:
         user = authenticate(session, form.username, form.password, remote, settings)
     except AuthError as exc:
@@ -32,6 +39,29 @@ def login(
             {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {"WWW-Authenticate": "Bearer"}
         )
         raise HTTPException(exc.status, str(exc), headers=headers) from None
+    issued = issue_token(user, settings)
+    return Token(access_token=issued.token, expires_at=issued.expires_at, kind=issued.kind)
+
+
+@router.post("/logout", status_code=204, responses=errors(400, 401, 403))
+def logout(session: SessionDep, user: SessionUser) -> Response:
+    """End the session: every token issued to this user so far stops working (all their devices)."""
+    revoke_tokens(user)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/password", response_model=Token, responses=errors(400, 401, 403, 422))
+def change_password(
+    body: PasswordChange, session: SessionDep, settings: SettingsDep, user: SessionUser
+) -> Token:
+    """Change one's own password; older tokens are revoked and a fresh one is returned."""
+    if not verify_password(user.password_hash, body.current_password):
+        raise HTTPException(403, "current password is wrong; type the password you logged in with")
+    user.password_hash = hash_password(body.new_password)
+    revoke_tokens(user)
+    record(session, user, "change_password", "user", user.id, {"tokens_revoked": True})
+    session.commit()
     issued = issue_token(user, settings)
     return Token(access_token=issued.token, expires_at=issued.expires_at, kind=issued.kind)
 

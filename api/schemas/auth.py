@@ -52,3 +52,10 @@ class ServiceTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ttl_s: int = Field(30 * 86400, ge=60, le=366 * 86400)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)

@@ -32,36 +32,57 @@ def test_passwords_are_argon2_hashed(db, users) -> None:  # noqa: ANN001
     assert PASSWORDS["admin"] not in user.password_hash
 
 
-def test_failed_logins_lock_out_then_expire(client, users, db, api_settings, settings_env) -> None:  # noqa: ANN001
-    from urbaneye.db.models import LoginAttempt
+def _throttle(db, key: str):  # noqa: ANN001, ANN202
+    from urbaneye.db.models import LoginThrottle
 
+    db.expire_all()
+    return db.get(LoginThrottle, key)
+
+
+def _age(db, key: str, seconds: float) -> None:  # noqa: ANN001
+    """Pretend the last try of ``key`` was ``seconds`` ago (instead of sleeping through a wait)."""
+    from urbaneye.db.models import LoginThrottle
+
+    db.query(LoginThrottle).filter(LoginThrottle.key == key).update(
+        {LoginThrottle.last_at: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)}
+    )
+    db.commit()
+
+
+def test_failed_logins_wait_exponentially_then_are_forgotten(client, users, db, api_settings) -> None:  # noqa: ANN001
+    key = "user:viewer1|testclient"  # the TestClient's peer address is 'testclient'
     for _ in range(api_settings.login_max_failures):
         assert login(client, "viewer1", "wrong-password").status_code == 401
-    # even the right password is refused while locked out, with a Retry-After
+    # even the right password waits (the pair is throttled, nothing is checked), with a Retry-After
     r = login(client, "viewer1", PASSWORDS["viewer"])
     assert r.status_code == 429
-    assert 1 <= int(r.headers["Retry-After"]) <= api_settings.login_lockout_s + 1
+    assert int(r.headers["Retry-After"]) == 1  # first wait: 1 s
     assert "viewer1" in r.json()["detail"]
+    assert _throttle(db, key).failures == api_settings.login_max_failures  # a refused try is not counted
     # other users are unaffected
     assert login(client, "admin1", PASSWORDS["admin"]).status_code == 200
-    # once the failures are older than the lockout window, the right password works and clears them
-    db.query(LoginAttempt).update({LoginAttempt.at: dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)})
-    db.commit()
+    # each further failure doubles the wait: 1, 2, 4 s
+    for wait_s in (1, 2, 4):
+        _age(db, key, wait_s)
+        assert login(client, "viewer1", "wrong-password").status_code == 401
+        retry = login(client, "viewer1", PASSWORDS["viewer"])
+        assert retry.status_code == 429 and int(retry.headers["Retry-After"]) == 2 * wait_s
+    # never a hard lock: once the wait is over the right password works and clears the pair's count
+    _age(db, key, 8)
     assert login(client, "viewer1", PASSWORDS["viewer"]).status_code == 200
-    assert (
-        db.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.username == "viewer1"))
-        == 0
-    )
+    assert _throttle(db, key) is None
+    # failures quiet for longer than login_lockout_s (beyond the wait) are forgotten
+    for _ in range(api_settings.login_max_failures):
+        assert login(client, "viewer1", "wrong-password").status_code == 401
+    _age(db, key, api_settings.login_lockout_s + 2)
+    assert login(client, "viewer1", "wrong-password").status_code == 401
+    assert _throttle(db, key).failures == 1
 
 
 def test_unknown_user_counts_as_failure(client, users, db) -> None:  # noqa: ANN001
-    from urbaneye.db.models import LoginAttempt
-
     assert login(client, "nobody", "whatever-pass").status_code == 401
-    assert (
-        db.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.username == "nobody"))
-        == 1
-    )
+    assert _throttle(db, "user:nobody|testclient").failures == 1
+    assert _throttle(db, "addr:testclient").failures == 1
 
 
 @pytest.mark.parametrize(

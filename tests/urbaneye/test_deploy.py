@@ -58,7 +58,7 @@ def test_environment_names_real_settings_and_validates_in_production(compose):
         )
         for k, v in env.items()
     }
-    resolved.update(secret_key="real-secret", hotline_secret="real-hotline-secret")
+    resolved.update(secret_key="real-secret-" + "k" * 40, hotline_secret="real-hotline-secret-" + "h" * 40)
     s = Settings(**resolved)
     assert s.broker_url == "redis://redis:6379/0" and s.evidence_backend == "s3"
 

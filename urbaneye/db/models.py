@@ -94,16 +94,17 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # bumped by a password change/reset or a logout: tokens carrying an older version are refused
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-class LoginAttempt(Base):
-    """Failed logins, for rate limiting."""
+class LoginThrottle(Base):
+    """Login tries counted per ``user:<name>|<address>`` and per ``addr:<address>`` (api.auth)."""
 
-    __tablename__ = "login_attempts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
-    remote: Mapped[str] = mapped_column(String(64), default="")
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class Camera(Base):
@@ -261,8 +262,6 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-    # HMAC-SHA256 of ``hash`` with settings.audit_key (never stored here): recomputing hashes is not enough
-    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ModelVersion(Base):
@@ -339,16 +338,3 @@ class FalseAlarmMemory(Base):
     suppressed_count: Mapped[int] = mapped_column(Integer, default=0)
     last_suppressed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     gone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class AuditCheckpoint(Base):
-    """A signed checkpoint of the audit chain's head, also written to the object store (object lock)."""
-
-    __tablename__ = "audit_checkpoints"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    head_id: Mapped[int] = mapped_column(Integer)
-    head_hash: Mapped[str] = mapped_column(String(64))
-    rows: Mapped[int] = mapped_column(Integer)
-    signature: Mapped[str] = mapped_column(String(64))
-    object_key: Mapped[str] = mapped_column(String(255))
