@@ -27,7 +27,9 @@ from streams.config_watch import CONFIG_POLL_S
 from streams.leases import LeaseManager, shard_of
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
+from urbaneye.audit import CheckpointThread
 from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import get_store
 from vision.config import CamerasFile, ConfigError, load_cameras, parse_cameras
 
 log = logging.getLogger(__name__)
@@ -396,6 +398,9 @@ def run_main(
         refuse_invalid(invalid, "urbaneye run")
     revision = upgrade(settings.db_url)
     log.info("database %s at revision %s", mask_url(settings.db_url), revision)
+    # embedded mode has no separate relay: anchor the audit chain in the evidence store from here
+    checkpoints = CheckpointThread(settings.db_url, get_store(settings), settings.audit_checkpoint_interval_s)
+    checkpoints.start()
     if demo:
         from api.auth import ensure_demo_users
         from urbaneye.db.session import session_scope
@@ -448,6 +453,7 @@ def run_main(
     try:
         server.run()
     finally:
+        checkpoints.stop()
         supervisor_stop.set()
         if stack is not None:
             stack.stop()

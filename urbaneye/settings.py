@@ -165,6 +165,18 @@ class Settings(BaseSettings):
         30.0, description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts"
     )
 
+    # audit chain (issue 15)
+    audit_key: str = Field(
+        _DEV_SECRET,
+        description="HMAC-SHA256 key of the audit chain's row MACs and signed checkpoints; kept out of the "
+        "database, so rewriting history there cannot be hidden (production: 32+ bytes)",
+    )
+    audit_checkpoint_interval_s: Annotated[float, Field(ge=5, le=86400)] = Field(
+        300.0,
+        description="how often the relay (and urbaneye run) writes a signed checkpoint of the audit chain's "
+        "head to the object store",
+    )
+
     # API security (issue 16)
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = Field(
         1 << 20, description="largest request body the API reads, bytes (413 beyond; some routes allow less)"
@@ -258,7 +270,7 @@ class Settings(BaseSettings):
 def production_secret_problems(settings: Settings) -> list[str]:
     """One line per secret production would refuse, naming the variable and how to make a good one."""
     problems = []
-    for name in ("secret_key", "hotline_secret"):
+    for name in ("secret_key", "hotline_secret", "audit_key"):
         value: str = getattr(settings, name)
         var = f"URBANEYE_{name.upper()}"
         if value.lower() in KNOWN_DEFAULT_SECRETS or value.strip() == "":

@@ -262,6 +262,8 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 of ``hash`` with settings.audit_key (never stored here): recomputing hashes is not enough
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ModelVersion(Base):
@@ -338,3 +340,16 @@ class FalseAlarmMemory(Base):
     suppressed_count: Mapped[int] = mapped_column(Integer, default=0)
     last_suppressed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     gone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the audit chain's head, also written to the object store (object lock)."""
+
+    __tablename__ = "audit_checkpoints"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    head_id: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(255))
