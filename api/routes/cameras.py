@@ -1,7 +1,9 @@
 """Cameras, their zones, live status and a snapshot with zones drawn.
 
-Bodies are validated with ``vision.config`` (the same models a cameras file uses). RTSP credentials are
-write-only: stored in ``Camera.config`` for the workers, never returned, masked in logs.
+Bodies are validated with ``vision.config`` (the same models a cameras file uses) plus the API's size
+caps; a source must be a network URL of an allowed scheme (and, in production, inside the camera
+networks). RTSP credentials are write-only: stored in ``Camera.config`` for the workers, never returned,
+masked in logs; the (masked) source URL is shown to admins only.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from api.deps import AdminUser, SessionDep, StoreDep, WorkerOrReader
+from api.deps import AdminUser, SessionDep, SettingsDep, StoreDep, WorkerOrReader
 from api.schemas.cameras import (
     CameraCreate,
     CameraPublic,
     CamerasPublic,
     CameraStatusPublic,
     SourcePublic,
+    ZoneIn,
     ZonesPublic,
-    mask_url,
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import record
 from api.services.snapshot import SnapshotError, draw_zones
-from urbaneye.db.models import Camera, CameraStatus, Zone
+from streams.sources import SourceRefused, check_source_url
+from urbaneye.db.models import Camera, CameraStatus, Role, User, Zone
+from urbaneye.redact import mask_url
+from urbaneye.settings import Settings
 from vision.config import CameraConfig, LocationConfig, MotionConfig, ZoneConfig
 
 log = logging.getLogger(__name__)
@@ -68,9 +73,10 @@ def _status(camera_id: str, row: CameraStatus | None) -> CameraStatusPublic:
     return out.model_copy(update={"has_snapshot": bool(row.snapshot_key)})
 
 
-def _public(cam: Camera, status: CameraStatus | None) -> CameraPublic:
+def _public(cam: Camera, status: CameraStatus | None, viewer: User) -> CameraPublic:
     cfg = cam.config or {}
     src = cfg.get("source") or {}
+    masked = mask_url(src.get("url", ""))
     return CameraPublic(
         id=cam.id,
         name=cam.name,
@@ -83,9 +89,9 @@ def _public(cam: Camera, status: CameraStatus | None) -> CameraPublic:
         location=LocationConfig.model_validate(cfg.get("location") or {}),
         motion=MotionConfig.model_validate(cfg.get("motion") or {}),
         source=SourcePublic(
-            url=mask_url(src.get("url", "")),
-            has_credentials=bool(src.get("username") or src.get("password"))
-            or mask_url(src.get("url", "")) != src.get("url", ""),
+            # where a camera is (an address on the city network) is for admins only
+            url=masked if viewer.role == Role.ADMIN.value else "",
+            has_credentials=bool(src.get("username") or src.get("password")) or masked != src.get("url", ""),
             loop=src.get("loop", False),
             rtsp_transport=src.get("rtsp_transport", "tcp"),
         ),
@@ -93,6 +99,21 @@ def _public(cam: Camera, status: CameraStatus | None) -> CameraPublic:
         status=_status(cam.id, status),
         updated_at=cam.updated_at,
     )
+
+
+def _check_source(body: CameraConfig, settings: Settings) -> None:
+    """422 unless the source is an allowed network URL (production: inside the camera networks)."""
+    production = settings.environment == "production"
+    try:
+        check_source_url(
+            body.source.url,
+            settings.camera_scheme_set(),
+            settings.camera_network_list() if production else None,
+        )
+    except SourceRefused as exc:
+        raise RequestValidationError(
+            [{"loc": ("body", "source", "url"), "msg": str(exc), "type": "value_error"}]
+        ) from None
 
 
 def _stored_config(body: CameraConfig, previous: dict | None) -> dict:
@@ -116,14 +137,17 @@ def _set_zones(session: Session, cam: Camera, zones: list[ZoneConfig]) -> None:
 
 
 @router.get("", response_model=CamerasPublic)
-def list_cameras(session: SessionDep, _: WorkerOrReader) -> CamerasPublic:
+def list_cameras(session: SessionDep, user: WorkerOrReader) -> CamerasPublic:
     cams = session.scalars(select(Camera).options(selectinload(Camera.zones)).order_by(Camera.id)).all()
     statuses = {s.camera_id: s for s in session.scalars(select(CameraStatus)).all()}
-    return CamerasPublic(data=[_public(c, statuses.get(c.id)) for c in cams], count=len(cams))
+    return CamerasPublic(data=[_public(c, statuses.get(c.id), user) for c in cams], count=len(cams))
 
 
 @router.post("", response_model=CameraPublic, status_code=201, responses=errors(409))
-def create_camera(body: CameraCreate, session: SessionDep, admin: AdminUser) -> CameraPublic:
+def create_camera(
+    body: CameraCreate, session: SessionDep, settings: SettingsDep, admin: AdminUser
+) -> CameraPublic:
+    _check_source(body, settings)
     if session.get(Camera, body.id) is not None:
         raise HTTPException(
             409, f"camera '{body.id}' already exists; use PUT /api/v1/cameras/{body.id} to change it"
@@ -144,16 +168,18 @@ def create_camera(body: CameraCreate, session: SessionDep, admin: AdminUser) -> 
     )
     session.commit()
     log.info("camera %s created by %s (source %s)", cam.id, admin.username, mask_url(body.source.url))
-    return _public(cam, session.get(CameraStatus, cam.id))
+    return _public(cam, session.get(CameraStatus, cam.id), admin)
 
 
 @router.get("/{camera_id}", response_model=CameraPublic, responses=errors(404))
-def get_camera(camera_id: str, session: SessionDep, _: WorkerOrReader) -> CameraPublic:
-    return _public(_camera(session, camera_id), session.get(CameraStatus, camera_id))
+def get_camera(camera_id: str, session: SessionDep, user: WorkerOrReader) -> CameraPublic:
+    return _public(_camera(session, camera_id), session.get(CameraStatus, camera_id), user)
 
 
 @router.put("/{camera_id}", response_model=CameraPublic, responses=errors(404))
-def replace_camera(camera_id: str, body: CameraCreate, session: SessionDep, admin: AdminUser) -> CameraPublic:
+def replace_camera(
+    camera_id: str, body: CameraCreate, session: SessionDep, settings: SettingsDep, admin: AdminUser
+) -> CameraPublic:
     """Replace a camera's settings. Omitted ``source.username``/``password`` keep the stored ones (send ""
     to clear). Zones in the body are created or replaced; an empty list leaves the zones unchanged."""
     if body.id != camera_id:
@@ -167,6 +193,7 @@ def replace_camera(camera_id: str, body: CameraCreate, session: SessionDep, admi
                 }
             ]
         )
+    _check_source(body, settings)
     cam = _camera(session, camera_id)
     cam.name, cam.group, cam.enabled = body.name, body.group, body.enabled
     cam.config = _stored_config(body, cam.config)
@@ -174,7 +201,7 @@ def replace_camera(camera_id: str, body: CameraCreate, session: SessionDep, admi
     record(session, admin, "update", "camera", cam.id, {"url": mask_url(body.source.url)})
     session.commit()
     log.info("camera %s updated by %s (source %s)", cam.id, admin.username, mask_url(body.source.url))
-    return _public(cam, session.get(CameraStatus, camera_id))
+    return _public(cam, session.get(CameraStatus, camera_id), admin)
 
 
 @router.delete("/{camera_id}", status_code=204, responses=errors(404))
@@ -233,9 +260,7 @@ def list_zones(camera_id: str, session: SessionDep, _: WorkerOrReader) -> ZonesP
 
 
 @router.put("/{camera_id}/zones/{zone_id}", response_model=ZoneConfig, responses=errors(404))
-def put_zone(
-    camera_id: str, zone_id: str, body: ZoneConfig, session: SessionDep, admin: AdminUser
-) -> ZoneConfig:
+def put_zone(camera_id: str, zone_id: str, body: ZoneIn, session: SessionDep, admin: AdminUser) -> ZoneConfig:
     """Create or replace a zone. The polygon is checked like a cameras file: 3+ points in [0,1], non-zero
     area, no self-intersection; a 422 names the zone and the fix."""
     if body.id != zone_id:

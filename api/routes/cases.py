@@ -33,7 +33,7 @@ from api.schemas.cases import (
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
-from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, User, Zone
+from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, Role, User, Zone
 from urbaneye.memory import MEMORY_REASONS
 from urbaneye.storage import EvidenceStore
 from vision.types import Escalation, ViolationKind
@@ -323,10 +323,20 @@ def verify_bulk(
 
 @router.post("/{case_id}/undo", response_model=CasePublic, responses=errors(404, 409))
 def undo_case(case_id: str, request: Request, session: SessionDep, user: ReviewerUser) -> CasePublic:
-    """Undo the last decision on a case, putting it back in the queue (while it has not gone further)."""
+    """Undo the last decision on a case, putting it back in the queue (while it has not gone further).
+    A reviewer may undo only their own decision; admins any."""
     from urbaneye.cases import service
     from urbaneye.memory import forget_case
 
+    last = session.scalar(
+        select(Review)
+        .where(Review.case_id == case_id)
+        .order_by(Review.id.desc())
+        .limit(1)
+    )
+    decided_by_other = last is not None and last.decision != "undo" and last.user_id != user.id
+    if decided_by_other and user.role != Role.ADMIN.value:
+        raise HTTPException(403, "only the reviewer who made this decision, or an admin, may undo it")
     with service_errors(case_id):
         case = service.undo_review(session, case_id, user.id)
         forget_case(session, case_id, actor_of(user))  # the object is no longer known to be harmless

@@ -9,10 +9,13 @@ from fastapi import APIRouter, Header, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from api.schemas.common import errors
 
 router = APIRouter(prefix="/hotline", tags=["hotline"])
+
+#: A status update is a few hundred bytes of JSON; nothing bigger is read (api.app.BodyLimitMiddleware).
+CALLBACK_MAX_BODY_BYTES = 64 * 1024
 
 
 class CallbackOut(BaseModel):
@@ -24,6 +27,7 @@ class CallbackOut(BaseModel):
 async def hotline_callback(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     x_urbaneye_signature: Annotated[
         str | None, Header(description="sha256=<hex HMAC of 'timestamp.' + body>")
     ] = None,
@@ -32,12 +36,17 @@ async def hotline_callback(
     """Apply one signed status update from the hotline to its case (idempotent for repeats)."""
     from urbaneye.cases.service import CaseNotFound, CaseStateError
     from urbaneye.hotline import apply_hotline_callback
-    from urbaneye.hotline.signing import SignatureError
+    from urbaneye.hotline.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError
 
+    if not x_urbaneye_signature or not x_urbaneye_timestamp:
+        # unsigned: refused before the body is read
+        raise HTTPException(
+            401, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header; sign the callback"
+        )
     body = await request.body()
 
     def apply() -> CallbackOut:
-        case = apply_hotline_callback(session, body, x_urbaneye_signature, x_urbaneye_timestamp)
+        case = apply_hotline_callback(session, body, x_urbaneye_signature, x_urbaneye_timestamp, settings)
         session.commit()
         return CallbackOut(case_id=case.id, status=case.status)
 

@@ -5,16 +5,22 @@ the API validates exactly what a cameras file validates. Credentials are write-o
 from __future__ import annotations
 
 import datetime as dt
-import re
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vision.config import CameraConfig, LocationConfig, MotionConfig, ZoneConfig
+from vision.config import CameraConfig, LocationConfig, MotionConfig, Point, SourceConfig, ZoneConfig
+
+#: API caps, checked before anything reaches the database: a zone's polygon check is quadratic in its
+#: points, and the database columns are bounded.
+MAX_ZONE_POINTS = 64
+MAX_ZONES_PER_CAMERA = 64
+MAX_URL_CHARS = 2048
 
 
 class SourcePublic(BaseModel):
-    url: str = Field(description="stream URL with any user:password replaced by ***")
+    url: str = Field(
+        description="stream URL with credentials replaced by *** (admins only; empty for other roles)"
+    )
     has_credentials: bool = Field(description="a username/password is stored (never returned)")
     loop: bool
     rtsp_transport: str
@@ -63,25 +69,35 @@ class ZonesPublic(BaseModel):
     count: int
 
 
-#: A camera as created or replaced: the cameras-file model (zones optional, replaced when given).
-CameraCreate = CameraConfig
+class SourceIn(SourceConfig):
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL_CHARS,
+        description="rtsp://, rtsps://, rtmp://, rtmps:// or http(s):// URL (see URBANEYE_CAMERA_SCHEMES)",
+    )
+    username: str | None = Field(None, max_length=256, description="write-only; never logged or returned")
+    password: str | None = Field(None, max_length=256, description="write-only; never logged or returned")
 
 
-def mask_url(url: str) -> str:
-    """``rtsp://user:pw@host/x`` -> ``rtsp://***@host/x``; other strings unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+class ZoneIn(ZoneConfig):
+    """A zone as the API accepts it: the cameras-file model with bounded sizes."""
+
+    polygon: list[Point] = Field(
+        min_length=3,
+        max_length=MAX_ZONE_POINTS,
+        description=f"3..{MAX_ZONE_POINTS} points in normalised [0,1] image coordinates, in order",
+    )
+    frontage_id: str | None = Field(None, max_length=64, description="shop frontage for escalation grouping")
+    gbt_code: str | None = Field(None, max_length=16, description="override, e.g. '0504' 店外经营")
 
 
-_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
+class CameraCreate(CameraConfig):
+    """A camera as created or replaced: the cameras-file model (zones optional, replaced when given),
+    with bounded sizes."""
 
-
-def mask_text(text: str) -> str:
-    """Mask every ``scheme://user:pw@`` in free text (log lines)."""
-    return _USERINFO_RE.sub(r"\g<scheme>***@", text)
+    source: SourceIn
+    timezone: str = Field("Asia/Shanghai", max_length=64, description="IANA time zone")
+    group: str = Field(
+        "default", min_length=1, max_length=64, description="camera group; selects the active model"
+    )
+    zones: list[ZoneIn] = Field(default_factory=list, max_length=MAX_ZONES_PER_CAMERA)

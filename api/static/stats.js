@@ -70,7 +70,14 @@ export function mountStats(root) {
 
   function legend() {
     return el("div", { class: "legend-row" }, ...Object.entries(KIND_ZH).map(([k, v]) =>
-      el("span", {}, el("i", { class: "swatch", style: `background:${KIND_COLOURS[k]}` }), v)));
+      el("span", {}, swatch(KIND_COLOURS[k]), v)));
+  }
+
+  // colour set through the CSSOM: a style attribute would need 'unsafe-inline' in the page's CSP
+  function swatch(colour) {
+    const node = el("i", { class: "swatch" });
+    node.style.background = colour;
+    return node;
   }
 
   function axes(g, W, H, pad, max, fmt) {

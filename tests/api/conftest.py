@@ -253,3 +253,48 @@ def make_camera(db) -> Callable:  # noqa: ANN001
         return cam
 
     return make
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable]:
+    """Serve an app with uvicorn on a free 127.0.0.1 port in a thread of this process; returns its base
+    URL. Clients may connect from 127.0.0.2 too (both loopback) to act as a second address."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    servers: list[tuple] = []
+
+    def serve(app, log_level: str = "warning") -> str:  # noqa: ANN001
+        port = free_port()
+        srv = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level=log_level, lifespan="off", proxy_headers=False
+            )
+        )
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert thread.is_alive(), "uvicorn exited while starting"
+            time.sleep(0.05)
+        servers.append((srv, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for srv, thread in servers:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def app_users(app) -> Users:  # noqa: ANN001
+    """One user per role in ``app``'s database (``PASSWORDS``), with tokens."""
+    session = app.state.sessionmaker()
+    try:
+        return _make_users(session, app.state.settings)
+    finally:
+        session.close()

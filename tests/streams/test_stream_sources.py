@@ -23,7 +23,7 @@ from vision.config import SourceConfig
         ),
         (
             "http://cam.local/video?user=a&password=s3cret&fps=5",
-            "http://cam.local/video?user=a&password=***&fps=5",
+            "http://cam.local/video?user=***&password=***&fps=5",
         ),
         ("https://h/x.m3u8?token=abc", "https://h/x.m3u8?token=***"),
         ("rtsp://10.0.0.5/ch1", "rtsp://10.0.0.5/ch1"),

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from urbaneye.cases.service import HOTLINE_PROGRESS, CaseStateError, get_case, transition
 from urbaneye.db.models import Case, CaseStatus
-from urbaneye.hotline.signing import verify
-from urbaneye.settings import get_settings
+from urbaneye.hotline.signing import SignatureError, verify
+from urbaneye.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,21 @@ CALLBACK_STATUSES: dict[str, CaseStatus] = {
 
 
 def apply_hotline_callback(
-    session: Session, payload: bytes, signature: str | None, timestamp: str | None
+    session: Session,
+    payload: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    settings: Settings | None = None,
 ) -> Case:
     """Verify and apply one callback; the caller commits. Repeats and out-of-date callbacks change nothing.
 
+    ``settings`` are the caller's (the API passes its app's); default: the environment's.
     Raises ``SignatureError`` (answer 401), ``CaseNotFound`` (404), ``CaseStateError``/``ValueError`` (422).
     """
-    s = get_settings()
+    s = settings or get_settings()
+    if not s.hotline_secret:
+        # an empty key would let anyone sign: refuse every callback until a secret is set
+        raise SignatureError("hotline callbacks are refused: URBANEYE_HOTLINE_SECRET is empty; set the shared secret")
     verify(s.hotline_secret, payload, signature, timestamp, s.hotline_callback_tolerance_s)
     try:
         body = json.loads(payload.decode("utf-8"))
