@@ -189,3 +189,42 @@ def test_the_newest_checkpoint_catches_a_cut_when_the_head_file_is_gone_too(stac
     assert bad.returncode == 1
     assert f"TRUNCATED audit_log id={cp.head_id}: the head signed in checkpoint 1" in bad.stderr
     assert "rows were deleted" in bad.stderr
+
+
+def test_checkpoints_in_s3_under_object_lock_anchor_the_head(make_stack: Callable[..., object]) -> None:
+    """The production store: MinIO's API (moto) with object lock; the relay's checkpoint round."""
+    from urbaneye.audit import Checkpoint, CheckpointThread, checkpoint_key, latest_stored_checkpoint
+    from urbaneye.settings import get_settings
+
+    stack = make_stack("memory://")
+    reviewed_case(stack.db_url, 1)
+    store = get_store()
+    rounds = CheckpointThread(stack.db_url, store, get_settings().audit_checkpoint_interval_s)
+    first = rounds.once()
+    reviewed_case(stack.db_url, 2)
+    second = rounds.once()
+    assert (first.seq, second.seq) == (1, 2) and second.head_id > first.head_id
+    assert latest_stored_checkpoint(store) == 2
+    assert store.object_lock  # written like evidence: with a retention (urbaneye.storage)
+    assert Checkpoint.from_json(store.get(checkpoint_key(2))) == second
+    assert_clean(stack.env)
+
+    sql(stack.db_url, "DELETE FROM audit_log WHERE id > :i", i=first.head_id)
+    sql(stack.db_url, "DELETE FROM audit_checkpoints WHERE seq = 2")
+    head_file_for(stack.db_url).unlink()
+    bad = cli(stack.env, "audit", "verify", "--skip-evidence")
+    assert bad.returncode == 1
+    assert f"TRUNCATED audit_log id={second.head_id}: the head signed in checkpoint 2" in bad.stderr
+
+
+def test_production_refuses_the_default_audit_key() -> None:
+    from urbaneye.settings import Settings
+
+    with pytest.raises(ValueError, match="URBANEYE_AUDIT_KEY"):
+        Settings(
+            environment="production",
+            secret_key="s" * 48,
+            hotline_secret="h" * 48,
+            s3_access_key="urbaneye",
+            s3_secret_key="x" * 40,
+        )
