@@ -124,7 +124,7 @@ def bench_detector(model: Path, frame: np.ndarray, frames: int, threads: int) ->
     detector = OnnxDetector(model, ModelConfig(intra_op_threads=threads))
     for _ in range(3):
         detector.detect(frame)
-    feed = {detector.input_name: detector._tensor.copy()}  # the prepared tensor of this frame
+    feed = {detector.input_name: detector.input_tensor(frame)}  # the prepared tensor of this frame
     contenders: dict[str, Any] = {
         "ours": lambda: detector.detect(frame),
         "raw_ort": lambda: detector.session.run(None, feed),

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import ast
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from vision.class_maps import ClassMapError, resolve_class_map
 from vision.config import ModelConfig
+from vision.digest import sha256_file
 from vision.types import OBJECT_KINDS, Detections
 
 #: Where the shipped model lives when neither ``path`` nor ``ModelConfig.path`` names one.
@@ -121,14 +121,6 @@ def _letterbox_params(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> _
     left = round((input_hw[1] - new_w) / 2 - 0.1)
     top = round((input_hw[0] - new_h) / 2 - 0.1)
     return _Letterbox(gain=gain, new_w=new_w, new_h=new_h, left=left, top=top)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _parse_literal(value: str | None, key: str, path: Path) -> Any:
@@ -405,6 +397,17 @@ class OnnxDetector:
                 )
         return results
 
+    def input_tensor(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """The NCHW tensor ``detect(frame_bgr)`` feeds the session, as a copy (for benchmarks that time a
+        bare ``session.run`` on the same input).
+
+        Example:
+            >>> feed = {det.input_name: det.input_tensor(frame)}  # doctest: +SKIP
+            >>> det.session.run(None, feed)                        # doctest: +SKIP
+        """
+        tensor, _ = self._preprocess([frame_bgr])
+        return tensor.copy()
+
     # ------------------------------------------------------------------ stages
 
     def _preprocess(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[_Letterbox]]:
@@ -533,43 +536,3 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"detector input must have shape (h, w, 3) BGR; got {frame.shape}")
     return frame
-
-
-@dataclass(frozen=True)
-class DetectorBenchmark:
-    """Throughput of the full ``detect`` call against a bare ``session.run`` on a prepared tensor."""
-
-    ours_fps: float
-    raw_fps: float
-    stage_ms: dict[str, float]
-    frames: int
-
-    @property
-    def ratio(self) -> float:
-        """``ours_fps / raw_fps``; the release target is >= 0.85."""
-        return self.ours_fps / self.raw_fps if self.raw_fps else 0.0
-
-
-def benchmark_detector(detector: OnnxDetector, frame_bgr: np.ndarray, frames: int = 50) -> DetectorBenchmark:
-    """Time ``detector.detect(frame_bgr)`` and the raw session on the same input, alternating to share noise.
-
-    Example:
-        >>> b = benchmark_detector(OnnxDetector(path), frame, frames=50)  # doctest: +SKIP
-        >>> b.ratio >= 0.85                                               # doctest: +SKIP
-    """
-    detector.detect(frame_bgr)
-    tensor = detector._tensor.copy() if detector._tensor is not None else None
-    feed = {detector.input_name: tensor}
-    detector.times.reset()
-    ours_s = raw_s = 0.0
-    for _ in range(frames):
-        t0 = time.perf_counter()
-        detector.detect(frame_bgr)
-        t1 = time.perf_counter()
-        detector.session.run(None, feed)
-        t2 = time.perf_counter()
-        ours_s += t1 - t0
-        raw_s += t2 - t1
-    return DetectorBenchmark(
-        ours_fps=frames / ours_s, raw_fps=frames / raw_s, stage_ms=detector.times.summary_ms(), frames=frames
-    )

@@ -33,6 +33,17 @@ def test_load_reads_names_imgsz_and_version(tiny_onnx: Path) -> None:
     assert "CPUExecutionProvider" in det.providers
 
 
+def test_input_tensor_is_a_copy_of_what_detect_feeds_the_session(
+    tiny_onnx: Path, bus_bgr: np.ndarray
+) -> None:
+    det = OnnxDetector(tiny_onnx)
+    tensor = det.input_tensor(bus_bgr)
+    assert tensor.shape == (1, 3, 160, 160) and tensor.dtype == det.input_dtype
+    assert tensor.min() >= 0.0 and tensor.max() <= 1.0 and tensor.std() > 0.05  # the picture, scaled to 0..1
+    det.detect(np.zeros_like(bus_bgr))  # refills its own buffer: the copy handed out must not change
+    np.testing.assert_array_equal(tensor, det.input_tensor(bus_bgr))
+
+
 def test_detect_matches_ultralytics_predict_on_a_real_image(tiny_onnx: Path, bus_bgr: np.ndarray) -> None:
     from ultralytics import YOLO
 
