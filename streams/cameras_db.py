@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Text, cast, select
+from sqlalchemy.exc import IntegrityError
 
+from urbaneye.db.models import Camera, Zone
 from vision.config import CameraConfig, CamerasFile, ZoneConfig
 
 log = logging.getLogger(__name__)
@@ -110,8 +113,6 @@ class CameraRegistry:
         Several workers seeding at once race harmlessly: a camera another worker inserted first is
         then known (and, with ``file_wins``, overwritten with the same content).
         """
-        from sqlalchemy.exc import IntegrityError
-
         report = SeedReport()
         for cam in cameras_file.cameras:
             for attempt in range(3):
@@ -125,8 +126,6 @@ class CameraRegistry:
         return report
 
     def _seed_one(self, cam: CameraConfig, file_wins: bool) -> str:
-        from urbaneye.db.models import Camera, Zone
-
         config = cam.model_dump(mode="json", exclude={"zones"})
         zones = {z.id: z.model_dump(mode="json") for z in cam.zones}
         with self.sessions() as session:
@@ -161,10 +160,6 @@ class CameraRegistry:
         Reads ids and timestamps only (no JSON). A zone added, edited or deleted changes the version of
         its camera; so does any edit of the camera row (enabled, source, detect_fps …).
         """
-        from sqlalchemy import select
-
-        from urbaneye.db.models import Camera, Zone
-
         watched = set(zones_of)
         with self.sessions() as session:
             cams = session.execute(select(Camera.id, Camera.updated_at, Camera.enabled)).all()
@@ -187,10 +182,6 @@ class CameraRegistry:
 
     def load(self, camera_ids: Iterable[str]) -> dict[str, LoadedCamera]:
         """The cameras as the database has them (missing ids are absent from the result)."""
-        from sqlalchemy import Text, cast, select
-
-        from urbaneye.db.models import Camera, Zone
-
         ids = sorted(set(camera_ids))
         if not ids:
             return {}
@@ -218,10 +209,6 @@ class CameraRegistry:
     def load_all(self) -> tuple[dict[str, CameraVersion], dict[str, LoadedCamera]]:
         """Every camera with its zones, and the versions they were read at (taken first, so an edit
         racing with this read shows up as a change at the next poll)."""
-        from sqlalchemy import select
-
-        from urbaneye.db.models import Camera
-
         with self.sessions() as session:
             ids = list(session.scalars(select(Camera.id)))
         versions = self.versions(zones_of=ids)

@@ -24,6 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from urbaneye.db.models import CameraLease
+
 log = logging.getLogger(__name__)
 
 #: Heartbeat rows share the lease table; ':' can never appear in a camera id, so they cannot collide.
@@ -90,11 +96,6 @@ class DbLeases:
         self.sessions = session_factory
 
     def _upsert(self, key: str, worker_id: str, ttl_s: float, *, force: bool) -> bool:
-        from sqlalchemy import insert, or_, update
-        from sqlalchemy.exc import IntegrityError
-
-        from urbaneye.db.models import CameraLease
-
         now = _utcnow()
         expires = now + dt.timedelta(seconds=ttl_s)
         cond = CameraLease.camera_id == key
@@ -122,10 +123,6 @@ class DbLeases:
         self._upsert(_worker_key(worker_id), worker_id, ttl_s, force=True)
 
     def live_workers(self) -> set[str]:
-        from sqlalchemy import select
-
-        from urbaneye.db.models import CameraLease
-
         with self.sessions() as session:
             rows = session.execute(
                 select(CameraLease.worker_id).where(
@@ -138,10 +135,6 @@ class DbLeases:
         return self._upsert(camera_id, worker_id, ttl_s, force=False)
 
     def release(self, camera_id: str, worker_id: str) -> None:
-        from sqlalchemy import delete
-
-        from urbaneye.db.models import CameraLease
-
         with self.sessions() as session:
             session.execute(
                 delete(CameraLease).where(
@@ -154,10 +147,6 @@ class DbLeases:
         self.release(_worker_key(worker_id), worker_id)
 
     def holders(self) -> dict[str, str]:
-        from sqlalchemy import select
-
-        from urbaneye.db.models import CameraLease
-
         with self.sessions() as session:
             rows = session.execute(
                 select(CameraLease.camera_id, CameraLease.worker_id).where(
@@ -188,8 +177,6 @@ class RedisLeases:
     """Leases as Redis keys ``{prefix}cam:<id>`` = worker id with a PX expiry (server clock)."""
 
     def __init__(self, url: str, prefix: str = "urbaneye:lease:") -> None:
-        import redis
-
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.prefix = prefix
         self._claim = self.client.register_script(_RENEW_LUA)
