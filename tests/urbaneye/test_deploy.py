@@ -49,7 +49,7 @@ def test_environment_names_real_settings_and_validates_in_production(compose):
     env = _env(compose["services"]["celery"])
     assert env["URBANEYE_S3_OBJECT_LOCK"] == "true" and env["URBANEYE_ENVIRONMENT"] == "production"
     # secrets are required (${VAR:?...}), never defaulted
-    for key in ("URBANEYE_SECRET_KEY", "URBANEYE_HOTLINE_SECRET"):
+    for key in ("URBANEYE_SECRET_KEY", "URBANEYE_HOTLINE_SECRET", "URBANEYE_AUDIT_KEY"):
         assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", env[key]), key
     resolved = {
         # ${X:-default} -> default; ${X:?message} -> a value the operator must supply
@@ -58,7 +58,11 @@ def test_environment_names_real_settings_and_validates_in_production(compose):
         )
         for k, v in env.items()
     }
-    resolved.update(secret_key="real-secret-" + "k" * 40, hotline_secret="real-hotline-secret-" + "h" * 40)
+    resolved.update(
+        secret_key="real-secret-" + "k" * 40,
+        hotline_secret="real-hotline-secret-" + "h" * 40,
+        audit_key="real-audit-key-" + "a" * 40,
+    )
     s = Settings(**resolved)
     assert s.broker_url == "redis://redis:6379/0" and s.evidence_backend == "s3"
 
