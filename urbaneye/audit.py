@@ -64,8 +64,8 @@ CHECKPOINT_PREFIX = "audit/checkpoints"
 #: the chain links from there back).
 HEAD_LINES_CHECKED = 1000
 
-# session.info keys: this transaction's chain tail (hash of its last appended row), that row, the
-# head to anchor after commit, and the covered-row changes collected during a flush
+# session.info keys: this transaction's chain tail (hash of its last appended row), the head to anchor
+# after commit (id, hash, mac), and the covered-row changes collected during a flush
 _TAIL, _HEAD, _CHANGES = "audit_tail", "audit_head", "audit_row_changes"
 
 
@@ -255,7 +255,7 @@ def _row_entry(session: Session, op: RowOp, cls: type, values: dict[str, Any], a
 
 @event.listens_for(Session, "after_flush")
 def _chain_row_changes(session: Session, _ctx: object) -> None:
-    # Rows added here are flushed by the next round of the same commit (commit flushes until clean).
+    # The ids are assigned now (after the flush); the entries are inserted at once, in chain order.
     changes = session.info.pop(_CHANGES, None)
     if not changes:
         return
@@ -471,7 +471,6 @@ class Tamper(StrEnum):
 
     TRUNCATED = "TRUNCATED"  # rows cut off the end (or out of the middle)
     REWRITTEN = "REWRITTEN"  # content or MAC does not match: rewritten, hashes recomputed or not
-    LINK = "LINK"  # prev_hash does not match: a row deleted or inserted
     CHANGED_OUTSIDE_APP = "CHANGED_OUTSIDE_APP"  # a covered row differs from what the chain recorded
     EVIDENCE_SWAPPED = "EVIDENCE_SWAPPED"  # an evidence row's SHA-256 (and its object) replaced
     ANCHOR = "ANCHOR"  # a head-file line or checkpoint forged, missing or unreadable
