@@ -91,8 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from models.card import ModelCard
     from models.evaluate import evaluate_model, record_metrics
+    from urbaneye.model_card import ModelCard
 
     plots_dir = args.plots or args.model.resolve().parent / f"{args.model.stem}-eval-{args.split}"
     report = evaluate_model(
@@ -158,8 +158,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def cmd_models_import(args: argparse.Namespace) -> int:
     from models.importer import ModelImportError, import_model
-    from models.registry import RegistryError
     from urbaneye.db.session import session_scope
+    from urbaneye.registry import RegistryError
 
     try:
         with _stdout_to_stderr(), session_scope() as s:
@@ -187,8 +187,8 @@ def cmd_models_import(args: argparse.Namespace) -> int:
 
 
 def cmd_models_report(args: argparse.Namespace) -> int:
-    from models import registry
     from models.report import model_report
+    from urbaneye import registry
     from urbaneye.db.session import session_scope
 
     try:

@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.card import ModelCard
 from models.train import describe_dataset, read_data_yaml, split_images
+from urbaneye.model_card import ModelCard
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
          what it is instead (classifier, segmentation, pose, names that do not match the head)
       -> class map (built-in ``coco`` or a YAML file) checked against the model's labels
       -> model card (labels, input size, sha256, source, the class map applied)
-      -> registry version NAME in camera group G (``models.registry.register``)
+      -> registry version NAME in camera group G (``urbaneye.registry.register``)
       -> with ``activate``: G's active model; stream workers hot-reload it with its class map
 
 Example:
@@ -29,13 +29,14 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from models import registry
-from models.card import ArtifactInfo, ModelCard, ModelSource
+from urbaneye import registry
 from urbaneye.db.models import ModelVersion
+from urbaneye.model_card import ArtifactInfo, ModelCard, ModelSource
 from urbaneye.settings import Settings, get_settings
 from vision.class_maps import BUILTIN_CLASS_MAPS, ClassMapError, builtin_class_map, resolve_class_map
 from vision.config import ModelConfig
 from vision.detector import ModelLoadError, OnnxDetector
+from vision.digest import sha256_file
 
 #: A version name is a folder name in the registry storage and a key in every case row.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -211,7 +212,7 @@ def import_model(
             )
         origin = ModelSource(
             path=str(source.resolve()),
-            sha256=registry.sha256_file(source),
+            sha256=sha256_file(source),
             format=fmt,
             class_map=map_source,
             imported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -22,8 +22,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from datasets.builder import CONFIRMED_STATUSES
-from models.registry import get_version
 from urbaneye.db.models import Case, CaseStatus
+from urbaneye.registry import get_version
 
 _CONFIRMED = {str(s) for s in CONFIRMED_STATUSES}
 
@@ -109,7 +109,7 @@ def model_report(session: Session, version: str) -> ModelReport:
     """Count the reviewer verdicts on the cases ``version`` produced.
 
     Raises:
-        models.registry.ModelNotFound: no such version.
+        urbaneye.registry.ModelNotFound: no such version.
     """
     mv = get_version(session, version)
     produced_by = or_(Case.model_version == mv.version, Case.model_version.like(f"%-{mv.sha256[:12]}"))

@@ -29,10 +29,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
-from models import registry
-from models.card import hardware_summary
 from models.gate import MAX_CLASS_DROP_AP50, MIN_VAL_GAIN_MAP50, GateDecision, decide
+from urbaneye import registry
 from urbaneye.db.models import ModelVersion
+from urbaneye.model_card import hardware_summary
 from urbaneye.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)

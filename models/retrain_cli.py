@@ -120,7 +120,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from datasets.builder import BuildOptions, DatasetError, build_dataset
-    from models import registry
+    from urbaneye import registry
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
     from vision.config import ModelConfig
@@ -202,7 +202,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from models import registry
+    from urbaneye import registry
     from urbaneye.db.session import session_scope
 
     with session_scope() as s:
@@ -226,8 +226,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _registry_call(fn) -> int:  # noqa: ANN001
-    from models.registry import RegistryError
     from urbaneye.db.session import session_scope
+    from urbaneye.registry import RegistryError
 
     try:
         with session_scope() as s:
@@ -249,7 +249,7 @@ def _registry_call(fn) -> int:  # noqa: ANN001
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from models import registry
+    from urbaneye import registry
 
     def run(s):  # noqa: ANN001, ANN202
         registry.ensure_bootstrap(s)  # so a rollback can return to the shipped model
@@ -259,13 +259,13 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from models import registry
+    from urbaneye import registry
 
     return _registry_call(lambda s: registry.rollback(s, args.group, actor="cli:admin"))
 
 
 def cmd_models_shadow(args: argparse.Namespace) -> int:
-    from models import registry
+    from urbaneye import registry
 
     if not args.stop and not args.version:
         print("urbaneye models shadow: give a VERSION, or --stop", file=sys.stderr)

@@ -68,7 +68,7 @@ def retrain_task(
 def build_dataset_task(camera_group: str | None = None, synth_share: float = 0.5) -> dict[str, Any]:
     """Build and register a dataset version from reviewed cases (pseudo-labels by the active model)."""
     from datasets.builder import BuildOptions, build_dataset
-    from models import registry
+    from urbaneye import registry
     from urbaneye.db.session import session_scope
     from urbaneye.settings import get_settings
     from vision.config import ModelConfig

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from models.card import ArtifactInfo, ModelCard, describe_hardware
 from models.export import as_hw, export_onnx, prepare_offline_ultralytics
+from urbaneye.model_card import ArtifactInfo, ModelCard, describe_hardware
 
 log = logging.getLogger(__name__)
 

@@ -424,7 +424,7 @@ class EventSink(Protocol):
 
 #: Returns the detector to use for the next frame and its model version (hot reload swaps it).
 DetectorSource = Callable[[], tuple[Detector, str]]
-#: Returns the shadow model running on this camera, or None (``models.hot_reload.ModelWatcher.shadow``).
+#: Returns the shadow model running on this camera, or None (``urbaneye.hot_reload.ModelWatcher.shadow``).
 ShadowSource = Callable[[], tuple[Detector, str] | None]
 
 

@@ -72,7 +72,7 @@ class DetectorPool:
     """One detector per camera group in this process, shared by all its cameras.
 
     With ``model_path`` every group uses that ONNX (no hot reload: replay, benchmarks, ``--model``).
-    Otherwise each group gets a ``models.hot_reload.ModelWatcher`` that follows the registry's active model
+    Otherwise each group gets a ``urbaneye.hot_reload.ModelWatcher`` that follows the registry's active model
     and falls back to ``cameras_file.model.path`` / ``settings.model_path`` while none is registered.
     """
 
@@ -132,7 +132,7 @@ class DetectorPool:
         return lambda: watcher.shadow(camera_id)
 
     def _start_watcher(self, group: str) -> Any:
-        from models.hot_reload import ModelWatcher
+        from urbaneye.hot_reload import ModelWatcher
 
         watcher = ModelWatcher(
             group,
@@ -235,8 +235,8 @@ def sync_memory(session_factory: Any, updates: list[Any], camera_ids: list[str])
 
 
 def record_shadow_opened(session_factory: Any, version: str, event: Any) -> bool:
-    """Count a shadow model's would-be case (``models.registry.record_shadow_case``). True if new."""
-    from models.registry import record_shadow_case
+    """Count a shadow model's would-be case (``urbaneye.registry.record_shadow_case``). True if new."""
+    from urbaneye.registry import record_shadow_case
 
     with session_factory() as session:
         new = record_shadow_case(session, version, event.camera_id, str(event.kind), event.violation_id)

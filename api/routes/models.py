@@ -17,7 +17,7 @@ from api.schemas.models import (
     PromoteIn,
 )
 from api.services.audit import actor_of
-from models import registry
+from urbaneye import registry
 from models.report import model_report
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_ERRORS)

@@ -1,4 +1,4 @@
-"""Models routes over the real registry (``models/registry.py``): registered artefacts, gate decisions,
+"""Models routes over the real registry (``urbaneye/registry.py``): registered artefacts, gate decisions,
 promotion, rollback that never returns to a rolled-back model, shadows."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 
 def _register(db, api_settings, tmp_path, version: str, parent: str | None = None, gate=None):  # noqa: ANN001, ANN202
-    from models import registry
+    from urbaneye import registry
 
     onnx = tmp_path / f"{version}.onnx"
     onnx.write_bytes(f"onnx bytes of {version}".encode())
@@ -26,7 +26,7 @@ def _register(db, api_settings, tmp_path, version: str, parent: str | None = Non
 
 
 def test_registry_versions_promote_and_rollback(client, users, db, api_settings, tmp_path) -> None:  # noqa: ANN001
-    from models import registry
+    from urbaneye import registry
     from urbaneye.db.models import AuditLog
 
     _register(db, api_settings, tmp_path, "a")
@@ -80,7 +80,7 @@ def test_registry_versions_promote_and_rollback(client, users, db, api_settings,
 
 
 def test_shadow_shows_in_active_models(client, users, db, api_settings, tmp_path) -> None:  # noqa: ANN001
-    from models import registry
+    from urbaneye import registry
 
     _register(db, api_settings, tmp_path, "a")
     _register(db, api_settings, tmp_path, "s", parent="a")

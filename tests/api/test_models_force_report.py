@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 
 def _register(db, api_settings, tmp_path, version: str, gate=None):  # noqa: ANN001, ANN202
-    from models import registry
+    from urbaneye import registry
 
     onnx = tmp_path / f"{version}.onnx"
     onnx.write_bytes(f"onnx bytes of {version}".encode())

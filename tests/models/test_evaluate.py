@@ -11,7 +11,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from models.card import ArtifactInfo, ModelCard
+from urbaneye.model_card import ArtifactInfo, ModelCard
 from models.evaluate import evaluate_model, label_path, read_yolo_labels, record_metrics
 from urbaneye.cli import main as urbaneye_main
 from vision.types import OBJECT_KINDS

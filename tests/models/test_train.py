@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.card import ModelCard
+from urbaneye.model_card import ModelCard
 from models.train import TrainResult, load_recipe, train_model
 from vision.detector import OnnxDetector
 from vision.types import OBJECT_KINDS, Detections

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from datasets.builder import BuildOptions, datasets_store, load_manifest, read_yolo_split
-from models.hot_reload import ModelWatcher
+from urbaneye.hot_reload import ModelWatcher
 from models.retrain import RetrainOptions, run_retraining
 from urbaneye.db.models import Case, DatasetVersion, ModelVersion
 from vision.types import DEFAULT_GBT_CODE, Escalation, ViolationEvent, ViolationKind

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from models import registry
-from models.hot_reload import ModelWatcher
+from urbaneye import registry
+from urbaneye.hot_reload import ModelWatcher
 
 
 def variant(src: Path, dest: Path, version: str) -> Path:

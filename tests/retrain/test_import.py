@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from models import registry
+from urbaneye import registry
 from models.gate import GateDecision
 from models.importer import ModelImportError, import_model
 from models.report import model_report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models import registry
+from urbaneye import registry
 from urbaneye.db.models import AuditLog, ModelVersion
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from models import registry
+from urbaneye import registry
 from models.retrain import RetrainBusy, group_lock
 from models.tasks import beat_schedule, due_groups
 from tests.retrain.conftest import T0, add_case

@@ -18,7 +18,7 @@ from vision.config import SourceConfig, load_cameras
 def test_shadow_model_counts_would_be_cases_beside_the_active_one(
     settings_env: Callable[..., object], tmp_path: Path, oracle_model: Path, cameras_yaml: Callable[..., Path]
 ) -> None:
-    from models.registry import promote, register, set_shadow, shadow_summary
+    from urbaneye.registry import promote, register, set_shadow, shadow_summary
     from urbaneye.db.migrate import upgrade
     from urbaneye.db.session import session_factory
 

@@ -4,11 +4,11 @@ The card is a JSON file beside the model (``card.json``). It is written by ``urb
 updated by ``urbaneye eval --card`` when the model is measured on a held-out set, so a reviewer can
 reproduce both the model and its figures from the card alone. ``urbaneye models import`` writes one for a
 model trained elsewhere: its labels, input size, sha256, where it came from and the class map applied.
+The model registry (``urbaneye.registry``) reads the shipped model's card to register it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,16 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vision.digest import sha256_file
+
 CARD_SCHEMA_VERSION = 1
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cpu_model() -> str:
@@ -51,7 +44,7 @@ def describe_hardware(device: str = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    try:
+    try:  # torch and ultralytics are the optional training extras: imported only to name their versions
         import torch
 
         info["torch"] = torch.__version__

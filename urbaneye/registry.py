@@ -2,7 +2,7 @@
 
 Tables: ``ModelVersion`` (one row per trained model, with metrics, gate decision, sha256, parent, dataset
 version), ``ActiveModel`` (per camera group: active version + optional shadow version and cameras; stream
-workers poll it through ``models.hot_reload.ModelWatcher``), ``ShadowCount`` (would-be cases of a shadow).
+workers poll it through ``urbaneye.hot_reload.ModelWatcher``), ``ShadowCount`` (would-be cases of a shadow).
 
 Functions take a SQLAlchemy session and flush, never commit: the caller (API handler, CLI, Celery task)
 owns the transaction, so a promotion and its audit row land together or not at all.
@@ -40,8 +40,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from models.card import ModelCard, hardware_summary
 from urbaneye.db.models import ActiveModel, ModelVersion, ShadowCount, utcnow
+from urbaneye.model_card import ModelCard, hardware_summary
 from urbaneye.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Hot reload of the active (and shadow) model of a camera group, without restarting or dropping frames.
 
 A ``ModelWatcher`` thread polls the ``active_models`` row of its camera group every ``poll_s``. When the
-version changes it fetches the ONNX (``models.registry.fetch_onnx`` checks the sha256), builds an
+version changes it fetches the ONNX (``urbaneye.registry.fetch_onnx`` checks the sha256), builds an
 ``OnnxDetector`` and runs one warm-up inference, all on the watcher thread while the old detector keeps
 serving; then it swaps one reference. The stream loop reads that reference once per frame:
 
@@ -15,7 +15,7 @@ serving; then it swaps one reference. The stream loop reads that reference once 
         if shadow is not None:
             shadow_detector, shadow_version = shadow
             # run the same pipeline on a separate CameraPipeline; for each "opened" event call
-            # models.registry.record_shadow_case(session, shadow_version, camera.id, kind, violation_id)
+            # urbaneye.registry.record_shadow_case(session, shadow_version, camera.id, kind, violation_id)
     watcher.stop()
 
 Because the swap is a single attribute assignment and a frame uses the pair it read at its start, a frame
@@ -41,10 +41,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.registry import class_map_of, fetch_onnx
 from urbaneye.db.models import ActiveModel, ModelVersion
+from urbaneye.db.session import session_factory as make_session_factory
+from urbaneye.registry import class_map_of, fetch_onnx
 from urbaneye.settings import Settings, get_settings
 from vision.config import ModelConfig
+from vision.detector import OnnxDetector
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,6 @@ Loader = Callable[[Path, ModelConfig | None], Any]
 
 
 def _default_loader(path: Path, config: ModelConfig | None) -> Any:
-    from vision.detector import OnnxDetector
-
     return OnnxDetector(path, config)
 
 
@@ -99,11 +99,7 @@ class ModelWatcher:
         self.fallback_path = Path(
             fallback_path or self.model_config and self.model_config.path or self.settings.model_path
         )
-        if session_factory is None:
-            from urbaneye.db.session import session_factory as make_factory
-
-            session_factory = make_factory()
-        self._sessions = session_factory
+        self._sessions = session_factory or make_session_factory()
         self._loader = loader or _default_loader
         self._active: Loaded | None = None
         self._shadow: Loaded | None = None
