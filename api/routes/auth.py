@@ -51,7 +51,7 @@ def logout(session: SessionDep, user: SessionUser) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/password", response_model=Token, responses=errors(400, 401, 403, 422))
+@router.post("/password", response_model=Token, responses=errors(400, 401, 403))
 def change_password(
     body: PasswordChange, session: SessionDep, settings: SettingsDep, user: SessionUser
 ) -> Token:

@@ -1,5 +1,5 @@
 // App shell: login, hash routing between the review queue, cameras and statistics.
-import { auth, get, login } from "./api.js";
+import { auth, get, login, post } from "./api.js";
 import { mountQueue } from "./queue.js";
 import { mountCameras } from "./cameras.js";
 import { mountStats } from "./stats.js";
@@ -56,6 +56,8 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
 });
 
 document.getElementById("logout").addEventListener("click", () => {
+  // the server revokes the token (every token of this user); the page forgets it either way
+  post("auth/logout").catch(() => {});
   auth.token = null;
   auth.user = null;
   showLogin();

@@ -84,6 +84,12 @@ def wait_for(check: Callable[[], object], what: str, timeout_s: float = 20.0) ->
         time.sleep(0.1)
 
 
+def wait_js(page, expression: str, what: str) -> None:  # noqa: ANN001
+    """Poll a page expression until true. Not ``page.wait_for_function``: its polling evaluates the text
+    with eval() inside the page, which the UI's content security policy (no 'unsafe-eval') forbids."""
+    wait_for(lambda: page.evaluate(expression), what)
+
+
 def login(page, username: str, password: str) -> None:  # noqa: ANN001
     page.goto(page.base + "/")
     page.fill("#login-username", username)
@@ -158,9 +164,11 @@ def test_review_three_cases_by_keyboard(page, seeded, db) -> None:  # noqa: ANN0
     demo = seeded["users"]["demo"]
     login(page, "demo", "demo-review")
     page.wait_for_selector(f"#queue-list li[data-id='{a.id}'].current")
-    page.wait_for_function(
+    wait_js(
+        page,
         "document.querySelectorAll('.frame img').length === 2 && "
-        "[...document.querySelectorAll('.frame img')].every(i => i.complete && i.naturalWidth > 0)"
+        "[...document.querySelectorAll('.frame img')].every(i => i.complete && i.naturalWidth > 0)",
+        "both evidence frames loaded",
     )
     page.wait_for_selector("#similar li >> text=已结案")
     assert page.inner_text("#queue-total") == "4"
@@ -230,7 +238,7 @@ def test_admin_draws_zone_on_snapshot(page, seeded, db) -> None:  # noqa: ANN001
     page.wait_for_selector(".cam-card >> text=在线")
     page.screenshot(path=ARTIFACTS / "05-cameras.png")
     page.click(".cam-card")
-    page.wait_for_function("document.querySelector('#snapshot')?.naturalWidth > 0")
+    wait_js(page, "document.querySelector('#snapshot')?.naturalWidth > 0", "the snapshot loaded")
     box = page.locator("#snapshot").bounding_box()
 
     def click_at(x: float, y: float) -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from tests.api.test_browser import ARTIFACTS, login, page, seeded, server  # noqa: F401 - fixtures
+from tests.api.test_browser import ARTIFACTS, login, page, seeded, server, wait_js  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +36,7 @@ def test_camera_page_lists_memory_entries_and_an_admin_deletes_one(
     assert entry.locator(".memory-reviewer").inner_text() == "demo"
     assert entry.locator(".memory-count").inner_text() == "3 次"
     assert "固定设施/常驻物体" in entry.inner_text() and "生效中" in entry.inner_text()
-    page.wait_for_function("document.querySelector('.memory-crop')?.naturalWidth > 0")  # the crop loaded
+    wait_js(page, "document.querySelector('.memory-crop')?.naturalWidth > 0", "the crop loaded")
     page.locator("#memory").scroll_into_view_if_needed()
     page.screenshot(path=ARTIFACTS / "10-camera-memory.png", full_page=True)
 
