@@ -33,17 +33,30 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from datasets.synth import generate_images
 from urbaneye.db.models import Camera, Case, CaseStatus, DatasetVersion, RejectReason, utcnow
 from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import (
+    EvidenceIntegrityError,
+    EvidenceNotFound,
+    EvidenceStore,
+    FsEvidenceStore,
+    get_store,
+    read_evidence,
+)
+from vision.digest import sha256_hex
 from vision.geometry import box_iou
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationKind
 
@@ -104,30 +117,11 @@ class Detector(Protocol):
 # ------------------------------------------------------------------------------------------------ stores
 
 
-def s3_store(settings: Settings, bucket: str):  # noqa: ANN201 - urbaneye.storage.EvidenceStore
-    """An S3 store over ``bucket`` with the evidence store's credentials (no object lock: not evidence)."""
-    from urbaneye.storage import MinioEvidenceStore
-
-    store = MinioEvidenceStore(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key,
-        bucket,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-        timeout_s=max(float(getattr(settings, "s3_timeout_s", 5.0)), 30.0),
-    )
-    store.ensure_ready()
-    return store
-
-
-def datasets_store(settings: Settings | None = None):  # noqa: ANN201 - urbaneye.storage.EvidenceStore
+def datasets_store(settings: Settings | None = None) -> EvidenceStore:
     """Where datasets live: the ``s3_datasets_bucket`` on S3, else ``data_dir/datasets``."""
     settings = settings or get_settings()
     if settings.evidence_backend == "s3":
-        return s3_store(settings, settings.s3_datasets_bucket)
-    from urbaneye.storage import FsEvidenceStore
-
+        return get_store(settings, bucket=settings.s3_datasets_bucket)
     store = FsEvidenceStore(Path(settings.data_dir) / "datasets", settings.secret_key)
     store.ensure_ready()
     return store
@@ -487,10 +481,6 @@ def build_dataset(
     Raises:
         DatasetError: no usable reviewed case (nothing to learn from), or an evidence object is missing.
     """
-    import cv2
-
-    from urbaneye.storage import EvidenceIntegrityError, EvidenceNotFound, get_store, read_evidence
-
     options = options or BuildOptions()
     settings = settings or get_settings()
     evidence_store = evidence_store or get_store(settings)
@@ -600,8 +590,6 @@ def build_dataset(
         n_synth = max(1, round(share / (1 - share) * n_case_train))
     synth_info: dict[str, Any] = {}
     if n_synth:
-        import tempfile
-
         source = synth or synth_source
         with tempfile.TemporaryDirectory(prefix="ue-synth-") as tmp:
             generated = source(
@@ -610,7 +598,7 @@ def build_dataset(
             for j, (path, labels) in enumerate(generated):
                 progress("synthetic", j, len(generated))
                 data = Path(path).read_bytes()
-                sha = hashlib.sha256(data).hexdigest()
+                sha = sha256_hex(data)
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 h, w = image.shape[:2]
                 key = f"images/{sha}{Path(path).suffix.lower() or '.jpg'}"
@@ -666,13 +654,11 @@ def build_dataset(
         "counts": counts,
         "items": items,
     }
-    body_sha = hashlib.sha256(
-        _canonical({k: v for k, v in manifest.items() if k != "created_at"})
-    ).hexdigest()
+    body_sha = sha256_hex(_canonical({k: v for k, v in manifest.items() if k != "created_at"}))
     version = f"ds-{now:%Y%m%d-%H%M%S}-{body_sha[:8]}"
     manifest["version"] = version
     raw = _canonical(manifest)
-    manifest_sha = hashlib.sha256(raw).hexdigest()
+    manifest_sha = sha256_hex(raw)
     mkey = f"manifests/{version}.json"
     store.put(mkey, raw, "application/json", {"version": version})
     uri = _manifest_uri(settings, mkey)
@@ -728,7 +714,7 @@ def load_manifest(
         )
     store = store or datasets_store(settings)
     raw = store.get(f"manifests/{version}.json")
-    got = hashlib.sha256(raw).hexdigest()
+    got = sha256_hex(raw)
     if got != row.sha256:
         raise DatasetError(f"manifest of {version} has sha256 {got[:12]}…, registry says {row.sha256[:12]}…")
     return json.loads(raw)
@@ -740,8 +726,6 @@ def materialize(manifest: dict[str, Any], out_dir: Path, store: Any) -> Path:
     Layout: ``images/{train,val}/<sha>.jpg``, ``labels/{train,val}/<sha>.txt`` (class cx cy w h,
     normalised), ``data.yaml`` (names in ``OBJECT_KINDS`` order), ``manifest.json``. Returns data.yaml.
     """
-    import yaml
-
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -751,7 +735,7 @@ def materialize(manifest: dict[str, Any], out_dir: Path, store: Any) -> Path:
         (out_dir / "labels" / split).mkdir(parents=True)
     for it in manifest["items"]:
         data = store.get(it["key"])
-        got = hashlib.sha256(data).hexdigest()
+        got = sha256_hex(data)
         if got != it["image_sha256"]:
             raise DatasetError(
                 f"dataset image {it['key']} has sha256 {got[:12]}…, manifest says {it['image_sha256'][:12]}…"
@@ -790,8 +774,6 @@ def synth_source(
     count: int, seed: int, style: str | None, size: tuple[int, int], out_dir: Path
 ) -> list[tuple[Path, list[Label]]]:
     """Synthetic images with ground truth from ``datasets.synth`` (the bootstrap generator)."""
-    from datasets.synth import generate_images
-
     data_yaml = Path(
         generate_images(out_dir, count=count, seed=seed, val_fraction=0.0, size=tuple(size), style=style)
     )
@@ -800,9 +782,6 @@ def synth_source(
 
 def read_yolo_split(data_yaml: Path, split: str) -> list[tuple[Path, list[Label]]]:
     """``[(image, labels in pixels)]`` of a YOLO dataset split (labels/ mirrors images/)."""
-    import cv2
-    import yaml
-
     doc = yaml.safe_load(Path(data_yaml).read_text()) or {}
     names = doc["names"]
     names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)

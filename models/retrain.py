@@ -25,15 +25,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+import yaml
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
+from datasets.synth import generate_images
+from models.evaluate import evaluate_model
 from models.gate import MAX_CLASS_DROP_AP50, MIN_VAL_GAIN_MAP50, GateDecision, decide
+from models.train import load_recipe, train_model
 from urbaneye import registry
 from urbaneye.db.models import ModelVersion
+from urbaneye.db.session import session_factory as make_session_factory
 from urbaneye.model_card import hardware_summary
 from urbaneye.settings import REPO_ROOT, Settings, get_settings
+from urbaneye.storage import get_store
+from vision.config import ModelConfig
+from vision.detector import OnnxDetector
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +183,8 @@ def fetch_weights(mv: ModelVersion, settings: Settings, dest_dir: Path) -> Path:
         )
     if mv.weights_uri.startswith("s3://"):
         bucket, _, key = mv.weights_uri.removeprefix("s3://").partition("/")
-        from datasets.builder import s3_store
-
         dest = dest_dir / "parent.pt"
-        dest.write_bytes(s3_store(settings, bucket).get(key))
+        dest.write_bytes(get_store(settings, bucket=bucket).get(key))
         return dest
     path = Path(mv.weights_uri)
     if not path.is_file():
@@ -193,10 +200,6 @@ def regression_set(
     All images are in its ``val`` split. The generator is deterministic per seed, so every run and every
     machine scores models on the same pictures.
     """
-    import yaml
-
-    from datasets.synth import generate_images
-
     root = Path(settings.models_dir) / "regression" / f"seed{seed}-n{count}-{size[0]}x{size[1]}"
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
@@ -256,8 +259,6 @@ def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
         >>> finetune_train_args(RetrainOptions(recipe="cpu"))  # the cpu recipe trains at lr0 0.002
         {'lr0': 0.0005, 'warmup_epochs': 0.0}
     """
-    from models.train import load_recipe
-
     recipe = load_recipe(options.recipe)
     args: dict[str, Any] = {}
     if not recipe.finetune:
@@ -269,8 +270,6 @@ def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
 
 def _onnx_imgsz(onnx_path: Path) -> tuple[int, int]:
     """``(h, w)`` input of an ONNX detector (e.g. 288x512 for the bootstrap; 640 if dynamic)."""
-    import onnxruntime as ort
-
     shape = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
     h, w = (int(v) if isinstance(v, int) else 640 for v in shape[2:4])
     return h, w
@@ -290,10 +289,7 @@ def run_retraining(
     options = options or RetrainOptions()
     settings = settings or get_settings()
     progress = progress or (lambda *_: None)
-    if session_factory is None:
-        from urbaneye.db.session import session_factory as make_factory
-
-        session_factory = make_factory()
+    session_factory = session_factory or make_session_factory()
     keep = options.work_dir is not None
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="ue-retrain-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -312,10 +308,6 @@ def _run(
     progress: Progress,
     work: Path,
 ) -> RetrainResult:
-    from models.train import train_model
-    from vision.config import ModelConfig
-    from vision.detector import OnnxDetector
-
     group = options.camera_group
     steps = 7
     progress("parent", 0, steps)
@@ -374,8 +366,6 @@ def _run(
     )
 
     def evaluate(onnx: Path, data: Path, split: str) -> dict[str, Any]:
-        from models.evaluate import evaluate_model
-
         # always at the ONNX input size: the figures describe what the stream workers run
         return evaluate_model(onnx, data, split)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -40,9 +39,12 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from urbaneye.audit import append_audit
 from urbaneye.db.models import ActiveModel, ModelVersion, ShadowCount, utcnow
 from urbaneye.model_card import ModelCard, hardware_summary
 from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import get_store
+from vision.digest import sha256_file, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,6 @@ class GateRefused(ModelConflict):
     """Promoting a version whose gate failed, without ``force`` (API: 409)."""
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_version(camera_group: str, sha256: str, now: dt.datetime | None = None) -> str:
     """``<group>-<UTC yyyymmdd-HHMMSS>-<sha8>``; unique, sortable by time, at most 64 chars.
 
@@ -93,13 +87,6 @@ def make_version(camera_group: str, sha256: str, now: dt.datetime | None = None)
 # --------------------------------------------------------------------------------------------- artefacts
 
 
-def _s3_store(settings: Settings, bucket: str):  # noqa: ANN202 - EvidenceStore protocol object
-    """An ``EvidenceStore`` over ``bucket`` (models and datasets share the datasets bucket)."""
-    from datasets.builder import s3_store
-
-    return s3_store(settings, bucket)
-
-
 def publish_artefact(path: Path, version: str, name: str, settings: Settings) -> str:
     """Copy ``path`` to the registry and return its URI (a local path, or ``s3://bucket/key``)."""
     dest_dir = Path(settings.models_dir) / version
@@ -111,7 +98,8 @@ def publish_artefact(path: Path, version: str, name: str, settings: Settings) ->
         return str(dest.resolve())
     key = f"models/{version}/{name}"
     content_type = "application/octet-stream"
-    _s3_store(settings, settings.s3_datasets_bucket).put(
+    # models and datasets share the datasets bucket
+    get_store(settings, bucket=settings.s3_datasets_bucket).put(
         key, dest.read_bytes(), content_type, {"version": version}
     )
     return f"s3://{settings.s3_datasets_bucket}/{key}"
@@ -129,8 +117,8 @@ def fetch_onnx(uri: str, sha256: str, settings: Settings | None = None) -> Path:
         cache = Path(settings.models_dir) / "cache" / f"{sha256}.onnx"
         if cache.exists() and sha256_file(cache) == sha256:
             return cache
-        data = _s3_store(settings, bucket).get(key)
-        got = hashlib.sha256(data).hexdigest()
+        data = get_store(settings, bucket=bucket).get(key)
+        got = sha256_hex(data)
         if got != sha256:
             raise RegistryError(
                 f"model object {uri} has sha256 {got[:12]}…, registry says {sha256[:12]}…; re-register it"
@@ -583,6 +571,4 @@ def _audit(
     to_status: str,
     detail: dict[str, Any],
 ) -> None:
-    from urbaneye.audit import append_audit
-
     append_audit(session, actor, action, "model", version, from_status, to_status, detail)

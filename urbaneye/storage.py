@@ -18,6 +18,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -31,7 +32,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import urllib3
+import urllib3.exceptions
+from minio import Minio
+from minio.commonconfig import COMPLIANCE, GOVERNANCE
+from minio.error import S3Error, ServerError
+from minio.objectlockconfig import DAYS, ObjectLockConfig
+from minio.retention import Retention
+
 from urbaneye.settings import Settings, get_settings
+from vision.digest import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +146,6 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
         if was == BreakerState.CLOSED:
             log.warning("%s failed (%s); further calls fail fast for %.1fs", self.name, error, self.open_s)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def evidence_key(camera_id: str, case_id: str, day: dt.date | dt.datetime, seq: int, variant: str) -> str:
@@ -316,9 +322,6 @@ class MinioEvidenceStore:
         timeout_s: float = 5.0,
         extra_buckets: tuple[str, ...] = (),
     ) -> None:
-        import urllib3
-        from minio import Minio
-
         # Short timeouts, and a retry only where it is cheap (a refused connection, a 50x): a read that
         # timed out is not repeated, so a hung store costs one time-out before the breaker opens.
         http = urllib3.PoolManager(
@@ -336,6 +339,7 @@ class MinioEvidenceStore:
             region=region,
             http_client=http,
         )
+        self.endpoint = endpoint
         self.bucket = bucket
         self.region = region
         self.object_lock = object_lock
@@ -362,9 +366,6 @@ class MinioEvidenceStore:
         )
 
     def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin error translation
-        import urllib3.exceptions
-        from minio.error import S3Error, ServerError
-
         self.breaker.before_call()
         try:
             result = fn(*args, **kwargs)
@@ -379,7 +380,7 @@ class MinioEvidenceStore:
         except (ServerError, urllib3.exceptions.HTTPError, OSError) as exc:
             self.breaker.failure(f"{what}: {exc}")
             raise EvidenceStoreUnavailable(
-                f"S3 endpoint {self.client._base_url.host} unreachable during {what}: {exc}; "
+                f"S3 endpoint {self.endpoint} unreachable during {what}: {exc}; "
                 "evidence stays in the spool and is uploaded when it is back"
             ) from exc
         except BaseException:
@@ -390,8 +391,6 @@ class MinioEvidenceStore:
         return result
 
     def ensure_ready(self) -> None:
-        from minio.error import S3Error
-
         if self._ready:
             return
         if not self._call("bucket check", self.client.bucket_exists, self.bucket):
@@ -405,7 +404,7 @@ class MinioEvidenceStore:
                 )
             except S3Error as exc:
                 raise EvidenceStoreUnavailable(
-                    f"evidence bucket {self.bucket} does not exist on {self.client._base_url.host} and could "
+                    f"evidence bucket {self.bucket} does not exist on {self.endpoint} and could "
                     f"not be created ({exc.code}: {exc.message}); create it"
                     + (" with object lock (mc mb --with-lock)" if self.object_lock else "")
                     + " or give these credentials s3:CreateBucket; evidence waits in the spool"
@@ -420,10 +419,6 @@ class MinioEvidenceStore:
 
     def _ensure_lock_config(self) -> None:
         """Default retention on the bucket; objects also carry their own retention (see ``put``)."""
-        from minio.commonconfig import COMPLIANCE, GOVERNANCE
-        from minio.error import S3Error
-        from minio.objectlockconfig import DAYS, ObjectLockConfig
-
         mode = COMPLIANCE if self.lock_mode == "COMPLIANCE" else GOVERNANCE
         try:
             current = self._call("object lock config", self.client.get_object_lock_config, self.bucket)
@@ -453,11 +448,6 @@ class MinioEvidenceStore:
     def put(
         self, key: str, data: bytes, content_type: str = "image/jpeg", metadata: dict | None = None
     ) -> str:
-        import io
-
-        from minio.commonconfig import COMPLIANCE, GOVERNANCE
-        from minio.retention import Retention
-
         self.ensure_ready()
         digest = sha256_hex(data)
         meta = {
@@ -523,10 +513,34 @@ class MinioEvidenceStore:
 
 _stores: dict[tuple, EvidenceStore] = {}
 
+#: Non-evidence buckets (datasets, model files) hold large objects: their S3 calls get at least this long.
+BULK_TIMEOUT_S = 30.0
 
-def get_store(settings: Settings | None = None) -> EvidenceStore:
-    """The configured store (one per settings combination and process)."""
+
+def get_store(settings: Settings | None = None, bucket: str | None = None) -> EvidenceStore:
+    """The one store factory: the configured evidence store, or an S3 store over another ``bucket``.
+
+    Without ``bucket``: the evidence store of ``settings`` (S3 or a directory), one per settings
+    combination and process. With ``bucket`` (the datasets bucket, where datasets and registered model
+    files live): a fresh, ready S3 store over it with the evidence store's credentials, no object lock
+    (not evidence) and a time-out of at least ``BULK_TIMEOUT_S``.
+
+    Example:
+        >>> get_store(settings, bucket=settings.s3_datasets_bucket).get("models/v1/model.onnx")  # doctest: +SKIP
+    """
     s = settings or get_settings()
+    if bucket is not None:
+        store = MinioEvidenceStore(
+            s.s3_endpoint,
+            s.s3_access_key,
+            s.s3_secret_key,
+            bucket,
+            secure=s.s3_secure,
+            region=s.s3_region,
+            timeout_s=max(float(s.s3_timeout_s), BULK_TIMEOUT_S),
+        )
+        store.ensure_ready()
+        return store
     if s.evidence_backend == "s3":
         ident: tuple = ("s3", s.s3_endpoint, s.s3_bucket, s.s3_access_key, s.s3_object_lock, s.s3_timeout_s)
         if ident not in _stores:
