@@ -169,3 +169,52 @@ def test_lenient_load_sets_invalid_cameras_aside(tmp_path: Path, cameras_yaml: C
     broken = cameras_yaml(camera_dict("cam-1", "a.mp4"), rules={"escalation_red_at": 0}, name="broken.yaml")
     with pytest.raises(ConfigError, match="escalation_red_at"):
         load_cameras_lenient(broken)
+
+
+def test_an_invalid_camera_the_database_knows_runs_its_database_version(
+    tmp_path: Path, cameras_yaml: Callable[..., Path], settings_env: Callable[..., object]
+) -> None:
+    """A typo in the file after the camera was seeded: its database version keeps running, the file's error
+    shows in its status; a new invalid camera is reported offline with its error, in memory and the table."""
+    from streams.cameras_db import CameraRegistry
+    from streams.run import WorkerOptions, WorkerStack
+    from streams.status import BOARD, CameraState
+    from urbaneye.db.migrate import upgrade
+    from urbaneye.db.models import CameraStatus
+    from urbaneye.db.session import session_factory, session_scope
+    from vision.config import load_cameras
+
+    url = f"sqlite:///{tmp_path / 'ue.db'}"
+    settings_env(database_url=url, broker_url="memory://", evidence_backend="fs", metrics_port=0)
+    upgrade(url)
+    clip = write_clip(tmp_path / "loop.mp4", seconds=2, fps=10)
+    loop = {"url": str(clip), "loop": True}
+    good = cameras_yaml(camera_dict("cam-2", str(clip), source=loop), name="good.yaml")
+    CameraRegistry(session_factory(url)).seed(load_cameras(good))
+    cams = cameras_yaml(
+        camera_dict("cam-1", str(clip), source=loop),
+        bad_zone_camera("cam-2", str(clip)),
+        bad_zone_camera("cam-3", str(clip)),
+    )
+    stack = WorkerStack(WorkerOptions(cameras_path=cams, config_poll_s=0)).start()
+    try:
+        assert [b.camera_id for b in stack.invalid_cameras] == ["cam-2", "cam-3"]
+        assert stack.worker.running_cameras == ["cam-1", "cam-2"]
+
+        def shown() -> bool:
+            two, three = BOARD.get("cam-2"), BOARD.get("cam-3")
+            return bool(two and three and "invalid in the cameras file" in two.error and three.error)
+
+        deadline = time.monotonic() + 30
+        while not shown():
+            assert time.monotonic() < deadline, (BOARD.get("cam-2"), BOARD.get("cam-3"))
+            time.sleep(0.05)
+        assert "zone 'tie' polygon self-intersects" in BOARD.get("cam-2").error
+        assert "running the database's version" in BOARD.get("cam-2").error
+        assert BOARD.get("cam-3").state is CameraState.OFFLINE
+        with session_scope(url) as s:
+            row = s.get(CameraStatus, "cam-3")
+            assert row.state == "offline" and "cameras[cam-3].zones[tie]" in row.error
+    finally:
+        stack.stop()
+    assert BOARD.get("cam-3") is None
