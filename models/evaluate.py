@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.train import describe_dataset, read_data_yaml, split_images
+from models.data_yaml import describe_dataset, read_data_yaml, split_images
 from urbaneye.model_card import ModelCard
 
 log = logging.getLogger(__name__)
