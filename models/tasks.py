@@ -19,8 +19,17 @@ from typing import Any
 
 from celery.schedules import crontab
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from datasets.builder import BuildOptions, build_dataset
+from models.retrain import RetrainBusy, RetrainOptions, run_retraining
+from urbaneye import registry
 from urbaneye.celery_app import Queue, app
+from urbaneye.db.models import ActiveModel, Camera, Case, ModelVersion, Review
+from urbaneye.db.session import session_scope
+from urbaneye.settings import get_settings
+from vision.config import ModelConfig
+from vision.detector import OnnxDetector
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +55,6 @@ def retrain_task(
     promote: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the group's active model on its reviewed cases; result recorded in the registry."""
-    from models.retrain import RetrainBusy, RetrainOptions, run_retraining
-
     options = RetrainOptions(
         camera_group=camera_group,
         dataset_version=dataset_version,
@@ -67,13 +74,6 @@ def retrain_task(
 )
 def build_dataset_task(camera_group: str | None = None, synth_share: float = 0.5) -> dict[str, Any]:
     """Build and register a dataset version from reviewed cases (pseudo-labels by the active model)."""
-    from datasets.builder import BuildOptions, build_dataset
-    from urbaneye import registry
-    from urbaneye.db.session import session_scope
-    from urbaneye.settings import get_settings
-    from vision.config import ModelConfig
-    from vision.detector import OnnxDetector
-
     settings = get_settings()
     with session_scope() as s:
         active = registry.active_version(s, camera_group or "default")
@@ -88,7 +88,7 @@ def build_dataset_task(camera_group: str | None = None, synth_share: float = 0.5
 
 
 def due_groups(
-    session,  # noqa: ANN001 - sqlalchemy Session
+    session: Session,
     now: dt.datetime,
     min_new_verdicts: int = DEFAULT_MIN_NEW_VERDICTS,
     max_age_days: float = DEFAULT_MAX_AGE_DAYS,
@@ -97,8 +97,6 @@ def due_groups(
 
     "Since the last training" = since the group's newest model version was created (or ever, if none).
     """
-    from urbaneye.db.models import ActiveModel, Camera, Case, ModelVersion, Review
-
     groups = {g for (g,) in session.execute(select(ActiveModel.camera_group))} or {"default"}
     due: dict[str, str] = {}
     for group in sorted(groups):
@@ -133,8 +131,6 @@ def retrain_if_due_task(
     min_new_verdicts: int = DEFAULT_MIN_NEW_VERDICTS, max_age_days: float = DEFAULT_MAX_AGE_DAYS
 ) -> dict[str, str]:
     """Start ``models.retrain`` for every camera group that is due; returns ``{group: why}``."""
-    from urbaneye.db.session import session_scope
-
     with session_scope() as s:
         due = due_groups(s, dt.datetime.now(dt.UTC), min_new_verdicts, max_age_days)
     for group, why in due.items():
@@ -155,3 +151,8 @@ def beat_schedule(
             "options": {"queue": Queue.TRAINING.value},
         }
     }
+
+
+# Celery imports this module (``TASK_MODULES``) when a worker or beat starts, before beat builds its
+# scheduler: the retraining check registers itself here, so ``urbaneye.celery_app`` never imports models/.
+app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **beat_schedule()}

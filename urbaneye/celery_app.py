@@ -1,5 +1,9 @@
 """The one Celery app and its queues. Task modules sit next to the code they drive.
 
+The app names its task modules in ``TASK_MODULES`` and never imports them: Celery imports them when a
+worker or beat starts. The training area's module (``models.tasks``) adds its own periodic entries to
+``app.conf.beat_schedule`` when it is imported, so the service core imports nothing of ``models/``.
+
 Embedded mode (``URBANEYE_BROKER_URL=memory://``) runs tasks eagerly in the caller's process: one
 machine, no Redis, no extra thread. A task that fails there leaves its spool item / outbox row pending
 and the relay (``Handoff.start_relay`` or ``urbaneye relay``) runs it again, so nothing is lost.
@@ -15,6 +19,7 @@ from enum import StrEnum
 from celery import Celery
 from celery.signals import celeryd_after_setup
 from kombu import Queue as KombuQueue
+from sqlalchemy.exc import OperationalError
 
 from urbaneye.settings import Settings, get_settings
 
@@ -28,6 +33,7 @@ class Queue(StrEnum):
     DEFAULT = "default"
 
 
+#: Imported by Celery (``include``) when a worker or beat starts; listed by name so this module imports none.
 TASK_MODULES = [
     "urbaneye.cases.tasks",
     "urbaneye.hotline.tasks",
@@ -81,8 +87,6 @@ def _conf(s: Settings) -> dict:
 def durable_task_options(queue: Queue) -> dict:
     """Options shared by tasks whose state lives in the database (cases, hotline): ack after the work,
     redeliver if the worker dies, retry only database blips, bounded time."""
-    from sqlalchemy.exc import OperationalError
-
     limit_s = get_settings().task_time_limit_s
     return {
         "queue": queue.value,
@@ -106,29 +110,24 @@ def make_app() -> Celery:
 
 def reconfigure(settings: Settings | None = None) -> Celery:
     """Re-read settings into the app (tests, CLI overrides); drops pooled broker connections."""
-    # Celery caches the broker connection pool and the producer pool built on it; drop our references so
-    # the next publish builds them for the new broker. They are not closed: kombu keeps producer pools in
-    # a process-wide registry, and a closed one would be handed out again ("Acquire on closed pool").
-    app.amqp._producer_pool = None
-    app._pool = None
+    forget_broker_pools(app)
     app.conf.update(_conf(settings or get_settings()))
     return app
 
 
-def _add_beat_schedule(sender: Celery, **_: object) -> None:
-    """Periodic tasks of the task modules, added once the app is finalized.
+def forget_broker_pools(celery_app: Celery) -> None:
+    """Make the next publish of ``celery_app`` build new broker connection and producer pools.
 
-    ``models.tasks`` imports this module (its tasks use ``app`` and ``Queue``), so it cannot be imported
-    here at module level; beat finalizes the app before it builds its scheduler, which is late enough.
+    Adapter over Celery internals (``Celery._pool``, ``AMQP._producer_pool``; Celery 5.4-5.7): Celery has
+    no public call for this and does the same itself after a fork (``Celery._after_fork``). The pools
+    are dropped, not closed: kombu keeps producer pools in a process-wide registry, and a closed one
+    would be handed out again ("Acquire on closed pool").
     """
-    if _installed("models.tasks"):
-        from models.tasks import beat_schedule
-
-        sender.conf.beat_schedule = {**(sender.conf.beat_schedule or {}), **beat_schedule()}
+    celery_app.amqp._producer_pool = None
+    celery_app._pool = None
 
 
 app = make_app()
-app.on_after_finalize.connect(_add_beat_schedule, weak=False)
 
 
 def node_name(settings: Settings | None = None) -> str:
