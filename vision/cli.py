@@ -5,7 +5,15 @@ score the events against scenario ground truth. Heavy imports stay inside the ha
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+from vision.config import ConfigError, load_cameras
+from vision.jsonl import JsonlError, read_jsonl
+from vision.memory import MemoryBook, MemoryError_, load_memory_file
+from vision.pipeline import CameraPipeline, FrameInputError, TimeOrderError, frame_from_json, label_kinds
+from vision.scoring import ScoringInputError, load_events, load_truth, score_events
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -59,11 +67,6 @@ class InputError(ValueError):
 
 def read_memory_file(path: str, camera_ids: list[str]) -> dict:
     """``--memory FILE`` -> ``{camera_id: [MemoryEntry]}``; ``InputError`` names the problem and the fix."""
-    import json
-    from pathlib import Path
-
-    from vision.memory import MemoryError_, load_memory_file
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -88,13 +91,6 @@ def replay_file(
     ``memory_path``: a false-alarm memory file; matching detections are dropped before the rules (by place
     and kind: a detections file has no pixels to compare appearance with) and counted in ``suppressed``.
     """
-    import json
-    from pathlib import Path
-
-    from vision.config import load_cameras
-    from vision.memory import MemoryBook
-    from vision.pipeline import CameraPipeline, FrameInputError, TimeOrderError, frame_from_json, label_kinds
-
     cameras = load_cameras(cameras_path)
     memory = read_memory_file(memory_path, [c.id for c in cameras.cameras]) if memory_path else {}
     books: dict[str, MemoryBook] = {}
@@ -111,17 +107,9 @@ def replay_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     try:
-        with src.open(encoding="utf-8") as fin, tmp.open("w", encoding="utf-8") as fout:
-            for n, line in enumerate(fin, 1):
-                if not line.strip():
-                    continue
+        with tmp.open("w", encoding="utf-8") as fout:
+            for n, record in read_jsonl(src, what="detections"):
                 where = f"{src} line {n}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{where}: not valid JSON ({exc.msg}); write one JSON object per line"
-                    ) from None
                 try:
                     camera_id, ts_s, frame_wh, det = frame_from_json(record, labels)
                 except FrameInputError as exc:
@@ -154,6 +142,8 @@ def replay_file(
                     stats["events"] += 1
                     stats["opened"] += event.event == "opened"
         tmp.replace(out)
+    except JsonlError as exc:
+        raise InputError(str(exc)) from None
     finally:
         tmp.unlink(missing_ok=True)
     stats["cameras"] = len(pipelines)
@@ -162,8 +152,6 @@ def replay_file(
 
 
 def cmd_rules_replay(args: argparse.Namespace) -> int:
-    from vision.config import ConfigError
-
     try:
         stats = replay_file(
             args.cameras, args.detections, args.out, tracker=args.tracker, memory_path=args.memory
@@ -179,10 +167,6 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_score_events(args: argparse.Namespace) -> int:
-    import json
-
-    from vision.scoring import ScoringInputError, load_events, load_truth, score_events
-
     try:
         events = [e for path in args.events for e in load_events(path)]
         truths = [load_truth(path) for path in args.truth]

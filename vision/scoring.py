@@ -23,6 +23,7 @@ from statistics import median
 from typing import Any
 
 from vision.geometry import box_iou
+from vision.jsonl import JsonlError, read_jsonl
 
 MIN_IOU = 0.1
 TIME_SLACK_S = 5.0
@@ -175,26 +176,15 @@ def opened_events(lines: Iterable[Mapping[str, Any]], origin: str = "events") ->
 
 
 def load_events(path: str | Path) -> list[OpenedEvent]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScoringInputError(
-            f"cannot read events file {path}: {exc.strerror}; run rules-replay first"
-        ) from None
+    """The opened events of a ``rules-replay`` output file (one event object per line)."""
     lines = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ScoringInputError(
-                f"{path} line {n}: not valid JSON ({exc.msg}); one event object per line"
-            ) from None
-        if not isinstance(obj, dict):
-            raise ScoringInputError(f"{path} line {n}: expected a JSON object per line")
-        lines.append(obj)
+    try:
+        for n, obj in read_jsonl(path, what="events", hint="run rules-replay first"):
+            if not isinstance(obj, dict):
+                raise ScoringInputError(f"{path} line {n}: expected a JSON object per line")
+            lines.append(obj)
+    except JsonlError as exc:
+        raise ScoringInputError(str(exc)) from None
     return opened_events(lines, origin=str(path))
 
 
