@@ -38,6 +38,7 @@ from urbaneye.settings import get_settings
 log = logging.getLogger(__name__)
 
 PIPELINE_SCENARIO = "passers_by"  # constant motion: near worst case for gating
+STATIC_SCENARIO = "static_cardboard_day"  # static-object detector: a pile of boxes left, walkers, a cloud
 GATING_SUITE = (
     "garbage_dropped",
     "bike_in_bay",
@@ -461,6 +462,49 @@ def bench_config_poll(db_url: str, cameras: int = 1000, zones: int = 5, rounds: 
     return out
 
 
+def bench_static_objects(quick: bool) -> dict[str, Any]:
+    """Cost of ``StaticObjectDetector.update`` per frame at 960x540 on one core (OpenCV single-threaded),
+    over a rendered static-object scenario (a pile of boxes left on the pavement, walkers, a cloud)."""
+    import cv2
+
+    from vision.static_objects import StaticObjectDetector
+
+    video, _, _ = scenario_clip(STATIC_SCENARIO, (960, 540))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    times: list[float] = []
+    reported = 0
+    try:
+        det = StaticObjectDetector()
+        cap = cv2.VideoCapture(str(video))
+        k = 0
+        while k < (250 if quick else 10_000):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t0 = time.perf_counter()
+            found = det.update(frame, k / 5.0, None)
+            times.append((time.perf_counter() - t0) * 1000)
+            reported += len(found) > 0
+            k += 1
+        cap.release()
+    finally:
+        cv2.setNumThreads(threads)
+    if not times:
+        raise SystemExit(f"urbaneye bench: cannot read frames of {video}")
+    times.sort()
+    return {
+        "scenario": STATIC_SCENARIO,
+        "frame_wh": [960, 540],
+        "threads": 1,
+        "frames": len(times),
+        "frames_with_regions": reported,
+        "ms_per_frame": round(statistics.fmean(times), 3),
+        "p50_ms": round(times[len(times) // 2], 3),
+        "p95_ms": round(times[int(len(times) * 0.95)], 3),
+    }
+
+
 def run_bench(model_path: str | None = None, quick: bool = False, sections: list[str] | None = None) -> dict:
     sections = sections or ["detector", "pipeline", "motion_gating"]
     model = _model_path(model_path) if {"detector", "pipeline", "motion_gating"} & set(sections) else None
@@ -476,6 +520,8 @@ def run_bench(model_path: str | None = None, quick: bool = False, sections: list
         result["pipeline"] = bench_pipeline(model, processes, quick)
     if "motion_gating" in sections:
         result["motion_gating"] = bench_motion_gating(model, quick)
+    if "static_objects" in sections:
+        result["static_objects"] = bench_static_objects(quick)
     if "config_poll" in sections:
         import tempfile
 

@@ -7,11 +7,16 @@ process with one detector per model config, exactly as ``urbaneye replay`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from streams.replay import replay_video
 from urbaneye.settings import get_settings
@@ -88,6 +93,8 @@ def eval_events(
     cache_dir.mkdir(parents=True, exist_ok=True)
     detectors: dict[str, Any] = {}
     truths, all_events, per_scenario = [], [], {}
+    baseline_truths, baseline_events = [], []
+    static_per: dict[str, dict[str, Any]] = {}
     calls = frames = 0
     t0 = time.perf_counter()
     for scenario in scenario_files(Path(scenarios_dir)):
@@ -120,6 +127,15 @@ def eval_events(
             "detector_calls": stats.detector_calls,
             "frames_sampled": stats.frames_sampled,
         }
+        truth_doc = load_truth_json(truth_path)
+        if "unknown_objects" in truth_doc:  # a static-object scenario (suite: static_objects)
+            version = "".join(c if c.isalnum() else "_" for c in str(detectors[key].version))
+            cache = video.with_name(f"{video.stem}.persons-{version}.npz")
+            persons = person_boxes(video, detectors[key], cache)
+            static_per[scenario.stem] = score_static(run_static(video, fps, persons), truth_doc)
+        else:
+            baseline_truths.append(truth)
+            baseline_events.extend(events)
     overall = _summary(score_events(all_events, truths))
     version = next(iter(detectors.values())).version if detectors else None
     return {
@@ -127,6 +143,9 @@ def eval_events(
         "model_version": version,
         "motion_gating": gating,
         "overall": overall,
+        # The violation suite alone (without the static-object scenarios): comparable with earlier runs.
+        "violation_suite_overall": _summary(score_events(baseline_events, baseline_truths)),
+        "static_only": static_summary(static_per) if static_per else None,
         "scenarios": per_scenario,
         "detector_calls": calls,
         "frames_sampled": frames,
@@ -138,3 +157,152 @@ def _jsonl(obj: dict[str, Any]) -> str:
     import json
 
     return json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+# ------------------------------------------------------------------------------ static objects
+#: A static region must be reported this long (allowing short gaps) before it counts as one event.
+STATIC_CONFIRM_S = 5.0
+#: A static event closes when its region has not been reported for this long.
+STATIC_GAP_S = 10.0
+#: A static event matches an unknown-object truth when the boxes overlap this much (IoU) ...
+STATIC_MATCH_IOU = 0.3
+#: ... and it opened after the object was left, at most this long after it went.
+STATIC_LATE_S = 10.0
+
+
+@dataclasses.dataclass
+class StaticEvent:
+    """One region the static-object detector kept reporting: opened after ``STATIC_CONFIRM_S``."""
+
+    first_s: float
+    last_s: float
+    box_xyxy: tuple[float, float, float, float]
+    opened_s: float | None = None
+
+
+def static_events(reports: list[tuple[float, np.ndarray]]) -> list[StaticEvent]:
+    """Opened events from the detector's per-frame boxes ``[(t_s, (n, 4) xyxy)]``: a minimal persistence
+    check (the rules' dwell does the same for cases), boxes linked frame to frame by IoU."""
+    from vision.geometry import box_iou
+
+    live: list[StaticEvent] = []
+    done: list[StaticEvent] = []
+    for t_s, boxes in reports:
+        for box in boxes:
+            b = tuple(float(v) for v in box)
+            match = max(live, key=lambda e: box_iou(e.box_xyxy, b), default=None)
+            if match is not None and box_iou(match.box_xyxy, b) >= STATIC_MATCH_IOU:
+                match.last_s, match.box_xyxy = t_s, b  # type: ignore[assignment]
+            else:
+                live.append(StaticEvent(t_s, t_s, b))  # type: ignore[arg-type]
+        for e in live:
+            if e.opened_s is None and e.last_s == t_s and t_s - e.first_s >= STATIC_CONFIRM_S:
+                e.opened_s = t_s
+        done += [e for e in live if t_s - e.last_s > STATIC_GAP_S]
+        live = [e for e in live if t_s - e.last_s <= STATIC_GAP_S]
+    return [e for e in done + live if e.opened_s is not None]
+
+
+def score_static(events: list[StaticEvent], truth: dict[str, Any]) -> dict[str, Any]:
+    """Match one scenario's static events to its ``unknown_objects`` truth (each truth at most once)."""
+    from vision.geometry import box_iou
+
+    objects = truth["unknown_objects"]
+    matched: set[int] = set()
+    tp_delays: list[float] = []
+    fp = 0
+    for e in sorted(events, key=lambda e: e.opened_s):  # type: ignore[arg-type, return-value]
+        hit = None
+        for i, o in enumerate(objects):
+            if i in matched or not (o["start_s"] <= e.opened_s <= o["end_s"] + STATIC_LATE_S):  # type: ignore[operator]
+                continue
+            if box_iou(e.box_xyxy, o["bbox_xyxy"]) >= STATIC_MATCH_IOU:
+                hit = i
+                break
+        if hit is None:
+            fp += 1
+        else:
+            matched.add(hit)
+            tp_delays.append(e.opened_s - objects[hit]["start_s"])  # type: ignore[operator]
+    return {
+        "true_positives": len(matched),
+        "false_positives": fp,
+        "false_negatives": len(objects) - len(matched),
+        "truths": len(objects),
+        "events": len(events),
+        "delays_s": [round(d, 1) for d in tp_delays],
+        "must_not_alert": bool(truth["must_not_alert"]),
+    }
+
+
+def person_boxes(video: Path, detector: Any, cache: Path) -> list[np.ndarray]:
+    """The trained detector's person boxes in every frame of ``video`` (cached beside it)."""
+    import cv2
+
+    from vision.types import OBJECT_KINDS, ObjectKind
+
+    if cache.is_file():
+        with np.load(cache) as z:
+            return [z[f"f{i}"] for i in range(len(z.files))]
+    person = OBJECT_KINDS.index(ObjectKind.PERSON)
+    out = []
+    cap = cv2.VideoCapture(str(video))
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            det = detector.detect(frame)
+            out.append(det.xyxy[det.class_id == person])
+    finally:
+        cap.release()
+    tmp = cache.with_suffix(".part.npz")
+    np.savez_compressed(tmp, **{f"f{i}": b for i, b in enumerate(out)})
+    tmp.replace(cache)
+    return out
+
+
+def run_static(video: Path, fps: float, persons: list[np.ndarray], config: Any = None) -> list[StaticEvent]:
+    """Replay ``video`` through a fresh ``StaticObjectDetector`` (every frame, person boxes from the model)."""
+    import cv2
+
+    from vision.static_objects import StaticObjectDetector
+
+    det = StaticObjectDetector(config)
+    reports: list[tuple[float, np.ndarray]] = []
+    cap = cv2.VideoCapture(str(video))
+    try:
+        k = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t_s = k / fps
+            found = det.update(frame, t_s, persons[k] if k < len(persons) else None)
+            reports.append((t_s, found.xyxy))
+            k += 1
+    finally:
+        cap.release()
+    return static_events(reports)
+
+
+def static_summary(per_scenario: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``static_only``: precision/recall over the static-object scenarios, false alarms in the quiet ones."""
+    tp = sum(s["true_positives"] for s in per_scenario.values())
+    fp = sum(s["false_positives"] for s in per_scenario.values())
+    fn = sum(s["false_negatives"] for s in per_scenario.values())
+    delays = [d for s in per_scenario.values() for d in s["delays_s"]]
+    return {
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+        "false_alarms": sum(s["events"] for s in per_scenario.values() if s["must_not_alert"]),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "median_open_delay_s": round(statistics.median(delays), 1) if delays else None,
+        "scenarios": per_scenario,
+    }
+
+
+def load_truth_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -35,6 +35,9 @@ DISTRACTORS: tuple[str, ...] = ("car", "umbrella", "tree", "pole", "bollard", "p
 #: Fixed look-alikes for scenario videos only (never drawn into training images): a rock at a lawn edge
 #: and a street bench, which a detector may take for garbage or a stall (false-alarm memory, issue 12).
 LOOKALIKES: tuple[str, ...] = ("rock", "bench")
+#: Objects the detector has no class for, for the static-object detector's scenario videos only (issue 14):
+#: a pile of cardboard boxes, a folding table with goods, a mattress left on the pavement.
+UNKNOWN_OBJECTS: tuple[str, ...] = ("cardboard", "folding_table", "mattress")
 
 
 def hsv(
@@ -1436,11 +1439,87 @@ def draw_bench(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -
     return cv.finish(0.2)
 
 
+# ------------------------------------------------------------------------------- unknown objects
+def sample_cardboard(rng: np.random.Generator) -> Params:
+    g = float(rng.uniform(0.8, 1.1))
+    return {
+        "colour": shade((70, 125, 170), g),  # kraft brown
+        "n": int(rng.integers(3, 7)),
+        "size_m": float(rng.uniform(0.9, 1.4)),
+        "seed": int(rng.integers(1 << 30)),
+    }
+
+
+def draw_cardboard(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
+    rng = np.random.default_rng(p["seed"])
+    s, c = p["size_m"], p["colour"]
+    cv = Canvas(sx, sy, sd, s * 0.7 + 0.2, s * 0.9, s * 0.6, s * 0.3)
+    stacks: list[float] = [0.0] * 3
+    for i in range(p["n"]):
+        col = i % 3
+        x = -s / 2 + col * s / 3 + float(rng.uniform(-0.05, 0.05))
+        w, hh = float(rng.uniform(0.3, 0.45)) * s, float(rng.uniform(0.2, 0.35)) * s
+        y0 = stacks[col]
+        stacks[col] = y0 + hh
+        k = shade(c, float(rng.uniform(0.85, 1.15)))
+        cv.box(x, x + w, y0, y0 + hh, 0.0, w * 0.7, k, shade(k, 1.2))
+        cv.line((x + w * 0.5, y0 + hh * 0.45), (x + w * 0.5, y0 + hh * 0.55), (200, 210, 220), 0.03)  # tape
+    return cv.finish(0.3)
+
+
+def sample_folding_table(rng: np.random.Generator) -> Params:
+    return {
+        "top": hsv(rng, (0.0, 0.3), (0.7, 0.95)),
+        "w": float(rng.uniform(1.1, 1.6)),
+        "goods": str(rng.choice(["fruit", "boxes", "clothes", "mixed"])),
+        "seed": int(rng.integers(1 << 30)),
+    }
+
+
+def draw_folding_table(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
+    rng = np.random.default_rng(p["seed"])
+    w, top = p["w"], p["top"]
+    cv = Canvas(sx, sy, sd, w / 2 + 0.2, 1.2, 0.8, 0.3)
+    leg = (60, 60, 60)
+    for x in (-w / 2 + 0.05, w / 2 - 0.05):
+        cv.line((x - 0.1, 0, 0.05), (x + 0.1, 0.72, 0.3), leg, 0.03)
+        cv.line((x + 0.1, 0, 0.55), (x - 0.1, 0.72, 0.3), leg, 0.03)
+    cv.box(-w / 2, w / 2, 0.7, 0.75, 0.0, 0.6, shade(top, 0.8), top)
+    _goods(cv, rng, p["goods"], -w / 2 + 0.05, w / 2 - 0.05, 0.75, 0.1, 0.5, int(rng.integers(6, 14)))
+    return cv.finish(0.2)
+
+
+def sample_mattress(rng: np.random.Generator) -> Params:
+    return {
+        "cover": hsv(rng, (0.0, 0.35), (0.6, 0.95)),
+        "w": float(rng.uniform(1.5, 2.0)),
+        "upright": bool(rng.random() < 0.5),
+        "seed": int(rng.integers(1 << 30)),
+    }
+
+
+def draw_mattress(p: Params, sx: float, sy: float, sd: float, phase: float = 0.0) -> Sprite:
+    rng = np.random.default_rng(p["seed"])
+    w, c = p["w"], p["cover"]
+    if p["upright"]:  # leant against a wall or a pole: a tall slab
+        cv = Canvas(sx, sy, sd, 0.8, w + 0.1, 0.5, 0.3)
+        cv.box(-0.7, 0.7, 0.0, w, 0.0, 0.2, c, shade(c, 1.1))
+        for y in np.linspace(0.15, w - 0.15, 6):
+            cv.line((-0.65, float(y)), (0.65, float(y)), shade(c, 0.85), 0.015)
+    else:  # lying flat on the pavement
+        cv = Canvas(sx, sy, sd, w / 2 + 0.2, 0.5, 1.6, 0.3)
+        cv.box(-w / 2, w / 2, 0.0, 0.22, 0.0, 1.4, shade(c, 0.8), c)
+        for d in np.linspace(0.15, 1.25, 5):
+            cv.line((-w / 2 + 0.1, 0.22, float(d)), (w / 2 - 0.1, 0.22, float(d)), shade(c, 0.88), 0.015)
+    _blob(cv, rng, float(rng.uniform(-0.3, 0.3)), 0.15, 0.1, 0.2, 0.1, shade(c, 0.7), 8)  # a stain
+    return cv.finish(0.25)
+
+
 SAMPLERS: dict[str, Callable[[np.random.Generator], Params]] = {
-    name: globals()[f"sample_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES
+    name: globals()[f"sample_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES + UNKNOWN_OBJECTS
 }
 DRAWERS: dict[str, Callable[..., Sprite]] = {
-    name: globals()[f"draw_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES
+    name: globals()[f"draw_{name}"] for name in CLASS_NAMES + DISTRACTORS + LOOKALIKES + UNKNOWN_OBJECTS
 }
 
 

@@ -99,6 +99,7 @@ class Place(_Model):
 ActorKind = Literal[
     "person", "bicycle", "e_bike", "vending_stall", "garbage", "trash_bin", "grill", "smoke",
     "car", "umbrella", "tree", "pole", "bollard", "planter", "cone", "sign_board", "rock", "bench",
+    "cardboard", "folding_table", "mattress",
 ]  # fmt: skip
 
 
@@ -148,6 +149,35 @@ class Actor(_Model):
         return self
 
 
+class LightEvent(_Model):
+    """A change of light over the whole picture or part of it, painted over the finished frame.
+
+    ``cloud``: the whole picture dims by ``strength`` (ramps in over ``ramp_s``, back out at ``end_s``).
+    ``lamp_on``: a pool of light of ``radius`` (fraction of the width) at ``at`` switches on at ``start_s``
+    and stays. ``headlights``: a pool moves from ``at`` to ``to`` between ``start_s`` and ``end_s``.
+    ``shadow_sweep``: a soft dark band of ``radius`` width sweeps from ``at`` to ``to``. ``slow_shadow``:
+    a soft dark patch (a parked car's shadow as the sun moves) drifts from ``at`` to ``to`` and stays.
+    Points are (x, y) fractions of the frame.
+    """
+
+    kind: Literal["cloud", "lamp_on", "headlights", "shadow_sweep", "slow_shadow"]
+    start_s: Annotated[float, Field(ge=0)]
+    end_s: Annotated[float, Field(ge=0)] | None = None
+    ramp_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    strength: Annotated[float, Field(gt=0, le=1.5)] = 0.4
+    at: tuple[float, float] = (0.5, 0.5)
+    to: tuple[float, float] | None = None
+    radius: Annotated[float, Field(gt=0, le=2)] = 0.15
+
+    @model_validator(mode="after")
+    def verify_span(self) -> LightEvent:
+        if self.kind in ("headlights", "shadow_sweep", "slow_shadow") and (self.to is None or self.end_s is None):
+            raise ValueError(f"light event '{self.kind}' moves: give 'to' and end_s")
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"light event '{self.kind}': end_s must be after start_s")
+        return self
+
+
 class Scenario(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     description: str = ""
@@ -156,6 +186,13 @@ class Scenario(_Model):
     view: ViewSpec = Field(default_factory=ViewSpec)
     cameras: dict[str, Any] = Field(description="cameras document (vision.config) with exactly one camera")
     actors: list[Actor] = Field(default_factory=list)
+    light_events: list[LightEvent] = Field(
+        default_factory=list, description="lighting changes over time (clouds, lamps, headlights, shadows)"
+    )
+    suite: Literal["violations", "static_objects"] = Field(
+        "violations",
+        description="static_objects: scored for the static-object detector (objects the model has no class for)",
+    )
 
     @model_validator(mode="after")
     def verify_actors(self) -> Scenario:

@@ -21,6 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from datasets.synth.light_events import apply_light_events
+from datasets.synth.objects import UNKNOWN_OBJECTS
 from datasets.synth.render import compose
 from datasets.synth.scenario import (
     VIOLATION_OF_KIND,
@@ -112,7 +114,7 @@ def render_frames(scene: ScenarioScene, fps: float, progress: bool = False):  # 
         light = dataclasses.replace(scene.light, frame_seed=k)
         frame = compose(scene.camera, scene.background, placed, light, sprite_cache=cache)
         boxes = {o.tag: o.box_xyxy for o in frame.objects if o.tag}
-        yield t_s, frame.image, boxes
+        yield t_s, apply_light_events(frame.image, sc.light_events, t_s), boxes
 
 
 def compute_truth(scene: ScenarioScene, tracks: dict[str, Track], fps: float) -> dict[str, Any]:
@@ -203,7 +205,7 @@ def compute_truth(scene: ScenarioScene, tracks: dict[str, Track], fps: float) ->
             f"scenario '{sc.name}' is marked must_not_alert but its timeline makes violations: "
             f"{[(v['kind'], v['zone_id'], v['actors']) for v in violations]}"
         )
-    return {
+    truth = {
         "scenario": sc.name,
         "camera_id": cam.id,
         "duration_s": sc.duration_s,
@@ -213,6 +215,28 @@ def compute_truth(scene: ScenarioScene, tracks: dict[str, Track], fps: float) ->
         "start_time": cam.start_time.isoformat() if cam.start_time else None,
         "violations": violations,
     }
+    if sc.suite == "static_objects":
+        truth["unknown_objects"] = unknown_object_truth(scene, tracks)
+    return truth
+
+
+def unknown_object_truth(scene: ScenarioScene, tracks: dict[str, Track]) -> list[dict[str, Any]]:
+    """Objects the model has no class for that were left and stayed: what the static-object detector should
+    report, from the moment they were left (``start_s``) to the moment they went (``end_s``), with the
+    median visible box of their still frames. Zones play no part: the detector watches the whole picture."""
+    sc = scene.scenario
+    out = []
+    for a in sc.actors:
+        stay = stay_window(a, sc.duration_s)
+        if a.kind not in UNKNOWN_OBJECTS or stay is None:
+            continue
+        boxes = [b for t, b in tracks.get(a.id, []) if stay[0] <= t < stay[1] and b is not None]
+        if not boxes:
+            raise ScenarioError(f"scenario '{sc.name}': unknown object '{a.id}' is never visible; move it")
+        box = [int(v) for v in np.median(np.array(boxes), axis=0)]
+        out.append({"actor": a.id, "kind": a.kind, "start_s": round(stay[0], 3), "end_s": round(stay[1], 3),
+                    "bbox_xyxy": box})  # fmt: skip
+    return out
 
 
 def output_paths(out_mp4: Path) -> tuple[Path, Path]:

@@ -41,7 +41,8 @@ def test_shipped_scenarios_parse_and_zones_match_the_street(path: Path) -> None:
     scenario, cams = load_scenario(path)
     verify_zone_regions(scenario, cams)
     assert scenario.view.zone_regions, "every shipped scenario names the regions its zones cover"
-    assert 120 <= scenario.duration_s <= 300 or path in DEMO
+    # The static-object suite's must-not-alert variant keeps people chatting for ten minutes (issue 14).
+    assert 120 <= scenario.duration_s <= (660 if scenario.suite == "static_objects" else 300) or path in DEMO
 
 
 def test_suite_covers_every_violation_kind_and_every_quiet_case() -> None:

@@ -1,0 +1,288 @@
+"""Static-object detector: something new was left here and stays, whatever it is (issue 14).
+
+A second pair of eyes beside the trained detector, for objects it has no class for (a pile of cardboard,
+a folding table, a mattress). Per camera, at a reduced working resolution (default 240 px wide):
+
+1. **Illumination normalisation.** Each grey frame is divided by its own local mean (a box blur wider than
+   most objects), so a cloud, a street lamp's pool, headlights or a soft shadow, which multiply the picture
+   by a smooth gain, barely change the normalised image; an object's edges and texture do.
+2. **Dual background** (Porikli's short- and long-term backgrounds). The short-term background follows
+   the normalised image within seconds; the long-term one within minutes, and only where nothing is in
+   front of it. A pixel that differs from the long-term background but not from the short-term one is
+   *static foreground*: something that was not there and has stopped moving.
+3. **Evidence.** Static foreground accumulates seconds of evidence per pixel; evidence pauses while a
+   person box (the trained detector's, passed in) covered the pixel within ``person_hold_s`` or while
+   something moves over it, and it drains where the pixel is background again. Regions with at least
+   ``still_s`` of evidence are reported as ``unknown_object`` boxes.
+4. **Adapting.** Static foreground older than ``absorb_s`` (a new bench, a parked container) becomes
+   background, and so does whatever a reviewer marked as fixed (``absorb(box)``). A region whose picture
+   correlates with the background's once the gain is fitted is a lighting change and is absorbed at once.
+
+Everything is pure: frames and ``now_s`` are arguments; no clock, disk or network. One detector per camera:
+
+    det = StaticObjectDetector()
+    found = det.update(frame_bgr, now_s, person_boxes)   # Detections, label unknown_object
+
+Measured on the rendered static-object scenarios (``urbaneye eval-events``); see docs/static-objects.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from vision.types import OBJECT_KINDS, Detections
+
+#: Label of what this detector reports; it is no ``ObjectKind`` (the model's classes).
+UNKNOWN_OBJECT = "unknown_object"
+#: ``class_id`` of an unknown object: one past ``OBJECT_KINDS``, so indexing ``OBJECT_KINDS`` with it fails
+#: loudly instead of naming one of the model's classes.
+UNKNOWN_OBJECT_CLASS_ID = len(OBJECT_KINDS)
+
+
+@dataclass(frozen=True)
+class StaticObjectConfig:
+    """Settings of one camera's static-object detector. Times in seconds of ``now_s``."""
+
+    work_width_px: int = 240  # working resolution (boxes are mapped back exactly)
+    method: Literal["dual", "reference"] = "dual"  # long-term background: slow blend, or periodic refresh
+    short_tau_s: float = 2.0  # short-term background time constant
+    long_tau_s: float = 60.0  # long-term background time constant (where nothing is in front)
+    refresh_s: float = 30.0  # method "reference": how often stable background pixels are copied
+    warmup_s: float = 8.0  # first seconds: the long-term background follows quickly, nothing is reported
+    diff_threshold: float = 0.12  # normalised difference that counts as foreground
+    still_s: float = 20.0  # seconds of static evidence before a region is reported
+    absorb_s: float = 3600.0  # static foreground older than this becomes background
+    person_hold_s: float = 10.0  # a person box masks its area this long after it was last seen
+    person_pad: float = 0.25  # person boxes grow by this fraction of their size (shadow, bags)
+    min_area_px: int = 900  # smallest reported region, in full-frame pixels
+    lighting_ncc: float = 0.8  # region vs background correlation above which it is a lighting change
+    norm_blur_px: int = 15  # local-mean window of the illumination normalisation (working pixels)
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.work_width_px <= 960:
+            raise ValueError(f"work_width_px={self.work_width_px} is out of range; use 64..960 (default 240)")
+        if self.absorb_s <= self.still_s:
+            raise ValueError(
+                f"absorb_s={self.absorb_s} must be longer than still_s={self.still_s}: an object has to be "
+                "reported before it becomes background"
+            )
+
+
+class StaticObjectDetector:
+    """One camera's long-term background model; ``update`` once per detected frame.
+
+    Example:
+        >>> det = StaticObjectDetector(StaticObjectConfig(still_s=2.0, absorb_s=60.0, warmup_s=0.5))
+        >>> empty = np.full((540, 960, 3), 90, np.uint8)
+        >>> len(det.update(empty, 0.0))
+        0
+    """
+
+    def __init__(self, config: StaticObjectConfig | None = None) -> None:
+        self.config = config or StaticObjectConfig()
+        self._size: tuple[int, int] | None = None  # full frame (w, h)
+        self._work: tuple[int, int] = (0, 0)
+        self._t0: float | None = None
+        self._last_s = 0.0
+        self._next_refresh_s = 0.0
+
+    # ------------------------------------------------------------------------------------- state
+    def _reset(self, frame_wh: tuple[int, int], norm: np.ndarray, grey: np.ndarray, now_s: float) -> None:
+        w, h = frame_wh
+        self._size = frame_wh
+        ww = self.config.work_width_px
+        self._work = (ww, max(8, int(round(h * ww / w))))
+        self._long = norm.copy()
+        self._short = norm.copy()
+        self._long_grey = grey.copy()
+        self._evidence = np.zeros_like(norm)  # seconds of static evidence
+        self._static_since = np.full_like(norm, np.inf)  # when evidence started (absorb clock)
+        self._person_until = np.full_like(norm, -np.inf)
+        self._stable = np.ones(norm.shape, bool)  # method "reference": background since the last refresh
+        self._t0 = now_s
+        self._last_s = now_s
+        self._next_refresh_s = now_s + self.config.refresh_s
+
+    def _prepare(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised, grey) float32 working images of a frame."""
+        h, w = frame_bgr.shape[:2]
+        ww = self.config.work_width_px
+        wh = max(8, int(round(h * ww / w)))
+        small = cv2.resize(frame_bgr, (ww, wh), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        k = self.config.norm_blur_px
+        mean = cv2.blur(grey, (k, k), borderType=cv2.BORDER_REFLECT)
+        return grey / (mean + 8.0), grey
+
+    def _box_to_work(
+        self, box: np.ndarray | tuple[float, ...], pad: float = 0.0
+    ) -> tuple[int, int, int, int]:
+        assert self._size is not None
+        (w, h), (ww, wh) = self._size, self._work
+        x0, y0, x1, y1 = (float(v) for v in box)
+        px, py = (x1 - x0) * pad, (y1 - y0) * pad
+        return (
+            max(0, int(math.floor((x0 - px) * ww / w))),
+            max(0, int(math.floor((y0 - py) * wh / h))),
+            min(ww, int(math.ceil((x1 + px) * ww / w))),
+            min(wh, int(math.ceil((y1 + py) * wh / h))),
+        )
+
+    # ------------------------------------------------------------------------------------ public
+    def absorb(self, box_xyxy: tuple[float, float, float, float] | np.ndarray) -> None:
+        """Make whatever is in ``box_xyxy`` (full-frame pixels) background now: a reviewer marked it fixed."""
+        if self._size is None:
+            return
+        x0, y0, x1, y1 = self._box_to_work(box_xyxy)
+        self._long[y0:y1, x0:x1] = self._short[y0:y1, x0:x1]
+        self._long_grey[y0:y1, x0:x1] = self._last_grey[y0:y1, x0:x1]
+        self._evidence[y0:y1, x0:x1] = 0.0
+        self._static_since[y0:y1, x0:x1] = np.inf
+
+    def update(
+        self, frame_bgr: np.ndarray, now_s: float, person_boxes: np.ndarray | None = None
+    ) -> Detections:
+        """Feed one frame; returns the static regions as ``Detections`` labelled ``unknown_object``.
+
+        Args:
+            frame_bgr: (h, w, 3) uint8 BGR frame; the size may change (the model then starts over).
+            now_s: the frame's time in seconds (monotonic per camera).
+            person_boxes: (n, 4) xyxy pixels of people the trained detector found in this frame.
+
+        Returns:
+            ``Detections`` with ``class_id == UNKNOWN_OBJECT_CLASS_ID``, ``data["label"]`` = ``unknown_object``
+            and ``data["static_s"]``, how long each region has been still.
+        """
+        cfg = self.config
+        h, w = frame_bgr.shape[:2]
+        norm, grey = self._prepare(frame_bgr)
+        if self._size != (w, h) or self._t0 is None or now_s < self._last_s:
+            self._reset((w, h), norm, grey, now_s)
+            self._last_grey = grey
+            return _empty()
+        dt = min(now_s - self._last_s, 5.0)
+        self._last_s = now_s
+        self._last_grey = grey
+        warm = now_s - self._t0 < cfg.warmup_s
+
+        # Person boxes mask their area (padded: shadow, bags, arms) for a while after they were seen.
+        if person_boxes is not None and len(person_boxes):
+            for box in np.asarray(person_boxes, np.float32).reshape(-1, 4):
+                x0, y0, x1, y1 = self._box_to_work(box, cfg.person_pad)
+                self._person_until[y0:y1, x0:x1] = now_s + cfg.person_hold_s
+        person = self._person_until >= now_s
+
+        a_short = 1.0 - math.exp(-dt / cfg.short_tau_s)
+        d_long = np.abs(norm - self._long)
+        d_short = np.abs(norm - self._short)
+        fg_long = d_long > cfg.diff_threshold
+        moving = d_short > cfg.diff_threshold
+        cv2.accumulateWeighted(norm, self._short, a_short)
+
+        if warm:
+            a = 1.0 - math.exp(-dt / 1.0)
+            keep = ~person
+            self._long[keep] += (norm[keep] - self._long[keep]) * a
+            self._long_grey[keep] += (grey[keep] - self._long_grey[keep]) * a
+            return _empty()
+
+        background = ~fg_long & ~person
+        if cfg.method == "dual":
+            a_long = 1.0 - math.exp(-dt / cfg.long_tau_s)
+            self._long[background] += (norm[background] - self._long[background]) * a_long
+            self._long_grey[background] += (grey[background] - self._long_grey[background]) * a_long
+        else:
+            self._stable &= background
+            if now_s >= self._next_refresh_s:
+                self._long[self._stable] = norm[self._stable]
+                self._long_grey[self._stable] = grey[self._stable]
+                self._stable[:] = True
+                self._next_refresh_s = now_s + cfg.refresh_s
+
+        # Evidence: grows on still foreground, pauses under people and motion, drains on background.
+        static = fg_long & ~moving & ~person
+        ev = self._evidence
+        ev[static] += dt
+        gone = ~fg_long & ~person
+        ev[gone] = np.maximum(ev[gone] - 4 * dt, 0.0)
+        started = static & np.isinf(self._static_since)
+        self._static_since[started] = now_s
+        self._static_since[ev <= 0] = np.inf
+
+        # Old static foreground becomes background (a new fixed object).
+        old = (now_s - self._static_since) >= cfg.absorb_s
+        if old.any():
+            self._long[old] = norm[old]
+            self._long_grey[old] = grey[old]
+            ev[old] = 0.0
+            self._static_since[old] = np.inf
+
+        ready = (ev >= cfg.still_s).astype(np.uint8)
+        if not ready.any():
+            return _empty()
+        return self._regions(ready, d_long, grey, now_s)
+
+    # ----------------------------------------------------------------------------------- regions
+    def _regions(self, ready: np.ndarray, d_long: np.ndarray, grey: np.ndarray, now_s: float) -> Detections:
+        cfg = self.config
+        assert self._size is not None
+        (w, h), (ww, wh) = self._size, self._work
+        sx, sy = w / ww, h / wh
+        ready = cv2.morphologyEx(ready, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        n, _, stats, _ = cv2.connectedComponentsWithStats(ready, connectivity=8)
+        boxes, conf, ages = [], [], []
+        min_area = cfg.min_area_px / (sx * sy)
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
+            if area < min_area:
+                continue
+            # A region that is the background under another gain is a lighting change: absorb it now.
+            if self._is_lighting(x, y, bw, bh, grey):
+                self._long[y : y + bh, x : x + bw] = self._short[y : y + bh, x : x + bw]
+                self._long_grey[y : y + bh, x : x + bw] = grey[y : y + bh, x : x + bw]
+                self._evidence[y : y + bh, x : x + bw] = 0.0
+                continue
+            strength = float(np.mean(d_long[y : y + bh, x : x + bw])) / (2 * cfg.diff_threshold)
+            fill = area / float(bw * bh)
+            conf.append(min(1.0, 0.5 * min(1.0, strength) + 0.5 * min(1.0, fill * 1.5)))
+            boxes.append((x * sx, y * sy, (x + bw) * sx, (y + bh) * sy))
+            since = self._static_since[y : y + bh, x : x + bw]
+            ages.append(float(now_s - np.min(since)) if np.isfinite(since).any() else 0.0)
+        if not boxes:
+            return _empty()
+        k = len(boxes)
+        return Detections(
+            xyxy=np.array(boxes, np.float32),
+            confidence=np.array(conf, np.float32),
+            class_id=np.full(k, UNKNOWN_OBJECT_CLASS_ID, np.int32),
+            data={"label": np.array([UNKNOWN_OBJECT] * k), "static_s": np.array(ages, np.float32)},
+        )
+
+    def _is_lighting(self, x: int, y: int, bw: int, bh: int, grey: np.ndarray) -> bool:
+        """Whether the region's box is the long-term background under another gain and offset (no new
+        structure). The box is not grown: around a small object, the unchanged ground would dominate."""
+        ww, wh = self._work
+        x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(ww, x + bw + 1), min(wh, y + bh + 1)
+        a = grey[y0:y1, x0:x1].ravel() - grey[y0:y1, x0:x1].mean()
+        b = self._long_grey[y0:y1, x0:x1].ravel() - self._long_grey[y0:y1, x0:x1].mean()
+        sa, sb = float(np.sqrt(a @ a)), float(np.sqrt(b @ b))
+        flat = 2.0 * math.sqrt(a.size)  # below ~2 grey levels of contrast: no structure to compare
+        if sa < flat and sb < flat:
+            return True
+        if sa < 1e-6 or sb < 1e-6:
+            return False
+        return float(a @ b) / (sa * sb) >= self.config.lighting_ncc
+
+
+def _empty() -> Detections:
+    return Detections(
+        xyxy=np.zeros((0, 4), np.float32),
+        confidence=np.zeros(0, np.float32),
+        class_id=np.zeros(0, np.int32),
+        data={"label": np.zeros(0, "<U14"), "static_s": np.zeros(0, np.float32)},
+    )
