@@ -15,6 +15,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+#: Where ``urbaneye eval`` writes its plots unless ``--plots`` says otherwise (relative to the working
+#: directory, like the training runs): never beside the model, which may sit in the checkout.
+EVAL_RUNS_DIR = Path("runs") / "eval"
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -55,7 +59,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, type=Path, help="YOLO data.yaml")
     e.add_argument("--split", default="val", help="dataset split (default val)")
     e.add_argument("--json", action="store_true", help="print only the JSON object")
-    e.add_argument("--plots", type=Path, help="folder for the plots (default: next to the model)")
+    e.add_argument(
+        "--plots", type=Path, help=f"folder for the plots (default: {EVAL_RUNS_DIR}/<model stem>-<split>)"
+    )
     e.add_argument(
         "--conf", type=float, help="operating score threshold for precision/recall (default: ModelConfig's)"
     )
@@ -94,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate_model, record_metrics
     from urbaneye.model_card import ModelCard
 
-    plots_dir = args.plots or args.model.resolve().parent / f"{args.model.stem}-eval-{args.split}"
+    plots_dir = args.plots or EVAL_RUNS_DIR / f"{args.model.stem}-{args.split}"
     report = evaluate_model(
         args.model, args.data, args.split, plots_dir=plots_dir, operating_threshold=args.conf
     )

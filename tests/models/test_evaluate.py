@@ -11,9 +11,9 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from urbaneye.model_card import ArtifactInfo, ModelCard
 from models.evaluate import evaluate_model, label_path, read_yolo_labels, record_metrics
 from urbaneye.cli import main as urbaneye_main
+from urbaneye.model_card import ArtifactInfo, ModelCard
 from vision.types import OBJECT_KINDS
 
 W, H = 128, 96
@@ -132,17 +132,20 @@ def test_wrong_or_weak_predictions(
 
 
 def test_eval_cli_prints_one_json_object(
-    fixed_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fixed_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = write_constant_model(tmp_path / "perfect.onnx", OBJECTS, score=0.9)
+    (tmp_path / "models").mkdir()
+    model = write_constant_model(tmp_path / "models" / "perfect.onnx", OBJECTS, score=0.9)
+    monkeypatch.chdir(tmp_path)
     rc = urbaneye_main(["eval", "--model", str(model), "--data", str(fixed_dataset), "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"map50", "map50_95", "per_class"}
     assert set(report["per_class"]) == set(NAMES)
     assert set(report["per_class"]["person"]) >= {"ap50", "precision", "recall"}
-    # default plots folder: next to the model
-    assert (tmp_path / "perfect-eval-val" / "pr_curve.png").is_file()
+    # default plots folder: a run folder under the working directory, nothing written beside the model
+    assert (tmp_path / "runs" / "eval" / "perfect-val" / "pr_curve.png").is_file()
+    assert sorted(p.name for p in model.parent.iterdir()) == ["perfect.onnx"]
 
 
 def test_record_metrics_refuses_another_model(fixed_dataset: Path, tmp_path: Path) -> None:
