@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from vision.digest import sha256_file
+
 
 def _register(db, api_settings, tmp_path, version: str, parent: str | None = None, gate=None):  # noqa: ANN001, ANN202
     from urbaneye import registry
@@ -26,7 +28,6 @@ def _register(db, api_settings, tmp_path, version: str, parent: str | None = Non
 
 
 def test_registry_versions_promote_and_rollback(client, users, db, api_settings, tmp_path) -> None:  # noqa: ANN001
-    from urbaneye import registry
     from urbaneye.db.models import AuditLog
 
     _register(db, api_settings, tmp_path, "a")
@@ -36,7 +37,7 @@ def test_registry_versions_promote_and_rollback(client, users, db, api_settings,
 
     got = client.get("/api/v1/models/b", headers=users.headers("viewer")).json()
     assert got["status"] == "candidate" and got["parent"] == "a" and got["gate"]["decision"] == "keep"
-    assert got["sha256"] == registry.sha256_file(tmp_path / "b.onnx")
+    assert got["sha256"] == sha256_file(tmp_path / "b.onnx")
     assert got["onnx_uri"].endswith("b/model.onnx"), "register copied the artefact into the registry"
 
     assert client.post("/api/v1/models/a/promote", json={}, headers=admin).json()["version"] == "a"

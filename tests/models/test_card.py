@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from urbaneye.model_card import CARD_SCHEMA_VERSION, ArtifactInfo, ModelCard, describe_hardware, sha256_file
+from urbaneye.model_card import CARD_SCHEMA_VERSION, ArtifactInfo, ModelCard, describe_hardware
+from vision.digest import sha256_file
 
 
 def make_card(tmp_path: Path) -> ModelCard:

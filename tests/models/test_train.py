@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from urbaneye.model_card import ModelCard
 from models.train import TrainResult, load_recipe, train_model
+from urbaneye.model_card import ModelCard
 from vision.detector import OnnxDetector
 from vision.types import OBJECT_KINDS, Detections
 

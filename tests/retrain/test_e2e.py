@@ -15,9 +15,9 @@ import uuid
 import pytest
 
 from datasets.builder import BuildOptions, datasets_store, load_manifest, read_yolo_split
-from urbaneye.hot_reload import ModelWatcher
 from models.retrain import RetrainOptions, run_retraining
 from urbaneye.db.models import Case, DatasetVersion, ModelVersion
+from urbaneye.hot_reload import ModelWatcher
 from vision.types import DEFAULT_GBT_CODE, Escalation, ViolationEvent, ViolationKind
 
 #: Object kind of a ground-truth box -> the violation a camera would raise for it.

@@ -10,6 +10,7 @@ import onnx
 
 from urbaneye import registry
 from urbaneye.hot_reload import ModelWatcher
+from vision.digest import sha256_file
 
 
 def variant(src: Path, dest: Path, version: str) -> Path:
@@ -60,7 +61,7 @@ def test_frame_loop_swaps_between_frames(db, tiny_parent, tmp_path):
     first_v2 = seen.index("v2")
     assert set(seen[:first_v2]) == {"v1"} and set(seen[first_v2:]) == {"v2"}
     assert watcher.status()["reloads"] == 1
-    assert watcher.current()[0].sha256 == registry.sha256_file(tmp_path / "v2.onnx")
+    assert watcher.current()[0].sha256 == sha256_file(tmp_path / "v2.onnx")
 
 
 def test_bad_artefact_keeps_old_model(db, tiny_parent, tmp_path):

@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from urbaneye import registry
 from models.gate import GateDecision
 from models.importer import ModelImportError, import_model
 from models.report import model_report
 from streams.worker import DetectorPool
 from tests.retrain.conftest import T0, add_case
 from tests.urbaneye.conftest import wait_for
+from urbaneye import registry
 from urbaneye.db.models import AuditLog, ModelVersion
 from vision.class_maps import COCO80_LABELS
 from vision.config import CamerasFile, ModelConfig
+from vision.digest import sha256_file
 from vision.types import OBJECT_KINDS, ObjectKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +103,7 @@ def test_import_coco_onnx_activates_it_in_a_running_worker(registry_db, coco_mod
 
     with registry_db() as s:
         mv = s.get(ModelVersion, "coco-v8n")
-        assert mv.status == "active" and mv.sha256 == registry.sha256_file(coco_models["detect"])
+        assert mv.status == "active" and mv.sha256 == sha256_file(coco_models["detect"])
         assert registry.class_map_of(mv)["motorcycle"] == "e_bike"
         bootstrap = registry.ensure_bootstrap(s)
         assert bootstrap.status == "retired", "the import replaced the shipped model"
@@ -197,7 +198,7 @@ def test_fresh_database_lists_the_bootstrap_as_active_default(registry_db, setti
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
-    sha = registry.sha256_file(settings_env().model_path)
+    sha = sha256_file(settings_env().model_path)
     for out, _ in outs:
         listed = json.loads(out)
         assert listed["active"] == {"default": f"bootstrap-{sha[:12]}"}

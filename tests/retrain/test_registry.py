@@ -6,6 +6,7 @@ import pytest
 
 from urbaneye import registry
 from urbaneye.db.models import AuditLog, ModelVersion
+from vision.digest import sha256_file
 
 
 def _onnx(tmp_path, name: str) -> str:
@@ -45,7 +46,7 @@ def test_promote_rollback_and_status(db, tmp_path):
             r.action for r in s.query(AuditLog).filter(AuditLog.entity == "model").order_by(AuditLog.id)
         ]
         assert actions.count("promote") == 3 and actions.count("rollback") == 2
-        assert a.sha256 == registry.sha256_file(tmp_path / "a.onnx")
+        assert a.sha256 == sha256_file(tmp_path / "a.onnx")
         listed = [registry.to_json(m)["version"] for m in registry.list_versions(s)]
         assert sorted(listed) == ["a", "b", "c"]
 

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from urbaneye import registry
 from models.retrain import RetrainBusy, group_lock
 from models.tasks import beat_schedule, due_groups
 from tests.retrain.conftest import T0, add_case
+from urbaneye import registry
 from urbaneye.db.models import Review
 
 

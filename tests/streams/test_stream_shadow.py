@@ -18,9 +18,9 @@ from vision.config import SourceConfig, load_cameras
 def test_shadow_model_counts_would_be_cases_beside_the_active_one(
     settings_env: Callable[..., object], tmp_path: Path, oracle_model: Path, cameras_yaml: Callable[..., Path]
 ) -> None:
-    from urbaneye.registry import promote, register, set_shadow, shadow_summary
     from urbaneye.db.migrate import upgrade
     from urbaneye.db.session import session_factory
+    from urbaneye.registry import promote, register, set_shadow, shadow_summary
 
     settings = settings_env(database_url="", evidence_backend="fs", models_dir=tmp_path / "models")
     upgrade(settings.db_url)
