@@ -116,15 +116,21 @@ def check_source_url(
     if not host:
         raise SourceRefused(f"camera source {shown!r} has no host; give rtsp://host/path")
     if host in METADATA_HOSTS:
-        raise SourceRefused(f"camera source host {host!r} is a cloud metadata service; give the camera's address")
+        raise SourceRefused(
+            f"camera source host {host!r} is a cloud metadata service; give the camera's address"
+        )
     literal = _host_address(host)
     if literal is not None:
         addresses = [literal]
     elif networks is not None:
         try:
-            addresses = sorted({ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)})
+            addresses = sorted(
+                {ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)}
+            )
         except (OSError, UnicodeError):
-            raise SourceRefused(f"camera source host {host!r} does not resolve; check the name or give its address") from None
+            raise SourceRefused(
+                f"camera source host {host!r} does not resolve; check the name or give its address"
+            ) from None
     else:
         addresses = []  # outside production names are not resolved here
     for addr in addresses:

@@ -53,7 +53,9 @@ def apply_hotline_callback(
     s = settings or get_settings()
     if not s.hotline_secret:
         # an empty key would let anyone sign: refuse every callback until a secret is set
-        raise SignatureError("hotline callbacks are refused: URBANEYE_HOTLINE_SECRET is empty; set the shared secret")
+        raise SignatureError(
+            "hotline callbacks are refused: URBANEYE_HOTLINE_SECRET is empty; set the shared secret"
+        )
     verify(s.hotline_secret, payload, signature, timestamp, s.hotline_callback_tolerance_s)
     try:
         body = json.loads(payload.decode("utf-8"))
