@@ -42,7 +42,9 @@ class CredentialMaskFilter(logging.Filter):
             record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.args, dict):
             record.args = {k: mask_text(v) if isinstance(v, str) else v for k, v in record.args.items()}
-        if isinstance(record.msg, str):
+        if isinstance(record.msg, str) and not record.args:
+            # With args, msg is a format template ("Uvicorn running on %s://%s:%d"): masking it would
+            # break the placeholders; the data is in the args, masked above.
             record.msg = mask_text(record.msg)
         return True
 

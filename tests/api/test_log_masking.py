@@ -41,3 +41,21 @@ def test_credentials_masked_and_args_still_format(logger_name: str, msg: str, ar
     line = buf.getvalue()
     assert "secret" not in line
     assert "rtsp://***@" in line
+
+
+def test_a_format_template_that_looks_like_a_url_still_formats() -> None:
+    """uvicorn logs "Uvicorn running on %s://%s:%d": the template is not data, and masking it broke the
+    placeholders ("* wants int")."""
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    old_level, logger.level = logger.level, logging.INFO
+    try:
+        install_log_masking()
+        logger.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "http", "127.0.0.1", 8000)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert buf.getvalue().strip() == "Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"
