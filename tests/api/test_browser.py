@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from tests.api.conftest import scene_jpeg
 from tests.conftest import free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -74,20 +75,10 @@ def page(server) -> Iterator:  # noqa: ANN001
         assert not errors, f"browser errors: {errors}"
 
 
-def wait_for(check: Callable[[], object], what: str, timeout_s: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def wait_js(page, expression: str, what: str) -> None:  # noqa: ANN001
     """Poll a page expression until true. Not ``page.wait_for_function``: its polling evaluates the text
     with eval() inside the page, which the UI's content security policy (no 'unsafe-eval') forbids."""
-    wait_for(lambda: page.evaluate(expression), what)
+    wait_for(lambda: page.evaluate(expression), what=what)
 
 
 def login(page, username: str, password: str) -> None:  # noqa: ANN001
@@ -192,11 +183,12 @@ def test_review_three_cases_by_keyboard(page, seeded, db) -> None:  # noqa: ANN0
         return {x.id: x.status for x in db.scalars(select(Case).where(Case.id.in_([a.id, b.id, c.id])))}
 
     wait_for(
-        lambda: statuses() == {a.id: "queued", b.id: "rejected", c.id: "rejected"}, "three decisions saved"
+        lambda: statuses() == {a.id: "queued", b.id: "rejected", c.id: "rejected"},
+        what="three decisions saved",
     )
     page.keyboard.press("u")  # undo the last decision (c)
     page.wait_for_selector(f"#queue-list li[data-id='{c.id}'].current")
-    wait_for(lambda: statuses()[c.id] == "pending_review", "undo saved")
+    wait_for(lambda: statuses()[c.id] == "pending_review", what="undo saved")
     assert page.inner_text("#queue-total") == "2"
     page.screenshot(path=ARTIFACTS / "04-after-undo.png")
 

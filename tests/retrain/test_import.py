@@ -20,7 +20,7 @@ from models.importer import ModelImportError, import_model
 from models.report import model_report
 from streams.worker import DetectorPool
 from tests.retrain.conftest import T0, add_case
-from tests.urbaneye.conftest import wait_for
+from tests.waiting import wait_for
 from urbaneye import registry
 from urbaneye.db.models import AuditLog, ModelVersion
 from vision.class_maps import COCO80_LABELS

@@ -22,6 +22,7 @@ from streams.run import WorkerOptions, WorkerStack
 from streams.status import BOARD
 from tests.streams.conftest import GARBAGE_BOX
 from tests.streams.helpers import OracleAnchor, box_painter, build_oracle_model, write_clip
+from tests.waiting import wait_for
 
 BOX_A = GARBAGE_BOX  # inside zone z1
 BOX_B = (245, 100, 300, 160)  # inside zone z2 only
@@ -42,15 +43,6 @@ Z1 = zone("z1", 0.3, 0.7)
 Z2 = zone("z2", 0.72, 0.98)
 #: a bow tie: the zone editor's validation refuses it, a hand-edited row can still hold it
 BAD_ZONE = {**zone("bad", 0.1, 0.2), "polygon": [[0.1, 0.1], [0.3, 0.3], [0.3, 0.1], [0.1, 0.2]]}
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout_s:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.05)
-    return time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +163,9 @@ def test_zone_edits_in_the_database_reach_the_running_worker(
                 )
             )
             session.add(Zone(camera_id="cam-1", zone_id="bad", config=BAD_ZONE))
-        pickup_s = wait_for(lambda: worker.config_changes_applied > applied, 10, "the new zone picked up")
+        committed_at = time.monotonic()
+        wait_for(lambda: worker.config_changes_applied > applied, 10, "the new zone picked up")
+        pickup_s = time.monotonic() - committed_at
         assert [z.id for z in worker.cameras["cam-1"].zones] == ["z1", "z2"]
         wait_for(lambda: cases(db_url).get("z2"), 30, "the pile in the new zone z2 becomes a case")
         # z1's violation was open all along: same violation id, still open, no second case

@@ -16,7 +16,7 @@ from streams.status import StatusBoard
 from streams.worker import DetectorPool, StreamWorker
 from tests.streams.conftest import GARBAGE_BOX, camera_dict
 from tests.streams.helpers import write_clip
-from tests.streams.test_stream_worker import wait_for
+from tests.waiting import wait_for
 from urbaneye.db.migrate import upgrade
 from urbaneye.db.models import FalseAlarmMemory
 from urbaneye.db.session import session_factory

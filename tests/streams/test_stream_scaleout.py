@@ -16,6 +16,7 @@ import pytest
 
 from tests.streams.conftest import camera_dict
 from tests.streams.helpers import free_port, write_clip
+from tests.waiting import wait_for
 
 TTL_S = 3.0
 
@@ -80,14 +81,6 @@ def workers(
             p.wait(10)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.2)
-
-
 def test_two_workers_split_cameras_and_survive_one_dying(workers: Callable, pg_url: str) -> None:
     a, port_a = workers("worker-a")
     b, port_b = workers("worker-b")
@@ -102,7 +95,7 @@ def test_two_workers_split_cameras_and_survive_one_dying(workers: Callable, pg_u
             and len(set().union(*grew.values())) == 2
         )
 
-    wait_until(split, 60, "both workers processing, every camera exactly once")
+    wait_for(split, 60, "both workers processing, every camera exactly once")
     for _ in range(3):  # and it stays that way: never a camera processed by both
         grew = progress(ports)
         assert set(grew) == cams, grew
@@ -121,7 +114,7 @@ def test_two_workers_split_cameras_and_survive_one_dying(workers: Callable, pg_u
 
     a.kill()  # no goodbye: its leases must expire
     killed = time.monotonic()
-    wait_until(lambda: set(progress({"worker-b": port_b}, 1.0)) == cams, 4 * TTL_S + 10, "worker-b took over")
+    wait_for(lambda: set(progress({"worker-b": port_b}, 1.0)) == cams, 4 * TTL_S + 10, "worker-b took over")
     # takeover is bounded by the lease: ttl + one renew round (ttl/3) + start-up of the camera
     assert time.monotonic() - killed <= TTL_S + TTL_S / 3 + 8
 
@@ -161,7 +154,7 @@ def test_processes_split_a_machine_shard_and_stop_together(
         parent = subprocess.Popen([*argv, "--model", str(oracle_model)], env=env, stdout=log, stderr=log)
     try:
         ports = {"p0": base, "p1": base + 1}
-        wait_until(
+        wait_for(
             lambda: set(progress(ports, 1.0)) == {f"cam-{i}" for i in range(6)}, 60, "all cameras running"
         )
         grew = progress(ports)

@@ -323,20 +323,6 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
         w.stop()
 
 
-def wait_for(
-    predicate: Callable[[], object], timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""
-) -> object:
-    """Poll until ``predicate()`` is truthy; fail naming ``what`` otherwise (no timing assertions)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        time.sleep(interval_s)
-
-
 # --- the real stack: PostgreSQL + Redis broker + moto S3 + hotline receiver ------------------------
 
 

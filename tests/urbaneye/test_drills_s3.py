@@ -17,8 +17,8 @@ from collections import Counter
 import httpx
 from sqlalchemy import select
 
-from tests.urbaneye.conftest import wait_for
 from tests.urbaneye.test_drills import IMMEDIATE, _all_delivered, _assert_intact, _state, _submit
+from tests.waiting import wait_for
 from urbaneye.db.models import Case, Evidence
 from urbaneye.db.session import session_scope
 from urbaneye.storage import get_store, read_evidence

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.urbaneye.conftest import make_context, make_event, make_frames, tiny_jpeg, wait_for
+from tests.urbaneye.conftest import make_context, make_event, make_frames, tiny_jpeg
+from tests.waiting import wait_for
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
 from urbaneye.db.models import AuditLog, Case, CaseStatus

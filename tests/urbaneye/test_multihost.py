@@ -14,8 +14,9 @@ from collections import Counter
 import yaml
 from sqlalchemy import select
 
-from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames, wait_for
+from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
 from tests.urbaneye.test_drills import IMMEDIATE, _all_delivered, _state
+from tests.waiting import wait_for
 from urbaneye.audit import verify_evidence
 from urbaneye.cases.spool import make_item_id
 from urbaneye.cases.tasks import process_spool_item_task

@@ -6,7 +6,8 @@ import json
 
 from sqlalchemy import func, select
 
-from tests.urbaneye.conftest import make_context, make_event, make_frames, wait_for
+from tests.urbaneye.conftest import make_context, make_event, make_frames
+from tests.waiting import wait_for
 from urbaneye.audit import verify_chain, verify_evidence
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
