@@ -24,6 +24,10 @@ import numpy as np
 
 from models.data_yaml import describe_dataset, read_data_yaml, split_images
 from urbaneye.model_card import ModelCard
+from vision.config import ModelConfig
+from vision.detector import OnnxDetector
+from vision.metrics import RECALL_POINTS, ImageBoxes, evaluate_detections
+from vision.types import OBJECT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +103,6 @@ def evaluate_model(
         "instances", "best_f1_conf"}}, "images", "split", "conf_threshold", "map_conf_threshold",
         "model", "model_sha256"}``; AP of a class without ground truth is None.
     """
-    from vision.config import ModelConfig
-    from vision.detector import OnnxDetector
-    from vision.metrics import ImageBoxes, evaluate_detections
-    from vision.types import OBJECT_KINDS
-
     onnx_path, data_yaml = Path(onnx_path), Path(data_yaml)
     names: list[str] = read_data_yaml(data_yaml)["names"]
     kinds = [str(k) for k in OBJECT_KINDS]
@@ -188,6 +187,8 @@ def evaluate_model(
 
 
 def _figure(size_in: tuple[float, float]):
+    # matplotlib adds about 0.3 s to importing this module and only the plots need it; the retraining
+    # worker imports this module for evaluate_model without drawing.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -198,8 +199,6 @@ def _figure(size_in: tuple[float, float]):
 
 def plot_pr_curves(metrics: Any, path: Path) -> Path:
     """Precision-recall curve per class at IoU 0.5, with AP50 in the legend."""
-    from vision.metrics import RECALL_POINTS
-
     fig = _figure((8, 6))
     ax = fig.add_subplot(1, 1, 1)
     for i, name in enumerate(metrics.class_names):

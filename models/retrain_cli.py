@@ -70,16 +70,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_dataset(sub: argparse._SubParsersAction) -> None:
-    # datasets.cli may already own a "dataset" command: add "build" under it instead of clashing.
-    parent = sub.choices.get("dataset")
-    if parent is None:
-        parent = sub.add_parser("dataset", help="datasets built from reviewed cases")
-    actions = [a for a in parent._actions if isinstance(a, argparse._SubParsersAction)]
-    dsub = (
-        actions[0]
-        if actions
-        else parent.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
-    )
+    dataset = sub.add_parser("dataset", help="datasets built from reviewed cases")
+    dsub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     b = dsub.add_parser(
         "build", help="build a versioned YOLO dataset from reviewed cases (+ synthetic share)"
     )
