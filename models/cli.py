@@ -1,7 +1,9 @@
 """``urbaneye train``, ``urbaneye eval`` and ``urbaneye models import|report``.
 
-Heavy imports (torch, ultralytics) stay inside the handlers. ``models.retrain_cli`` owns the ``models``
-command and adds the actions defined here with ``add_models_actions``.
+Handlers import the training stack inside them: ``urbaneye`` imports every area's cli.py to build its
+help, and importing ``models.train``/``models.retrain``/``models.importer`` there would add about 1 s
+(onnxruntime, the registry, the dataset builder) to every command. ``models.retrain_cli`` owns the
+``models`` command and adds the actions defined here with ``add_models_actions``.
 """
 
 from __future__ import annotations
