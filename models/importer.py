@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
+from models.export import export_onnx, prepare_offline_ultralytics
 from urbaneye import registry
 from urbaneye.db.models import ModelVersion
 from urbaneye.model_card import ArtifactInfo, ModelCard, ModelSource
@@ -126,10 +127,8 @@ def _export_pt(pt_path: Path, out_dir: Path, name: str) -> Path:
             f"{pt_path}: importing a .pt needs the train extra (pip install 'urbaneye[train]'); or export it "
             "yourself with `yolo export model=FILE.pt format=onnx` and import the .onnx"
         )
-    from models.export import export_onnx, prepare_offline_ultralytics
-
     prepare_offline_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # the optional train extra (checked above); only .pt imports need it
 
     try:
         model = YOLO(str(pt_path))
