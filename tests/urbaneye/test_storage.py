@@ -10,16 +10,18 @@ import pytest
 
 from tests.urbaneye.conftest import tiny_jpeg
 from urbaneye.storage import (
+    BULK_TIMEOUT_S,
     EvidenceIntegrityError,
     EvidenceNotFound,
     EvidenceStoreUnavailable,
     FsEvidenceStore,
     MinioEvidenceStore,
     evidence_key,
+    get_store,
     read_evidence,
-    sha256_hex,
     verify_fs_presigned,
 )
+from vision.digest import sha256_hex
 
 
 @pytest.fixture
@@ -114,3 +116,23 @@ def test_fs_store_is_write_once_and_signs_links(tmp_path):
     assert not verify_fs_presigned("cam-1/a.jpg", int(time.time()) - 1, q["signature"], secret="k")
     with pytest.raises(ValueError, match="escapes"):
         store.put("../../etc/x.jpg", b"x")
+
+
+def test_get_store_over_another_bucket_is_a_plain_s3_store(s3_server, settings_env):
+    """The one factory: a bucket name gives an S3 store over it (datasets, model files), never locked."""
+    httpx.post(f"http://{s3_server['endpoint']}/moto-api/reset", timeout=10)
+    settings = settings_env(
+        evidence_backend="s3",
+        s3_endpoint=s3_server["endpoint"],
+        s3_access_key=s3_server["access_key"],
+        s3_secret_key=s3_server["secret_key"],
+        s3_region=s3_server["region"],
+        s3_timeout_s=2,
+    )
+    store = get_store(settings, bucket="ue-models")
+    assert store.bucket == "ue-models" and store.object_lock is False
+    assert store.breaker.open_s == BULK_TIMEOUT_S  # large objects: at least the bulk time-out, not 2 s
+    data = b"onnx bytes"
+    assert store.put("models/v1/model.onnx", data, "application/octet-stream") == sha256_hex(data)
+    assert store.get("models/v1/model.onnx") == data
+    assert get_store(settings).bucket == settings.s3_bucket  # without a bucket: the evidence store
