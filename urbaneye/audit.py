@@ -771,7 +771,8 @@ class EvidenceProblem:
 
 def verify_evidence(session: Session, store) -> tuple[int, list[EvidenceProblem]]:  # noqa: ANN001 - EvidenceStore
     """Read every uploaded evidence object back and compare its SHA-256 with the database."""
-    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable, sha256_hex
+    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
+    from vision.digest import sha256_hex
 
     problems: list[EvidenceProblem] = []
     count = 0

@@ -42,7 +42,8 @@ from urbaneye.db.models import (
     utcnow,
 )
 from urbaneye.settings import get_settings
-from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store, sha256_hex
+from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store
+from vision.digest import sha256_hex
 from vision.types import GBT_CODES, Escalation, EventKind, ViolationKind
 
 log = logging.getLogger(__name__)
