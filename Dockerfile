@@ -17,6 +17,7 @@ COPY streams ./streams
 COPY api ./api
 COPY models ./models
 COPY datasets ./datasets
+COPY app ./app
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip wheel \
  && if [ -n "$EXTRAS" ]; then \

@@ -1,4 +1,4 @@
-"""Stream commands: ``run``, ``stream-worker``, ``replay``, ``eval-events``, ``bench``. Heavy imports stay in handlers."""
+"""Stream commands: ``stream-worker``, ``replay``, ``eval-events``, ``bench``. Heavy imports stay in handlers."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help="the main job: stream workers + API + reviewer UI (embedded defaults)",
-        description="Start stream workers for the cameras and the API + reviewer UI in one process. "
-        "Without other settings: SQLite in var/, local evidence store, in-process broker.",
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--cameras", type=Path, help="cameras file (YAML)")
-    src.add_argument("--demo", action="store_true", help="bundled demo cameras, demo users, looping clips")
-    p.add_argument("--host", help="API bind address (default settings.host)")
-    p.add_argument("--port", type=int, help="API port (default settings.port)")
-    p.add_argument("--processes", type=int, default=1, help="worker processes (default 1: in-process)")
-    _common_worker_args(p)
-    p.set_defaults(func=_run)
-
     p = sub.add_parser(
         "stream-worker",
         help="stream workers only (production)",
@@ -38,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--processes", type=int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--worker-id", help="default settings.worker_id or host:pid")
-    _common_worker_args(p)
+    add_worker_args(p)
     p.set_defaults(func=_stream_worker)
 
     p = sub.add_parser(
@@ -55,7 +40,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-motion-gating", action="store_true", help="detect every sampled frame")
     p.add_argument("--stats", action="store_true", help="print per-camera replay statistics as JSON")
-    p.add_argument("--memory", help="false-alarm memory file (JSON), as workers load it (docs/real-cameras.md)")
+    p.add_argument(
+        "--memory", help="false-alarm memory file (JSON), as workers load it (docs/real-cameras.md)"
+    )
     p.set_defaults(func=_replay)
 
     p = sub.add_parser(
@@ -100,7 +87,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _common_worker_args(p: argparse.ArgumentParser) -> None:
+def add_worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="ONNX detector for every camera group (disables registry hot reload)")
     p.add_argument("--no-motion-gating", action="store_true", help="detect every sampled frame")
     p.add_argument(
@@ -134,26 +121,10 @@ def _worker_options(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _processes(args: argparse.Namespace) -> int:
+def worker_processes(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise SystemExit(f"--processes {args.processes}: give 1 or more")
     return args.processes
-
-
-def _run(args: argparse.Namespace) -> int:
-    from streams.run import run_main
-
-    return run_main(
-        args.cameras,
-        demo=args.demo,
-        host=args.host,
-        port=args.port,
-        processes=_processes(args),
-        model_path=args.model,
-        gating=not args.no_motion_gating,
-        cameras_file_wins=args.cameras_file_wins,
-        strict=args.strict,
-    )
 
 
 def _stream_worker(args: argparse.Namespace) -> int:
@@ -164,7 +135,7 @@ def _stream_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"urbaneye stream-worker: {exc}", file=sys.stderr)
         return 2
-    processes = _processes(args)
+    processes = worker_processes(args)
     return serve_worker(options) if processes == 1 else supervise_processes(options, processes)
 
 
@@ -186,7 +157,9 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         memory = read_memory_file(args.memory, [c.id for c in cameras_file.cameras]) if args.memory else None
         detector = _load_detector(args.model, cameras_file)
-        stats = replay(cameras_file, videos, args.out, detector, gating=not args.no_motion_gating, memory=memory)
+        stats = replay(
+            cameras_file, videos, args.out, detector, gating=not args.no_motion_gating, memory=memory
+        )
     except (SourceError, ModelLoadError, InputError) as exc:
         print(f"urbaneye replay: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,6 @@
-"""The main job (``urbaneye run``) and the production worker (``urbaneye stream-worker``).
+"""The stream workers: one worker process (``WorkerStack``) and the production worker (``urbaneye stream-worker``).
 
-``urbaneye run`` = stream workers for the configured cameras + the API and reviewer UI in one process, on
-embedded defaults when nothing else is configured (SQLite, file evidence store, in-process broker).
-``--demo`` first makes the demo clips, migrates the database and creates the demo users.
+``urbaneye run`` (``app.run``) starts these workers next to the API; this module knows nothing of the API.
 
 ``urbaneye stream-worker`` = workers only. Cameras are split between machines by ``--shard i/n`` or, better,
 by ``--leases`` (a dead worker's cameras move to live ones within ``settings.lease_ttl_s``);
@@ -23,11 +21,15 @@ from pathlib import Path
 
 import yaml
 
-from streams.config_watch import CONFIG_POLL_S
-from streams.leases import LeaseManager, shard_of
+from streams.cameras_db import CameraRegistry
+from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
+from streams.leases import DbLeases, LeaseManager, RedisLeases, shard_of
+from streams.metrics import get_metrics, serve_metrics
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
-from urbaneye.audit import CheckpointThread
+from streams.worker import DetectorPool, StreamWorker, default_worker_id
+from urbaneye.cases.handoff import Handoff
+from urbaneye.db.session import session_factory
 from urbaneye.settings import Settings, get_settings
 from urbaneye.storage import get_store
 from vision.config import CamerasFile, ConfigError, load_cameras, parse_cameras
@@ -109,8 +111,6 @@ class WorkerStack:
     """Everything one worker process runs, built from settings: metrics, detectors, hand-off, leases."""
 
     def __init__(self, options: WorkerOptions, settings: Settings | None = None) -> None:
-        from streams.worker import default_worker_id
-
         self.options = options
         self.settings = settings or get_settings()
         self.cameras_file, self.invalid_cameras = load_cameras_lenient(options.cameras_path)
@@ -125,12 +125,6 @@ class WorkerStack:
         self.detectors = None
 
     def start(self) -> WorkerStack:
-        from streams.cameras_db import CameraRegistry
-        from streams.metrics import get_metrics, serve_metrics
-        from streams.worker import DetectorPool, StreamWorker
-        from urbaneye.cases.handoff import Handoff
-        from urbaneye.db.session import session_factory
-
         s = self.settings
         sessions = session_factory(s.db_url)
         registry = CameraRegistry(sessions)
@@ -178,8 +172,6 @@ class WorkerStack:
         of each camera's rows (skipped zones). If the database cannot be read, the file runs and the
         watcher seeds the database once it can.
         """
-        from streams.config_watch import ConfigWatcher
-
         wins = self.options.cameras_file_wins
         follow = self.options.config_poll_s > 0
         try:
@@ -244,8 +236,6 @@ class WorkerStack:
                 log.warning("status of the invalid cameras not written: %s", mask_url(str(exc)))
 
     def _snapshot_store(self):  # noqa: ANN202
-        from urbaneye.storage import get_store
-
         try:
             store = get_store(self.settings)
             store.ensure_ready()
@@ -255,8 +245,6 @@ class WorkerStack:
             return None
 
     def _lease_backend(self, sessions):  # noqa: ANN001, ANN202
-        from streams.leases import DbLeases, RedisLeases
-
         if self.settings.redis_url:
             log.info("camera leases in Redis %s", mask_url(self.settings.redis_url))
             return RedisLeases(self.settings.redis_url)
@@ -352,112 +340,4 @@ def supervise_processes(options: WorkerOptions, processes: int, settings: Settin
             child.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
-    return 0
-
-
-def demo_cameras(settings: Settings) -> Path:
-    try:
-        from datasets.demo import ensure_demo_clips
-    except ImportError as exc:
-        raise SystemExit(f"urbaneye run --demo: the demo clips module is not available ({exc})") from None
-    return Path(ensure_demo_clips(settings.data_dir / "demo"))
-
-
-def run_main(
-    cameras_path: Path | None,
-    *,
-    demo: bool,
-    host: str | None = None,
-    port: int | None = None,
-    processes: int = 1,
-    model_path: str | None = None,
-    gating: bool = True,
-    cameras_file_wins: bool = False,
-    strict: bool = False,
-) -> int:
-    """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
-    import uvicorn
-
-    from api.app import create_app
-    from urbaneye.db.migrate import upgrade
-
-    settings = get_settings()
-    if demo:
-        from api.auth import DemoUsersRefused, refuse_demo_users_in_production
-
-        try:
-            refuse_demo_users_in_production(settings)
-        except DemoUsersRefused as exc:
-            raise SystemExit(f"urbaneye run --demo: {exc}") from None
-        cameras_path = demo_cameras(settings)
-    if cameras_path is None:
-        raise SystemExit("urbaneye run: give --cameras FILE.yaml, or --demo for the bundled demo cameras")
-    # Fail fast on a bad file before anything starts; one bad camera only with --strict.
-    _, invalid = load_cameras_lenient(cameras_path)
-    if strict:
-        refuse_invalid(invalid, "urbaneye run")
-    revision = upgrade(settings.db_url)
-    log.info("database %s at revision %s", mask_url(settings.db_url), revision)
-    # embedded mode has no separate relay: anchor the audit chain in the evidence store from here
-    checkpoints = CheckpointThread(settings.db_url, get_store(settings), settings.audit_checkpoint_interval_s)
-    checkpoints.start()
-    if demo:
-        from api.auth import ensure_demo_users
-        from urbaneye.db.session import session_scope
-
-        with session_scope(settings.db_url) as session:
-            ensure_demo_users(session)
-
-    options = WorkerOptions(
-        cameras_path=Path(cameras_path),
-        model_path=model_path,
-        gating=gating,
-        cameras_file_wins=cameras_file_wins,
-        strict=strict,
-    )
-    host = host or settings.host
-    port = port or settings.port
-    stack: WorkerStack | None = None
-    children: subprocess.Popen | None = None
-    supervisor_stop = threading.Event()
-    if processes > 1:
-        argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(cameras_path)]
-        argv += ["--processes", str(processes)] + (["--model", model_path] if model_path else [])
-        argv += [] if gating else ["--no-motion-gating"]
-        argv += ["--cameras-file-wins"] if cameras_file_wins else []
-        argv += ["--strict"] if strict else []
-        children = subprocess.Popen(argv)
-    else:
-        stack = WorkerStack(options, settings).start()
-        threading.Thread(
-            target=stack.run_until, args=(supervisor_stop,), name="supervisor", daemon=True
-        ).start()
-
-    url = f"http://{host}:{port}"
-    print(f"UrbanEye is running: {url}  (API docs: {url}/docs)", flush=True)
-    if demo:
-        print("  demo reviewer: demo / demo-review    demo admin: admin / admin-demo", flush=True)
-        print(
-            "  the demo cameras loop their clips; the first cases appear within a couple of minutes",
-            flush=True,
-        )
-    # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
-    # proxy_headers=False: X-Forwarded-For counts only from URBANEYE_TRUSTED_PROXIES (api.deps)
-    config = uvicorn.Config(
-        create_app(), host=host, port=port, log_level="info", access_log=False, proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with
-    # our handler in place that re-raise only sets the flag, so the workers below still stop gracefully.
-    install_stop_signals(threading.Event())
-    try:
-        server.run()
-    finally:
-        checkpoints.stop()
-        supervisor_stop.set()
-        if stack is not None:
-            stack.stop()
-        if children is not None:
-            children.send_signal(signal.SIGTERM)
-            children.wait(60)
     return 0

@@ -11,7 +11,8 @@ import sys
 
 #: Modules that add commands, in help order.
 COMMAND_MODULES = [
-    "streams.cli",  # run, stream-worker, replay, eval-events, bench
+    "app.cli",  # run (the composition root: workers + API + demo)
+    "streams.cli",  # stream-worker, replay, eval-events, bench
     "api.cli",  # serve, users
     "urbaneye.ops_cli",  # db, audit, worker
     "vision.cli",  # rules-replay, score-events

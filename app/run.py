@@ -1,0 +1,168 @@
+"""The main job (``urbaneye run``): stream workers + the API and reviewer UI in one process.
+
+On embedded defaults when nothing else is configured (SQLite, file evidence store, in-process broker).
+``--demo`` first makes the demo clips, migrates the database and creates the demo users. This is the
+composition root: the camera runtime (``streams``) never imports the web app (``api``) or the demo
+(``datasets``); this module starts them side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from api.auth import DemoUsersRefused, ensure_demo_users, refuse_demo_users_in_production
+from datasets.demo import ensure_demo_clips
+from streams.run import (
+    WorkerOptions,
+    WorkerStack,
+    install_stop_signals,
+    load_cameras_lenient,
+    refuse_invalid,
+)
+from streams.sources import mask_url
+from urbaneye.audit import CheckpointThread
+from urbaneye.db.migrate import upgrade
+from urbaneye.db.session import session_scope
+from urbaneye.settings import Settings, get_settings
+from urbaneye.storage import get_store
+
+log = logging.getLogger(__name__)
+
+
+def demo_cameras(settings: Settings) -> Path:
+    """The demo cameras file, its clips rendered under ``data_dir/demo`` on first use."""
+    return Path(ensure_demo_clips(settings.data_dir / "demo"))
+
+
+def cameras_to_run(settings: Settings, cameras_path: Path | None, *, demo: bool, strict: bool) -> Path:
+    """The cameras file to run, checked before anything starts (one bad camera fails only with ``--strict``)."""
+    if demo:
+        try:
+            refuse_demo_users_in_production(settings)
+        except DemoUsersRefused as exc:
+            raise SystemExit(f"urbaneye run --demo: {exc}") from None
+        cameras_path = demo_cameras(settings)
+    if cameras_path is None:
+        raise SystemExit("urbaneye run: give --cameras FILE.yaml, or --demo for the bundled demo cameras")
+    _, invalid = load_cameras_lenient(cameras_path)
+    if strict:
+        refuse_invalid(invalid, "urbaneye run")
+    return Path(cameras_path)
+
+
+def prepare_database(settings: Settings, *, demo: bool) -> CheckpointThread:
+    """Migrate, start the audit checkpoints (embedded mode has no separate relay), add the demo users."""
+    revision = upgrade(settings.db_url)
+    log.info("database %s at revision %s", mask_url(settings.db_url), revision)
+    checkpoints = CheckpointThread(settings.db_url, get_store(settings), settings.audit_checkpoint_interval_s)
+    checkpoints.start()
+    if demo:
+        with session_scope(settings.db_url) as session:
+            ensure_demo_users(session)
+    return checkpoints
+
+
+@dataclass
+class RunningWorkers:
+    """The stream workers of ``urbaneye run``: in this process (``stack``) or in child processes."""
+
+    stack: WorkerStack | None = None
+    children: subprocess.Popen | None = None
+    stop_event: threading.Event | None = None
+
+    def stop(self) -> None:
+        if self.stop_event is not None:
+            self.stop_event.set()
+        if self.stack is not None:
+            self.stack.stop()
+        if self.children is not None:
+            self.children.send_signal(signal.SIGTERM)
+            self.children.wait(60)
+
+
+def worker_processes_argv(options: WorkerOptions, processes: int) -> list[str]:
+    """``urbaneye stream-worker`` command line that runs ``processes`` worker processes for ``options``."""
+    argv = [sys.executable, "-m", "urbaneye.cli", "stream-worker", "--cameras", str(options.cameras_path)]
+    argv += ["--processes", str(processes)] + (["--model", options.model_path] if options.model_path else [])
+    argv += [] if options.gating else ["--no-motion-gating"]
+    argv += ["--cameras-file-wins"] if options.cameras_file_wins else []
+    argv += ["--strict"] if options.strict else []
+    return argv
+
+
+def start_workers(options: WorkerOptions, processes: int, settings: Settings) -> RunningWorkers:
+    """Start the workers: in this process (a supervisor thread) or, with ``processes > 1``, as children."""
+    if processes > 1:
+        return RunningWorkers(children=subprocess.Popen(worker_processes_argv(options, processes)))
+    stop_event = threading.Event()
+    stack = WorkerStack(options, settings).start()
+    threading.Thread(target=stack.run_until, args=(stop_event,), name="supervisor", daemon=True).start()
+    return RunningWorkers(stack=stack, stop_event=stop_event)
+
+
+def print_welcome(url: str, *, demo: bool) -> None:
+    print(f"UrbanEye is running: {url}  (API docs: {url}/docs)", flush=True)
+    if demo:
+        print("  demo reviewer: demo / demo-review    demo admin: admin / admin-demo", flush=True)
+        print(
+            "  the demo cameras loop their clips; the first cases appear within a couple of minutes",
+            flush=True,
+        )
+
+
+def serve_api(host: str, port: int) -> None:
+    """The API + reviewer UI until Ctrl-C/SIGTERM."""
+    # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
+    # proxy_headers=False: X-Forwarded-For counts only from URBANEYE_TRUSTED_PROXIES (api.deps)
+    config = uvicorn.Config(
+        create_app(), host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with
+    # our handler in place that re-raise only sets the flag, so the workers still stop gracefully.
+    install_stop_signals(threading.Event())
+    server.run()
+
+
+def run_main(
+    cameras_path: Path | None,
+    *,
+    demo: bool,
+    host: str | None = None,
+    port: int | None = None,
+    processes: int = 1,
+    model_path: str | None = None,
+    gating: bool = True,
+    cameras_file_wins: bool = False,
+    strict: bool = False,
+) -> int:
+    """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
+    settings = get_settings()
+    cameras_path = cameras_to_run(settings, cameras_path, demo=demo, strict=strict)
+    checkpoints = prepare_database(settings, demo=demo)
+    options = WorkerOptions(
+        cameras_path=cameras_path,
+        model_path=model_path,
+        gating=gating,
+        cameras_file_wins=cameras_file_wins,
+        strict=strict,
+    )
+    host = host or settings.host
+    port = port or settings.port
+    workers = start_workers(options, processes, settings)
+    print_welcome(f"http://{host}:{port}", demo=demo)
+    try:
+        serve_api(host, port)
+    finally:
+        checkpoints.stop()
+        workers.stop()
+    return 0
