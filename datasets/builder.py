@@ -46,7 +46,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datasets.synth import generate_images
-from urbaneye.db.models import Camera, Case, CaseStatus, DatasetVersion, RejectReason, utcnow
+from urbaneye.db.models import (
+    CONFIRMED_STATUSES,
+    Camera,
+    Case,
+    CaseStatus,
+    DatasetVersion,
+    RejectReason,
+    utcnow,
+)
 from urbaneye.settings import Settings, get_settings
 from urbaneye.storage import (
     EvidenceIntegrityError,
@@ -74,17 +82,6 @@ VIOLATION_OBJECT: dict[str, str | None] = {
 }
 BIKE_KINDS = (str(ObjectKind.BICYCLE), str(ObjectKind.E_BIKE))
 
-#: Statuses a case reaches only after a reviewer confirmed it.
-CONFIRMED_STATUSES = {
-    CaseStatus.CONFIRMED,
-    CaseStatus.QUEUED,
-    CaseStatus.ACCEPTED,
-    CaseStatus.DISPATCHED,
-    CaseStatus.HANDLED,
-    CaseStatus.VERIFIED,
-    CaseStatus.CLOSED,
-    CaseStatus.DEAD_LETTER,
-}
 #: Rejections whose box was a real object (the rule, not the detector, was wrong): positives.
 POSITIVE_REJECTIONS = {RejectReason.PERMITTED_VENDING}
 #: Rejections that say the detector saw something that is not there: hard negatives.

@@ -195,9 +195,9 @@ def cmd_models_import(args: argparse.Namespace) -> int:
 
 
 def cmd_models_report(args: argparse.Namespace) -> int:
-    from models.report import model_report
     from urbaneye import registry
     from urbaneye.db.session import session_scope
+    from urbaneye.model_report import model_report
 
     try:
         with session_scope() as s:

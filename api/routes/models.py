@@ -18,7 +18,7 @@ from api.schemas.models import (
 )
 from api.services.audit import actor_of
 from urbaneye import registry
-from models.report import model_report
+from urbaneye.model_report import model_report
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_ERRORS)
 

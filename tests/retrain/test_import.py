@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 from models.gate import GateDecision
 from models.importer import ModelImportError, import_model
-from models.report import model_report
 from streams.worker import DetectorPool
 from tests.retrain.conftest import T0, add_case
 from tests.waiting import wait_for
 from urbaneye import registry
 from urbaneye.db.models import AuditLog, ModelVersion
+from urbaneye.model_report import model_report
 from vision.class_maps import COCO80_LABELS
 from vision.config import CamerasFile, ModelConfig
 from vision.digest import sha256_file

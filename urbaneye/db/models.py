@@ -69,6 +69,21 @@ class CaseStatus(StrEnum):
     DEAD_LETTER = "dead_letter"  # hotline push failed after max retries; re-sendable
 
 
+#: Statuses a case reaches only after a reviewer confirmed it.
+CONFIRMED_STATUSES = frozenset(
+    {
+        CaseStatus.CONFIRMED,
+        CaseStatus.QUEUED,
+        CaseStatus.ACCEPTED,
+        CaseStatus.DISPATCHED,
+        CaseStatus.HANDLED,
+        CaseStatus.VERIFIED,
+        CaseStatus.CLOSED,
+        CaseStatus.DEAD_LETTER,
+    }
+)
+
+
 class RejectReason(StrEnum):
     FALSE_DETECTION = "false_detection"  # 误检
     PERMITTED_VENDING = "permitted_vending"  # 合规经营

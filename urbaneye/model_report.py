@@ -21,8 +21,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from datasets.builder import CONFIRMED_STATUSES
-from urbaneye.db.models import Case, CaseStatus
+from urbaneye.db.models import CONFIRMED_STATUSES, Case, CaseStatus
 from urbaneye.registry import get_version
 
 _CONFIRMED = {str(s) for s in CONFIRMED_STATUSES}
