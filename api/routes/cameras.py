@@ -29,7 +29,7 @@ from api.schemas.cameras import (
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import record
 from api.services.snapshot import SnapshotError, draw_zones
-from streams.sources import SourceRefused, check_source_url
+from urbaneye.camera_sources import SourceRefused, check_source_url
 from urbaneye.db.models import Camera, CameraStatus, Role, User, Zone
 from urbaneye.redact import mask_url
 from urbaneye.settings import Settings
