@@ -54,12 +54,14 @@ class StaticObjectConfig:
     long_tau_s: float = 60.0  # long-term background time constant (where nothing is in front)
     refresh_s: float = 30.0  # method "reference": how often stable background pixels are copied
     warmup_s: float = 8.0  # first seconds: the long-term background follows quickly, nothing is reported
-    diff_threshold: float = 0.12  # normalised difference that counts as foreground
+    diff_threshold: float = 0.07  # normalised difference that counts as foreground (region growing)
+    core_threshold: float = 0.12  # ... and that a reported region must have somewhere (hysteresis seed)
+    min_core_px: int = 96  # full-frame pixels above core_threshold a reported region needs
     still_s: float = 20.0  # seconds of static evidence before a region is reported
     absorb_s: float = 3600.0  # static foreground older than this becomes background
     person_hold_s: float = 10.0  # a person box masks its area this long after it was last seen
     person_pad: float = 0.25  # person boxes grow by this fraction of their size (shadow, bags)
-    min_area_px: int = 900  # smallest reported region, in full-frame pixels
+    min_area_px: int = 400  # smallest reported region, in full-frame pixels
     lighting_ncc: float = 0.8  # region vs background correlation above which it is a lighting change
     norm_blur_px: int = 15  # local-mean window of the illumination normalisation (working pixels)
 
@@ -234,42 +236,80 @@ class StaticObjectDetector:
         (w, h), (ww, wh) = self._size, self._work
         sx, sy = w / ww, h / wh
         ready = cv2.morphologyEx(ready, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-        n, _, stats, _ = cv2.connectedComponentsWithStats(ready, connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(ready, connectivity=8)
         boxes, conf, ages = [], [], []
         min_area = cfg.min_area_px / (sx * sy)
+        core = d_long > cfg.core_threshold
+        min_core = cfg.min_core_px / (sx * sy)
         for i in range(1, n):
             x, y, bw, bh, area = (int(v) for v in stats[i])
             if area < min_area:
                 continue
-            # A region that is the background under another gain is a lighting change: absorb it now.
-            if self._is_lighting(x, y, bw, bh, grey):
-                self._long[y : y + bh, x : x + bw] = self._short[y : y + bh, x : x + bw]
-                self._long_grey[y : y + bh, x : x + bw] = grey[y : y + bh, x : x + bw]
-                self._evidence[y : y + bh, x : x + bw] = 0.0
+            strong = core[y : y + bh, x : x + bw] & (labels[y : y + bh, x : x + bw] == i)
+            if np.count_nonzero(strong) < min_core:
+                continue  # faint all over: a soft light or shadow edge, not an object
+            if self._is_lighting(labels, i, strong, (x, y, bw, bh), grey):
+                self._forget(x, y, bw, bh, grey)
                 continue
             strength = float(np.mean(d_long[y : y + bh, x : x + bw])) / (2 * cfg.diff_threshold)
             fill = area / float(bw * bh)
             conf.append(min(1.0, 0.5 * min(1.0, strength) + 0.5 * min(1.0, fill * 1.5)))
-            boxes.append((x * sx, y * sy, (x + bw) * sx, (y + bh) * sy))
+            # The box is the strong part's: the faint rim around an object is partly the normalisation's
+            # halo (the object changes the local mean of its surroundings too).
+            rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+            boxes.append(
+                ((x + cols[0]) * sx, (y + rows[0]) * sy, (x + cols[-1] + 1) * sx, (y + rows[-1] + 1) * sy)
+            )
             since = self._static_since[y : y + bh, x : x + bw]
             ages.append(float(now_s - np.min(since)) if np.isfinite(since).any() else 0.0)
         if not boxes:
             return _empty()
-        k = len(boxes)
+        xyxy, conf_a, age_a = _merge_touching(
+            np.array(boxes, np.float32), np.array(conf, np.float32), np.array(ages, np.float32), 2 * sx
+        )
+        k = len(xyxy)
         return Detections(
-            xyxy=np.array(boxes, np.float32),
-            confidence=np.array(conf, np.float32),
+            xyxy=xyxy,
+            confidence=conf_a,
             class_id=np.full(k, UNKNOWN_OBJECT_CLASS_ID, np.int32),
-            data={"label": np.array([UNKNOWN_OBJECT] * k), "static_s": np.array(ages, np.float32)},
+            data={"label": np.array([UNKNOWN_OBJECT] * k), "static_s": age_a},
         )
 
-    def _is_lighting(self, x: int, y: int, bw: int, bh: int, grey: np.ndarray) -> bool:
-        """Whether the region's box is the long-term background under another gain and offset (no new
-        structure). The box is not grown: around a small object, the unchanged ground would dominate."""
+    def _forget(self, x: int, y: int, bw: int, bh: int, grey: np.ndarray) -> None:
+        """Make the region's current picture the background and drop its evidence."""
+        self._long[y : y + bh, x : x + bw] = self._short[y : y + bh, x : x + bw]
+        self._long_grey[y : y + bh, x : x + bw] = grey[y : y + bh, x : x + bw]
+        self._evidence[y : y + bh, x : x + bw] = 0.0
+        self._static_since[y : y + bh, x : x + bw] = np.inf
+
+    def _is_lighting(self, labels: np.ndarray, i: int, strong: np.ndarray, box: tuple[int, int, int, int],
+                     grey: np.ndarray) -> bool:  # fmt: skip
+        """Whether region ``i`` is the long-term background under other light, not a new thing.
+
+        Light multiplies smoothly: the region's brightness ratio to the background matches the ratio just
+        around it. Where the light around did not change, the region must also keep the background's
+        structure (correlation >= lighting_ncc, or no structure either way). An object's ratio differs from
+        its surroundings', or it brings its own structure."""
         ww, wh = self._work
-        x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(ww, x + bw + 1), min(wh, y + bh + 1)
-        a = grey[y0:y1, x0:x1].ravel() - grey[y0:y1, x0:x1].mean()
-        b = self._long_grey[y0:y1, x0:x1].ravel() - self._long_grey[y0:y1, x0:x1].mean()
+        x, y, bw, bh = box
+        x0, y0, x1, y1 = max(0, x - 6), max(0, y - 6), min(ww, x + bw + 6), min(wh, y + bh + 6)
+        mask = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        ring = (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0) & ~(
+            cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0
+        )
+        inner = np.zeros_like(mask, bool)
+        inner[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = strong
+        cur, bg = grey[y0:y1, x0:x1], self._long_grey[y0:y1, x0:x1]
+        ratio = np.log((cur + 4.0) / (bg + 4.0))
+        if not ring.any():
+            return False
+        r_in, r_ring = float(np.median(ratio[inner])), float(np.median(ratio[ring]))
+        if abs(r_in - r_ring) > 0.2:
+            return False
+        if abs(r_ring) > 0.1:  # the light around changed as much as the region did: a lamp, a shadow
+            return True
+        a = cur[inner] - cur[inner].mean()
+        b = bg[inner] - bg[inner].mean()
         sa, sb = float(np.sqrt(a @ a)), float(np.sqrt(b @ b))
         flat = 2.0 * math.sqrt(a.size)  # below ~2 grey levels of contrast: no structure to compare
         if sa < flat and sb < flat:
@@ -277,6 +317,34 @@ class StaticObjectDetector:
         if sa < 1e-6 or sb < 1e-6:
             return False
         return float(a @ b) / (sa * sb) >= self.config.lighting_ncc
+
+
+def _merge_touching(
+    xyxy: np.ndarray, conf: np.ndarray, ages: np.ndarray, gap_px: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge boxes that overlap or lie within ``gap_px`` of each other (one object split in parts: a
+    table's top and its legs); a merged box keeps the highest confidence and the oldest age."""
+    boxes, c, a = [list(b) for b in xyxy], list(conf), list(ages)
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                bi, bj = boxes[i], boxes[j]
+                if (
+                    bi[0] - gap_px <= bj[2]
+                    and bj[0] - gap_px <= bi[2]
+                    and bi[1] - gap_px <= bj[3]
+                    and bj[1] - gap_px <= bi[3]
+                ):
+                    boxes[i] = [min(bi[0], bj[0]), min(bi[1], bj[1]), max(bi[2], bj[2]), max(bi[3], bj[3])]
+                    c[i], a[i] = max(c[i], c[j]), max(a[i], a[j])
+                    del boxes[j], c[j], a[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(c, np.float32), np.array(a, np.float32)
 
 
 def _empty() -> Detections:
