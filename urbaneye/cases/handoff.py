@@ -22,7 +22,11 @@ import threading
 from pathlib import Path
 
 from urbaneye.cases.spool import CaseContext, EvidenceFrame, Spool, make_item_id
+from urbaneye.cases.tasks import send_case_task
+from urbaneye.celery_app import node_name
+from urbaneye.hotline.relay import dispatch_due_outbox
 from urbaneye.settings import get_settings
+from urbaneye.storage import VARIANTS
 from vision.types import PUBLIC_EVENT_KINDS, EventKind, ViolationEvent
 
 __all__ = ["CaseContext", "EvidenceFrame", "EvidenceRuleError", "Handoff", "verify_evidence_frames"]
@@ -38,8 +42,6 @@ def verify_evidence_frames(
     event: ViolationEvent, frames: list[EvidenceFrame], min_gap_s: float = 10.0
 ) -> None:
     """Stationary violations need >= 2 frames >= ``min_gap_s`` apart (first sighting + dwell crossing)."""
-    from urbaneye.storage import VARIANTS
-
     for f in frames:
         if f.variant not in VARIANTS:
             raise EvidenceRuleError(f"evidence frame variant {f.variant!r} is not one of {VARIANTS}")
@@ -56,23 +58,10 @@ def verify_evidence_frames(
         )
 
 
-def send_case_task(item_id: str, node: str | None = None) -> None:
-    """Send the case task for a spool item to the queue of the machine whose spool has it (``node``,
-    default this one); raises if the broker does not take it."""
-    from urbaneye.cases.tasks import process_spool_item_task
-    from urbaneye.celery_app import node_cases_queue, node_name
-
-    node = node or node_name()
-    # retry=False: a broker outage must fail fast here; the relay is the retry.
-    process_spool_item_task.apply_async(args=[item_id, node], queue=node_cases_queue(node), retry=False)
-
-
 class Handoff:
     def __init__(
         self, spool_dir: Path | None = None, *, min_evidence_gap_s: float = 10.0, node: str | None = None
     ) -> None:
-        from urbaneye.celery_app import node_name
-
         self.spool = Spool(spool_dir or get_settings().spool_dir)
         self.min_evidence_gap_s = min_evidence_gap_s
         self.node = node or node_name()
@@ -137,8 +126,6 @@ class Handoff:
                 try:
                     self.relay_once()
                     if outbox:
-                        from urbaneye.hotline.relay import dispatch_due_outbox
-
                         dispatch_due_outbox()
                 except Exception:  # keep relaying: the next round retries
                     log.exception("relay round failed")

@@ -26,11 +26,13 @@ from zoneinfo import ZoneInfo
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
 from urbaneye.cases.describe import describe_case
-from urbaneye.cases.spool import DEFAULT_TIMEZONE, Spool, SpooledFrame, SpoolItem
+from urbaneye.cases.spool import DEFAULT_TIMEZONE, Spool, SpooledFrame, SpoolItem, SpoolItemNotFound
+from urbaneye.celery_app import node_name
 from urbaneye.db.models import (
     Case,
     CaseStatus,
@@ -41,6 +43,7 @@ from urbaneye.db.models import (
     Review,
     utcnow,
 )
+from urbaneye.db.session import session_scope
 from urbaneye.settings import get_settings
 from urbaneye.storage import EvidenceStore, EvidenceStoreUnavailable, evidence_key, get_store
 from vision.digest import sha256_hex
@@ -285,8 +288,6 @@ def upload_spooled_evidence(
     After the first failure the remaining objects are deferred at once (the store's circuit breaker
     then fails further calls without touching the network until its next probe).
     """
-    from urbaneye.db.session import session_scope
-
     if spool.is_done(spool_item_id):
         spool.mark_done(spool_item_id)
         return UploadOutcome.ALREADY_DONE
@@ -506,28 +507,16 @@ def process_spool_item(
     with ``background=True`` (the Celery task) by this process's ``EvidenceUploader``, so a slow or hung
     store never holds the task, never runs into its time limit and never delays the next case.
 
-    ``node`` is the machine whose spool holds the item. A task that reaches another machine (the shared
-    ``cases`` queue) is sent on to ``cases.<node>`` instead of failing there.
+    ``node`` is the machine whose spool holds the item (the task, ``urbaneye.cases.tasks``, sends an
+    item of another machine on to that machine's queue before calling this).
 
     Returns ``"done"`` (case committed, all evidence uploaded, spool item retired), ``"evidence_pending"``
     (case committed, some evidence waits for the store; retried when its circuit lets a probe through,
     and the relay re-sends the item), ``"uploading"`` (handed to the uploader), ``"already_done"``,
-    ``"rerouted"`` or ``"not_here"`` (a task without a node for an item this machine does not have: the
+    or ``"not_here"`` (a task without a node for an item this machine does not have: the
     relay of the machine that has it re-sends it to its own queue). Safe to run twice at once.
     """
-    from sqlalchemy.exc import IntegrityError
-
-    from urbaneye.cases.spool import SpoolItemNotFound
-    from urbaneye.celery_app import node_name
-    from urbaneye.db.session import session_scope
-
     here = node_name()
-    if node is not None and node != here:
-        from urbaneye.cases.handoff import send_case_task
-
-        send_case_task(spool_item_id, node)
-        log.info("spool item %s is on machine %s, not %s: sent to its queue", spool_item_id, node, here)
-        return "rerouted"
     spool = Spool(get_settings().spool_dir)
     if spool.is_done(spool_item_id):
         spool.mark_done(spool_item_id)  # idempotent: finishes a clean-up a crash interrupted
@@ -585,8 +574,6 @@ class EvidenceUploader:
         self._jobs.put(spool_item_id)
 
     def _attempt(self, spool_item_id: str) -> UploadOutcome:
-        from urbaneye.cases.spool import SpoolItemNotFound
-
         try:
             outcome = upload_spooled_evidence(spool_item_id, spool=self.spool, url=self.url)
         except SpoolItemNotFound:

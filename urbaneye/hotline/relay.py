@@ -14,14 +14,13 @@ from sqlalchemy import select, update
 
 from urbaneye.db.models import Outbox, OutboxStatus, utcnow
 from urbaneye.db.session import session_scope
+from urbaneye.hotline.tasks import deliver_outbox_task
 from urbaneye.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
 def send_delivery_task(outbox_id: int) -> None:
-    from urbaneye.hotline.tasks import deliver_outbox_task
-
     deliver_outbox_task.apply_async(args=[outbox_id], retry=False)
 
 
