@@ -27,6 +27,7 @@ from streams.sources import SourceError, SourceKind, StreamInfo, VideoSource, ma
 from streams.status import CameraHealth
 from vision.config import CameraConfig, RulesConfig
 from vision.memory import MemoryBook
+from vision.pipeline import CameraPipeline
 from vision.types import Detections, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -474,8 +475,6 @@ class CameraProcessor:
         memory: MemoryBook | None = None,
     ) -> None:
         if pipeline is None:
-            from vision.pipeline import CameraPipeline
-
             pipeline = CameraPipeline(camera, rules, escalation_history=escalation_history, live=live)
         self.camera = camera
         self.rules = rules
@@ -528,8 +527,6 @@ class CameraProcessor:
             self._pending_timeline = new_timeline_live
 
     def _start_new_timeline(self) -> list[ViolationEvent]:
-        from vision.pipeline import CameraPipeline
-
         camera, live = self._pending, bool(self._pending_timeline)
         self._pending, self._pending_timeline = None, None
         assert camera is not None
@@ -555,8 +552,6 @@ class CameraProcessor:
         old = self.camera
         events: list[ViolationEvent] = []
         if camera.zones != old.zones or camera.timezone != old.timezone:
-            from vision.pipeline import CameraPipeline
-
             if isinstance(self.pipeline, CameraPipeline):
                 events = self.pipeline.replace_camera(camera, ts_s)
             else:  # a pipeline we cannot re-index (tests pass their own): it keeps its zones
@@ -632,8 +627,6 @@ class CameraProcessor:
             return
         detector, version = shadow
         if version != self._shadow_version or self._shadow_pipeline is None:
-            from vision.pipeline import CameraPipeline
-
             self._shadow_pipeline = CameraPipeline(self.camera, self.rules, live=self.live)
             self._shadow_version = version
             self._shadow_carried = Detections.empty()

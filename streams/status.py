@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from streams.sources import mask_url
+from urbaneye.db.models import CameraStatus
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +258,6 @@ BOARD = StatusBoard()
 
 def write_statuses(session_factory: Callable[[], Any], snapshots: list[CameraStatusSnapshot]) -> None:
     """Upsert snapshots into ``camera_status`` (one transaction)."""
-    from urbaneye.db.models import CameraStatus
-
     with session_factory() as session:
         for snap in snapshots:
             row = session.get(CameraStatus, snap.camera_id)

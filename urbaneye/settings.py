@@ -6,6 +6,7 @@ fresh machine; production sets the database, broker, S3 and hotline variables.
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vision.types import ViolationKind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP_MODEL = REPO_ROOT / "models" / "bootstrap" / "urbaneye-bootstrap.onnx"
@@ -232,8 +235,6 @@ class Settings(BaseSettings):
 
     def push_policies(self) -> dict[str, str]:
         """``push_policy`` parsed: violation kind -> ``after_review`` | ``immediate``."""
-        from vision.types import ViolationKind
-
         kinds = {str(k) for k in ViolationKind}
         out: dict[str, str] = {}
         for item in filter(None, (p.strip() for p in self.push_policy.split(","))):
@@ -349,8 +350,6 @@ def write_settings_doc(path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    import sys
-
     changed = write_settings_doc(
         Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "docs" / "settings.md")
     )

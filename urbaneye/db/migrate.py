@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
+from urbaneye.db.models import Base
 from urbaneye.settings import get_settings
 
 DB_DIR = Path(__file__).resolve().parent
@@ -51,10 +53,6 @@ def head_revision() -> str:
 
 def pending_model_changes(url: str) -> list:
     """Differences between the models and a migrated database (empty = migrations are complete)."""
-    from alembic.autogenerate import compare_metadata
-
-    from urbaneye.db.models import Base
-
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
