@@ -103,6 +103,7 @@ class StaticObjectDetector:
         self._short = norm.copy()
         self._long_grey = grey.copy()
         self._evidence = np.zeros_like(norm)  # seconds of static evidence
+        self._reported = np.zeros(norm.shape, bool)  # pixels of regions already reported (not light)
         self._static_since = np.full_like(norm, np.inf)  # when evidence started (absorb clock)
         self._person_until = np.full_like(norm, -np.inf)
         self._stable = np.ones(norm.shape, bool)  # method "reference": background since the last refresh
@@ -145,6 +146,7 @@ class StaticObjectDetector:
         self._long_grey[y0:y1, x0:x1] = self._last_grey[y0:y1, x0:x1]
         self._evidence[y0:y1, x0:x1] = 0.0
         self._static_since[y0:y1, x0:x1] = np.inf
+        self._reported[y0:y1, x0:x1] = False
 
     def update(
         self, frame_bgr: np.ndarray, now_s: float, person_boxes: np.ndarray | None = None
@@ -215,6 +217,7 @@ class StaticObjectDetector:
         started = static & np.isinf(self._static_since)
         self._static_since[started] = now_s
         self._static_since[ev <= 0] = np.inf
+        self._reported[ev <= 0] = False
 
         # Old static foreground becomes background (a new fixed object).
         old = (now_s - self._static_since) >= cfg.absorb_s
@@ -223,6 +226,7 @@ class StaticObjectDetector:
             self._long_grey[old] = grey[old]
             ev[old] = 0.0
             self._static_since[old] = np.inf
+            self._reported[old] = False
 
         ready = (ev >= cfg.still_s).astype(np.uint8)
         if not ready.any():
@@ -248,9 +252,14 @@ class StaticObjectDetector:
             strong = core[y : y + bh, x : x + bw] & (labels[y : y + bh, x : x + bw] == i)
             if np.count_nonzero(strong) < min_core:
                 continue  # faint all over: a soft light or shadow edge, not an object
-            if self._is_lighting(labels, i, strong, (x, y, bw, bh), grey):
+            # A region already reported stays an object when the light changes later (a cloud over it).
+            known = np.count_nonzero(
+                self._reported[y : y + bh, x : x + bw] & strong
+            ) >= 0.5 * np.count_nonzero(strong)
+            if not known and self._is_lighting(labels, i, strong, (x, y, bw, bh), grey):
                 self._forget(x, y, bw, bh, grey)
                 continue
+            self._reported[y : y + bh, x : x + bw] |= strong
             strength = float(np.mean(d_long[y : y + bh, x : x + bw])) / (2 * cfg.diff_threshold)
             fill = area / float(bw * bh)
             conf.append(min(1.0, 0.5 * min(1.0, strength) + 0.5 * min(1.0, fill * 1.5)))
@@ -281,6 +290,7 @@ class StaticObjectDetector:
         self._long_grey[y : y + bh, x : x + bw] = grey[y : y + bh, x : x + bw]
         self._evidence[y : y + bh, x : x + bw] = 0.0
         self._static_since[y : y + bh, x : x + bw] = np.inf
+        self._reported[y : y + bh, x : x + bw] = False
 
     def _is_lighting(self, labels: np.ndarray, i: int, strong: np.ndarray, box: tuple[int, int, int, int],
                      grey: np.ndarray) -> bool:  # fmt: skip

@@ -150,3 +150,15 @@ def test_a_frame_size_change_starts_over() -> None:
 def test_config_refuses_absorb_before_report() -> None:
     with pytest.raises(ValueError, match="absorb_s"):
         StaticObjectConfig(still_s=30.0, absorb_s=20.0)
+
+
+def object_then_cloud(k: int, t: float) -> tuple[np.ndarray, None]:
+    img = with_box(BASE, OBJECT_BOX, (110, 110, 110)) if t >= 8 else BASE  # as bright as the pavement
+    gain = 0.6 if t >= 30 else 1.0
+    return noisy((img.astype(np.float32) * gain).astype(np.uint8), k), None
+
+
+def test_a_reported_object_stays_reported_when_a_cloud_dims_the_street() -> None:
+    counts = run(object_then_cloud, 50.0)
+    assert counts[int(28 * FPS)] == 1
+    assert all(c == 1 for c in counts[int(30 * FPS) :])
