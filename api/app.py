@@ -22,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AuthError, decode_token
 from api.metrics import ApiMetrics
+from api.routes import auth, cameras, cases, evidence, health, hotline, memory, models, stats, users
+from api.routes.auth import LOGIN_MAX_BODY_BYTES
+from api.routes.hotline import CALLBACK_MAX_BODY_BYTES
 from urbaneye.db.session import session_factory
 from urbaneye.redact import mask_text
 from urbaneye.settings import Settings, get_settings
@@ -122,9 +125,6 @@ def iter_api_routes(app: FastAPI) -> Iterator[RouteInfo]:
 
 def route_body_limits() -> dict[str, int]:
     """Routes whose bodies are capped below ``settings.max_body_bytes``: the two public ones."""
-    from api.routes.auth import LOGIN_MAX_BODY_BYTES
-    from api.routes.hotline import CALLBACK_MAX_BODY_BYTES
-
     return {
         f"{API_PREFIX}/auth/login": LOGIN_MAX_BODY_BYTES,
         f"{API_PREFIX}/hotline/callback": CALLBACK_MAX_BODY_BYTES,
@@ -290,8 +290,6 @@ class BodyLimitMiddleware:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the environment's). Tables must exist (migrations)."""
-    from api.routes import auth, cameras, cases, evidence, health, hotline, memory, models, stats, users
-
     settings = settings or get_settings()
     app = FastAPI(
         title="UrbanEye API",

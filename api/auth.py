@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from urbaneye.db.models import LoginThrottle, Role, User, utcnow
-from urbaneye.settings import Settings
+from urbaneye.settings import Settings, get_settings
 
 _hasher = PasswordHasher()
 JWT_ALGORITHM = "HS256"
@@ -106,8 +106,6 @@ def ensure_demo_users(session: Session, settings: Settings | None = None) -> lis
     """Create the demo admin ``admin``/``admin-demo`` and reviewer ``demo``/``demo-review`` if missing.
 
     Refused (``DemoUsersRefused``) in production."""
-    from urbaneye.settings import get_settings
-
     refuse_demo_users_in_production(settings or get_settings())
     users = []
     for username, password, role, display in DEMO_USERS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 from api.auth import AuthError, TokenKind, client_address, decode_token, user_for_claims
 from urbaneye.db.models import Role, User
 from urbaneye.settings import Settings
-
-if TYPE_CHECKING:
-    from urbaneye.storage import EvidenceStore
+from urbaneye.storage import EvidenceStore
+from urbaneye.storage import get_store as make_store
 
 LOGIN_PATH = "/api/v1/auth/login"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
@@ -36,8 +35,6 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_store(request: Request) -> EvidenceStore:
     state = request.app.state
     if getattr(state, "store", None) is None:
-        from urbaneye.storage import get_store as make_store
-
         state.store = make_store(state.settings)
     return state.store
 

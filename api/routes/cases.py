@@ -33,9 +33,11 @@ from api.schemas.cases import (
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
+from urbaneye.cases import service
+from urbaneye.cases.service import CaseNotFound, CaseStateError
 from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, Role, User, Zone
-from urbaneye.memory import MEMORY_REASONS
-from urbaneye.storage import EvidenceStore
+from urbaneye.memory import MEMORY_REASONS, MemoryNotMade, forget_case, remember_rejection
+from urbaneye.storage import EvidenceNotFound, EvidenceStore, EvidenceStoreUnavailable
 from vision.types import Escalation, ViolationKind
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,6 @@ class CaseFilters:
 @contextmanager
 def service_errors(case_id: str) -> Iterator[None]:
     """Translate the case service's errors: unknown case -> 404, change not allowed now -> 409."""
-    from urbaneye.cases.service import CaseNotFound, CaseStateError
-
     try:
         yield
     except CaseNotFound:
@@ -248,8 +248,6 @@ def _verify(
     store: EvidenceStore | None = None,
     ttl_days: float = 30.0,
 ) -> Case:
-    from urbaneye.cases import service
-
     with service_errors(case_id):
         case = service.review_case(
             session,
@@ -272,9 +270,6 @@ def _verify(
 
 def _remember(session: Session, store: EvidenceStore, case: Case, user: User, ttl_days: float) -> None:
     """The camera's false-alarm memory learns the rejected object; the rejection stands if it cannot."""
-    from urbaneye.memory import MemoryNotMade, remember_rejection
-    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
-
     try:  # every check comes before the row is added: a failure leaves the review's transaction clean
         remember_rejection(session, store, case, user.id, ttl_days)
     except (MemoryNotMade, EvidenceNotFound, EvidenceStoreUnavailable) as exc:
@@ -325,9 +320,6 @@ def verify_bulk(
 def undo_case(case_id: str, request: Request, session: SessionDep, user: ReviewerUser) -> CasePublic:
     """Undo the last decision on a case, putting it back in the queue (while it has not gone further).
     A reviewer may undo only their own decision; admins any."""
-    from urbaneye.cases import service
-    from urbaneye.memory import forget_case
-
     last = session.scalar(
         select(Review)
         .where(Review.case_id == case_id)
@@ -348,8 +340,6 @@ def undo_case(case_id: str, request: Request, session: SessionDep, user: Reviewe
 @router.post("/{case_id}/resend", response_model=CasePublic, responses=errors(404, 409))
 def resend_case(case_id: str, session: SessionDep, user: ReviewerUser) -> CasePublic:
     """Queue a confirmed (or dead-lettered) case for the hotline again."""
-    from urbaneye.cases import service
-
     with service_errors(case_id):
         case = service.resend_to_hotline(session, case_id, actor_of(user))
         session.commit()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from api.deps import SettingsDep, StoreDep
 from api.schemas.common import errors
+from urbaneye.storage import EvidenceNotFound, FsEvidenceStore, verify_fs_presigned
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
 
@@ -28,8 +29,6 @@ def evidence_object(
     expires: Annotated[int, Query(ge=0, le=2**40)],
     signature: Annotated[str, Query(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")],
 ) -> Response:
-    from urbaneye.storage import EvidenceNotFound, FsEvidenceStore, verify_fs_presigned
-
     if not isinstance(store, FsEvidenceStore):
         raise HTTPException(
             404, "evidence is served by the S3 store; use the presigned URL from the case detail"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
+from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
+
+from api.deps import get_store
 
 router = APIRouter(tags=["health"])
 
@@ -55,15 +58,11 @@ def _broker(request: Request) -> None:
     url = request.app.state.settings.broker_url
     if url.startswith("memory://"):
         return  # embedded: tasks run in-process
-    from kombu import Connection
-
     with Connection(url, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
 def _store(request: Request) -> None:
-    from api.deps import get_store
-
     store = get_store(request)
     store.exists("readyz-probe")
 

@@ -11,6 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas.common import errors
+from urbaneye.cases.service import CaseNotFound, CaseStateError
+from urbaneye.hotline.callbacks import apply_hotline_callback
+from urbaneye.hotline.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError
 
 router = APIRouter(prefix="/hotline", tags=["hotline"])
 
@@ -34,10 +37,6 @@ async def hotline_callback(
     x_urbaneye_timestamp: Annotated[str | None, Header(description="unix seconds; ±300 s of now")] = None,
 ) -> CallbackOut:
     """Apply one signed status update from the hotline to its case (idempotent for repeats)."""
-    from urbaneye.cases.service import CaseNotFound, CaseStateError
-    from urbaneye.hotline import apply_hotline_callback
-    from urbaneye.hotline.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError
-
     if not x_urbaneye_signature or not x_urbaneye_timestamp:
         # unsigned: refused before the body is read
         raise HTTPException(

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from urbaneye.audit import append_audit
 from urbaneye.db.models import User
 
 
@@ -20,6 +21,4 @@ def actor_of(user: User) -> str:
 def record(
     session: Session, user: User, action: str, entity: str, entity_id: str, detail: dict[str, Any]
 ) -> None:
-    from urbaneye.audit import append_audit
-
     append_audit(session, actor_of(user), action, entity, entity_id, "", "", detail)
