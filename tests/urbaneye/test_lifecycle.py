@@ -16,7 +16,7 @@ from urbaneye.cases.handoff import EvidenceFrame, EvidenceRuleError, Handoff
 from urbaneye.cases.service import CaseNotFound, CaseStateError
 from urbaneye.db.models import AuditLog, Case, CaseStatus, Outbox, Review
 from urbaneye.db.session import session_scope
-from urbaneye.hotline import apply_hotline_callback
+from urbaneye.hotline.callbacks import apply_hotline_callback
 from urbaneye.hotline.delivery import deliver_outbox
 from urbaneye.hotline.signing import SignatureError, sign
 from vision.types import ViolationKind

@@ -83,7 +83,7 @@ def test_worker_creates_cases_review_pushes_signed_case_and_callback_advances(
         import time
 
         ts = str(int(time.time()))
-        from urbaneye.hotline import apply_hotline_callback
+        from urbaneye.hotline.callbacks import apply_hotline_callback
 
         apply_hotline_callback(s, payload, sign("test-hotline-secret", ts, payload), ts)
     with session_scope(stack.db_url) as s:
