@@ -29,7 +29,7 @@ from streams.run import (
     refuse_invalid,
 )
 from streams.sources import mask_url
-from urbaneye.audit import CheckpointThread
+from urbaneye.audit_checkpoints import CheckpointThread
 from urbaneye.db.migrate import upgrade
 from urbaneye.db.session import session_scope
 from urbaneye.settings import Settings, get_settings

@@ -17,7 +17,8 @@ model versions and promotions) appends a ``row_*`` entry with the row's digest, 
 evidence row and its object swapped) from one changed through it.
 
 Appends are serialised so the chain never forks: on PostgreSQL a transaction-scoped advisory lock, on
-SQLite a write lock taken before the chain head is read. ``urbaneye audit verify`` runs ``verify_all``.
+SQLite a write lock taken before the chain head is read. Checkpoints: ``urbaneye.audit_checkpoints``;
+``urbaneye audit verify`` runs ``urbaneye.audit_verify.verify_all``.
 """
 
 from __future__ import annotations
@@ -29,19 +30,16 @@ import hmac
 import json
 import logging
 import os
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, insert, inspect, select, text
+from sqlalchemy import event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from urbaneye.db.models import (
     ActiveModel,
-    AuditCheckpoint,
     AuditLog,
     Camera,
     Case,
@@ -58,8 +56,6 @@ log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 #: Arbitrary constant key of the PostgreSQL advisory lock that serialises chain appends.
 _PG_LOCK_KEY = 0x75726261_6E657965 & 0x7FFFFFFFFFFFFFFF
-#: Object-store folder of the signed checkpoints: ``audit/checkpoints/0000000001.json`` …
-CHECKPOINT_PREFIX = "audit/checkpoints"
 #: Head-file lines ``verify_head_file`` compares with the table (the newest; older ones are covered by
 #: the chain links from there back).
 HEAD_LINES_CHECKED = 1000
@@ -96,13 +92,14 @@ def row_hash(prev_hash: str, row: AuditLog) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(row)).hexdigest()
 
 
-def _key(key: str | None = None) -> bytes:
+def mac_key(key: str | None = None) -> bytes:
+    """The audit key as bytes (default ``settings.audit_key``): keys the row MACs and signs checkpoints."""
     return (key if key is not None else get_settings().audit_key).encode()
 
 
 def row_mac(row_hash_hex: str, key: str | None = None) -> str:
     """HMAC-SHA256 of a row's hash with the audit key (settings, never the database)."""
-    return hmac.new(_key(key), row_hash_hex.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(mac_key(key), row_hash_hex.encode(), hashlib.sha256).hexdigest()
 
 
 def _lock_chain(session: Session) -> None:
@@ -188,7 +185,7 @@ COVERED: dict[type, tuple[str, ...]] = {
     ActiveModel: ("version", "shadow_version", "shadow_cameras"),
 }
 _HIDDEN = {(User, "password_hash"), (Camera, "config"), (Zone, "config")}
-_BY_TABLE = {cls.__tablename__: cls for cls in COVERED}
+COVERED_BY_TABLE = {cls.__tablename__: cls for cls in COVERED}
 
 
 class RowOp(StrEnum):
@@ -198,7 +195,7 @@ class RowOp(StrEnum):
     BASELINE = "row_baseline"  # rows that existed when migration 0005 started the coverage
 
 
-_ROW_OPS = frozenset(op.value for op in RowOp)
+ROW_OPS = frozenset(op.value for op in RowOp)
 
 
 def _norm(value: Any) -> Any:
@@ -216,7 +213,7 @@ def row_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pk(cls: type, values: dict[str, Any]) -> str:
+def primary_key_of(cls: type, values: dict[str, Any]) -> str:
     return "/".join(str(values[c.key]) for c in inspect(cls).primary_key)
 
 
@@ -250,7 +247,16 @@ for _cls in COVERED:
 def _row_entry(session: Session, op: RowOp, cls: type, values: dict[str, Any], actor: str) -> None:
     fields = row_fields(cls, values) if op is not RowOp.DELETE else {}
     status = str(fields.get("status") or "") if cls is Case else ""
-    _add_row(session, actor, op.value, cls.__tablename__, _pk(cls, values), "", status, {"fields": fields})
+    _add_row(
+        session,
+        actor,
+        op.value,
+        cls.__tablename__,
+        primary_key_of(cls, values),
+        "",
+        status,
+        {"fields": fields},
+    )
 
 
 @event.listens_for(Session, "after_flush")
@@ -345,462 +351,3 @@ def read_head_lines(path: Path, keep: int = HEAD_LINES_CHECKED) -> tuple[list[He
             else:
                 bad.append(no)
     return list(lines), bad
-
-
-# ------------------------------------------------------------------------------ checkpoints
-@dataclass(frozen=True)
-class Checkpoint:
-    """The chain's head at one moment, signed with the audit key."""
-
-    seq: int
-    at: str
-    head_id: int
-    head_hash: str
-    rows: int
-    signature: str = ""
-
-    def body(self) -> bytes:
-        data = {"seq": self.seq, "at": self.at, "head_id": self.head_id, "head_hash": self.head_hash}
-        return json.dumps({**data, "rows": self.rows}, sort_keys=True).encode()
-
-    def signed(self, key: str | None = None) -> Checkpoint:
-        sig = hmac.new(_key(key), self.body(), hashlib.sha256).hexdigest()
-        return Checkpoint(self.seq, self.at, self.head_id, self.head_hash, self.rows, sig)
-
-    def valid(self, key: str | None = None) -> bool:
-        return hmac.compare_digest(self.signed(key).signature, self.signature)
-
-    def to_json(self) -> bytes:
-        return json.dumps({**json.loads(self.body()), "signature": self.signature}, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Checkpoint:
-        d = json.loads(data)
-        return cls(
-            int(d["seq"]),
-            str(d["at"]),
-            int(d["head_id"]),
-            str(d["head_hash"]),
-            int(d["rows"]),
-            str(d["signature"]),
-        )
-
-
-def checkpoint_key(seq: int) -> str:
-    return f"{CHECKPOINT_PREFIX}/{seq:010d}.json"
-
-
-def write_checkpoint(session: Session, store) -> Checkpoint | None:  # noqa: ANN001 - EvidenceStore
-    """Sign the committed head and write it to the store (object lock), the table and the log.
-
-    Takes no chain lock: a slow or hung store must never hold back audit appends. None when the head
-    has not moved since the last checkpoint (or the chain is empty). Commits.
-    """
-    head = session.execute(select(AuditLog.id, AuditLog.hash).order_by(AuditLog.id.desc()).limit(1)).first()
-    if head is None:
-        return None
-    last = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
-    if last is not None and last.head_id == head.id:
-        return None
-    rows = session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.id <= head.id)) or 0
-    seq = (last.seq if last else 0) + 1
-    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    cp = Checkpoint(seq, at, head.id, head.hash, rows).signed()
-    key = checkpoint_key(seq)
-    store.put(key, cp.to_json(), content_type="application/json")
-    session.add(
-        AuditCheckpoint(
-            seq=seq,
-            head_id=cp.head_id,
-            head_hash=cp.head_hash,
-            rows=rows,
-            signature=cp.signature,
-            object_key=key,
-        )
-    )
-    session.commit()
-    log.info("audit checkpoint %s", cp.to_json().decode())
-    return cp
-
-
-def latest_stored_checkpoint(store, floor: int = 0) -> int:  # noqa: ANN001 - EvidenceStore
-    """The highest checkpoint number in the store (0: none), found with O(log n) ``exists`` calls.
-
-    Starts from ``floor`` (the table's newest) and gallops past it: checkpoints the table lost still count.
-    """
-    lo = floor if floor > 0 and store.exists(checkpoint_key(floor)) else 0
-    step = 1
-    while store.exists(checkpoint_key(lo + step)):
-        lo, step = lo + step, step * 2
-    hi = lo + step  # absent
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if store.exists(checkpoint_key(mid)) else (lo, mid)
-    return lo
-
-
-class CheckpointThread(threading.Thread):
-    """Writes a checkpoint every ``interval_s`` (``urbaneye run``, ``urbaneye relay``); never raises."""
-
-    def __init__(self, url: str, store, interval_s: float) -> None:  # noqa: ANN001 - EvidenceStore
-        super().__init__(name="audit-checkpoints", daemon=True)
-        self.url, self.store, self.interval_s = url, store, interval_s
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.wait(self.interval_s):
-            self.once()
-
-    def once(self) -> Checkpoint | None:
-        from urbaneye.db.session import session_factory
-
-        try:
-            with session_factory(self.url)() as session:
-                return write_checkpoint(session, self.store)
-        except Exception as exc:  # store or database down: the next round tries again
-            log.warning("audit checkpoint not written (next try in %.0f s): %s", self.interval_s, exc)
-            return None
-
-    def stop(self) -> None:
-        self._halt.set()
-
-
-# ------------------------------------------------------------------------------ verification
-class Tamper(StrEnum):
-    """What ``urbaneye audit verify`` names."""
-
-    TRUNCATED = "TRUNCATED"  # rows cut off the end (or out of the middle)
-    REWRITTEN = "REWRITTEN"  # content or MAC does not match: rewritten, hashes recomputed or not
-    CHANGED_OUTSIDE_APP = "CHANGED_OUTSIDE_APP"  # a covered row differs from what the chain recorded
-    EVIDENCE_SWAPPED = "EVIDENCE_SWAPPED"  # an evidence row's SHA-256 (and its object) replaced
-    ANCHOR = "ANCHOR"  # a head-file line or checkpoint forged, missing or unreadable
-
-
-@dataclass(frozen=True)
-class ChainProblem:
-    audit_id: int
-    problem: str
-
-    def __str__(self) -> str:
-        return f"audit_log id={self.audit_id}: {self.problem}"
-
-
-@dataclass(frozen=True)
-class IntegrityProblem:
-    """A tamper found by comparing the database with the chain or with an anchor outside it."""
-
-    tamper: Tamper
-    where: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.tamper.value} {self.where}: {self.problem}"
-
-
-def _iter_rows(session: Session, batch: int = 1000) -> Iterator[AuditLog]:
-    last_id = 0
-    while True:
-        rows = session.scalars(
-            select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last_id = rows[-1].id
-        session.expunge_all()
-
-
-@dataclass
-class ChainWalk:
-    """What one pass over the table learns: rows, problems, the head and each covered row's last entry.
-
-    ``last_entry``: (table, row id) -> (audit id, action, recorded fields); ``hashes``: audit id -> hash
-    of the ids asked for (head-file lines).
-    """
-
-    rows: int = 0
-    head_id: int = 0
-    head_hash: str = GENESIS_HASH
-    problems: list[ChainProblem] = field(default_factory=list)
-    last_entry: dict[tuple[str, str], tuple[int, str, dict[str, Any]]] = field(default_factory=dict)
-    hashes: dict[int, str] = field(default_factory=dict)
-
-
-def walk_chain(session: Session, want_hashes: set[int] | None = None) -> ChainWalk:
-    """Walk the table in id order: links, hashes and MACs; note each covered row's last ``row_*`` entry."""
-    walk = ChainWalk()
-    prev = GENESIS_HASH
-    key = _key()
-    bad_macs: list[int] = []
-    for row in _iter_rows(session):
-        walk.rows += 1
-        if row.prev_hash != prev:
-            walk.problems.append(
-                ChainProblem(
-                    row.id, "prev_hash does not match the previous row (a row was deleted or inserted)"
-                )
-            )
-        if row_hash(row.prev_hash, row) != row.hash:
-            walk.problems.append(ChainProblem(row.id, "content does not match its hash (row was altered)"))
-        elif row.mac is None or not hmac.compare_digest(row_mac(row.hash, key.decode()), row.mac):
-            bad_macs.append(row.id)
-        if row.action in _ROW_OPS and row.entity in _BY_TABLE:
-            walk.last_entry[(row.entity, row.entity_id)] = (
-                row.id,
-                row.action,
-                (row.detail or {}).get("fields", {}),
-            )
-        if want_hashes and row.id in want_hashes:
-            walk.hashes[row.id] = row.hash
-        prev = row.hash
-        walk.head_id, walk.head_hash = row.id, row.hash
-    if bad_macs:
-        later = f" and {len(bad_macs) - 1} later row(s)" if len(bad_macs) > 1 else ""
-        walk.problems.append(
-            ChainProblem(
-                bad_macs[0],
-                f"REWRITTEN: its MAC does not match{later}: the row was rewritten and the hashes after it "
-                "recomputed, or written by someone without the audit key (settings.audit_key)",
-            )
-        )
-    return walk
-
-
-def verify_chain(session: Session) -> tuple[int, list[ChainProblem]]:
-    """Walk the chain. Returns (rows checked, problems); no problems means intact."""
-    walk = walk_chain(session)
-    return walk.rows, walk.problems
-
-
-def verify_head_file(
-    walk: ChainWalk, lines: list[HeadLine], bad_lines: list[int], path: Path
-) -> list[IntegrityProblem]:
-    """The table against this machine's head file: every anchored row must still be there, unchanged."""
-    out: list[IntegrityProblem] = []
-    where = f"head file {path}"
-    key = _key().decode()
-    for no in bad_lines:
-        out.append(IntegrityProblem(Tamper.ANCHOR, where, f"line {no} is malformed (torn write or edited)"))
-    genuine = [h for h in lines if hmac.compare_digest(row_mac(h.row_hash, key), h.mac)]
-    for h in lines:
-        if h not in genuine:
-            out.append(IntegrityProblem(Tamper.ANCHOR, where, f"line {h.line_no} has a wrong MAC (forged)"))
-    if not genuine:
-        return out
-    newest = max(genuine, key=lambda h: h.row_id)
-    if walk.head_id < newest.row_id:
-        out.append(
-            IntegrityProblem(
-                Tamper.TRUNCATED,
-                "audit_log",
-                f"the table ends at id={walk.head_id} but the head file anchored id={newest.row_id} "
-                f"(hash {newest.row_hash[:12]}…) after its commit: the most recent rows were deleted",
-            )
-        )
-    for h in genuine:
-        have = walk.hashes.get(h.row_id)
-        if h.row_id > walk.head_id:
-            continue  # reported above as truncation
-        if have is None:
-            out.append(
-                IntegrityProblem(
-                    Tamper.TRUNCATED, f"audit_log id={h.row_id}", "anchored in the head file but deleted"
-                )
-            )
-        elif have != h.row_hash:
-            out.append(
-                IntegrityProblem(
-                    Tamper.REWRITTEN,
-                    f"audit_log id={h.row_id}",
-                    "its hash differs from the one anchored in the head file: the chain was rewritten",
-                )
-            )
-    return out
-
-
-def verify_checkpoint(session: Session, walk: ChainWalk, store) -> list[IntegrityProblem]:  # noqa: ANN001
-    """The table against the newest signed checkpoint in the object store."""
-    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
-
-    table_seq = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
-    try:
-        seq = latest_stored_checkpoint(store, table_seq)
-        if seq == 0:
-            return []
-        cp = Checkpoint.from_json(store.get(checkpoint_key(seq)))
-    except (EvidenceStoreUnavailable, EvidenceNotFound, ValueError, KeyError) as exc:
-        return [IntegrityProblem(Tamper.ANCHOR, "checkpoints", f"cannot read them from the store: {exc}")]
-    where = f"checkpoint {seq} ({checkpoint_key(seq)})"
-    out: list[IntegrityProblem] = []
-    if not cp.valid():
-        return [IntegrityProblem(Tamper.ANCHOR, where, "its signature does not match: forged or another key")]
-    if seq < table_seq:
-        out.append(
-            IntegrityProblem(
-                Tamper.ANCHOR, where, f"the table lists checkpoint {table_seq}, the store has not"
-            )
-        )
-    row = session.execute(select(AuditLog.hash).where(AuditLog.id == cp.head_id)).scalar()
-    rows = session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.id <= cp.head_id)) or 0
-    if row is None:
-        out.append(
-            IntegrityProblem(
-                Tamper.TRUNCATED,
-                f"audit_log id={cp.head_id}",
-                f"the head signed in {where} at {cp.at} is gone: rows were deleted (the table ends at id={walk.head_id})",
-            )
-        )
-    elif row != cp.head_hash:
-        out.append(
-            IntegrityProblem(
-                Tamper.REWRITTEN,
-                f"audit_log id={cp.head_id}",
-                f"its hash differs from the one signed in {where}",
-            )
-        )
-    if row is not None and rows != cp.rows:
-        out.append(
-            IntegrityProblem(
-                Tamper.TRUNCATED,
-                "audit_log",
-                f"{rows} rows up to id={cp.head_id}, {where} signed {cp.rows}: rows were deleted from the middle",
-            )
-        )
-    return out
-
-
-def verify_state(session: Session, walk: ChainWalk) -> list[IntegrityProblem]:
-    """Every covered row against its last chained entry: changed, added or deleted behind the app's back."""
-    out: list[IntegrityProblem] = []
-    seen: set[tuple[str, str]] = set()
-    for cls, cols in COVERED.items():
-        table = cls.__tablename__
-        pk = [c.key for c in inspect(cls).primary_key]
-        columns = [getattr(cls, c) for c in dict.fromkeys([*pk, *cols])]
-        for values in session.execute(select(*columns)).mappings():
-            ident = (table, _pk(cls, values))
-            seen.add(ident)
-            where = f"{table} id={ident[1]}"
-            entry = walk.last_entry.get(ident)
-            if entry is None:
-                out.append(
-                    IntegrityProblem(
-                        Tamper.CHANGED_OUTSIDE_APP, where, "not in the audit log: written outside the app"
-                    )
-                )
-                continue
-            audit_id, action, recorded = entry
-            if action == RowOp.DELETE:
-                out.append(
-                    IntegrityProblem(
-                        Tamper.CHANGED_OUTSIDE_APP,
-                        where,
-                        f"deleted per audit_log id={audit_id} but present again",
-                    )
-                )
-                continue
-            now = row_fields(cls, dict(values))
-            diffs = {c: (recorded.get(c), now[c]) for c in cols if recorded.get(c) != now[c]}
-            if not diffs:
-                continue
-            if cls is Evidence and "sha256" in diffs:
-                old, new = diffs["sha256"]
-                out.append(
-                    IntegrityProblem(
-                        Tamper.EVIDENCE_SWAPPED,
-                        f"{where} key={values['key']}",
-                        f"sha256 is {new} but audit_log id={audit_id} recorded {old}: the evidence row (and "
-                        "its object) was replaced outside the app",
-                    )
-                )
-                continue
-            text_diffs = ", ".join(f"{c} is {new!r} (audit log: {old!r})" for c, (old, new) in diffs.items())
-            out.append(
-                IntegrityProblem(
-                    Tamper.CHANGED_OUTSIDE_APP,
-                    where,
-                    f"{text_diffs} since audit_log id={audit_id}: changed outside the app",
-                )
-            )
-    for ident, (audit_id, action, _) in walk.last_entry.items():
-        if ident not in seen and action != RowOp.DELETE:
-            out.append(
-                IntegrityProblem(
-                    Tamper.CHANGED_OUTSIDE_APP,
-                    f"{ident[0]} id={ident[1]}",
-                    f"deleted outside the app (last recorded in audit_log id={audit_id}, no delete chained)",
-                )
-            )
-    return out
-
-
-@dataclass
-class Verification:
-    rows: int
-    problems: list[ChainProblem | IntegrityProblem]
-    #: each head file checked, with how many of its lines (anchors)
-    head_files: list[tuple[Path, int]]
-
-
-def verify_all(session: Session, store=None, head_files: list[Path] | None = None) -> Verification:  # noqa: ANN001
-    """Chain, head file(s), newest checkpoint (when ``store`` is given) and covered rows; see ``Tamper``.
-
-    ``head_files``: default this machine's for the session's database; pass each machine's to check all.
-    """
-    read = {path: read_head_lines(path) for path in (head_files or [head_file_for(session)])}
-    walk = walk_chain(session, want_hashes={h.row_id for lines, _ in read.values() for h in lines})
-    problems: list[ChainProblem | IntegrityProblem] = list(walk.problems)
-    for path, (lines, bad) in read.items():
-        problems += verify_head_file(walk, lines, bad, path)
-    if store is not None:
-        problems += verify_checkpoint(session, walk, store)
-    problems += verify_state(session, walk)
-    return Verification(walk.rows, problems, [(path, len(lines)) for path, (lines, _) in read.items()])
-
-
-@dataclass(frozen=True)
-class EvidenceProblem:
-    evidence_id: int
-    case_id: str
-    key: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"evidence id={self.evidence_id} case={self.case_id} key={self.key}: {self.problem}"
-
-
-def verify_evidence(session: Session, store) -> tuple[int, list[EvidenceProblem]]:  # noqa: ANN001 - EvidenceStore
-    """Read every uploaded evidence object back and compare its SHA-256 with the database."""
-    from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
-    from vision.digest import sha256_hex
-
-    problems: list[EvidenceProblem] = []
-    count = 0
-    last_id = 0
-    while True:
-        rows = session.scalars(
-            select(Evidence)
-            .where(Evidence.id > last_id, Evidence.uploaded.is_(True))
-            .order_by(Evidence.id)
-            .limit(500)
-        ).all()
-        if not rows:
-            break
-        for e in rows:
-            count += 1
-            try:
-                actual = sha256_hex(store.get(e.key))
-            except EvidenceNotFound:
-                problems.append(EvidenceProblem(e.id, e.case_id, e.key, "object is missing from the store"))
-                continue
-            except EvidenceStoreUnavailable as exc:
-                problems.append(EvidenceProblem(e.id, e.case_id, e.key, f"store unreachable: {exc}"))
-                continue
-            if actual != e.sha256:
-                problems.append(
-                    EvidenceProblem(
-                        e.id, e.case_id, e.key, f"sha256 {actual} != recorded {e.sha256} (object altered)"
-                    )
-                )
-        last_id = rows[-1].id
-    return count, problems

@@ -99,7 +99,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from urbaneye.audit import verify_all, verify_evidence
+    from urbaneye.audit_verify import verify_all, verify_evidence
     from urbaneye.db.session import session_factory
     from urbaneye.settings import get_settings
     from urbaneye.storage import get_store
@@ -126,7 +126,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    from urbaneye.audit import write_checkpoint
+    from urbaneye.audit_checkpoints import write_checkpoint
     from urbaneye.db.session import session_factory
     from urbaneye.settings import get_settings
     from urbaneye.storage import get_store
@@ -190,7 +190,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from urbaneye.audit import CheckpointThread
+    from urbaneye.audit_checkpoints import CheckpointThread
     from urbaneye.cases.handoff import Handoff
     from urbaneye.hotline.relay import dispatch_due_outbox
     from urbaneye.settings import get_settings

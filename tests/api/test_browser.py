@@ -148,7 +148,7 @@ def seeded(db, store, make_case, make_camera) -> dict:  # noqa: ANN001
 
 
 def test_review_three_cases_by_keyboard(page, seeded, db) -> None:  # noqa: ANN001
-    from urbaneye.audit import verify_chain
+    from urbaneye.audit_verify import verify_chain
     from urbaneye.db.models import AuditLog, Case, Review
 
     a, b, c, d = seeded["pending"]

@@ -94,7 +94,7 @@ def test_detail_has_presigned_evidence_with_hashes(
 
 
 def test_confirm_reject_undo_are_audited_with_user(client, users, make_case, db) -> None:  # noqa: ANN001
-    from urbaneye.audit import verify_chain
+    from urbaneye.audit_verify import verify_chain
     from urbaneye.db.models import AuditLog, Case, Outbox, Review
 
     a, b = make_case(), make_case()

@@ -10,7 +10,8 @@ import threading
 from sqlalchemy import select, text
 
 from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
-from urbaneye.audit import GENESIS_HASH, append_audit, verify_chain
+from urbaneye.audit import GENESIS_HASH, append_audit
+from urbaneye.audit_verify import verify_chain
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
 from urbaneye.db.models import AuditLog, Evidence

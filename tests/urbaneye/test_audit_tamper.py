@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
-from urbaneye.audit import GENESIS_HASH, head_file_for, row_hash, write_checkpoint
+from urbaneye.audit import GENESIS_HASH, head_file_for, row_hash
+from urbaneye.audit_checkpoints import write_checkpoint
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
 from urbaneye.db.models import AuditLog, Evidence
@@ -193,7 +194,12 @@ def test_the_newest_checkpoint_catches_a_cut_when_the_head_file_is_gone_too(stac
 
 def test_checkpoints_in_s3_under_object_lock_anchor_the_head(make_stack: Callable[..., object]) -> None:
     """The production store: MinIO's API (moto) with object lock; the relay's checkpoint round."""
-    from urbaneye.audit import Checkpoint, CheckpointThread, checkpoint_key, latest_stored_checkpoint
+    from urbaneye.audit_checkpoints import (
+        Checkpoint,
+        CheckpointThread,
+        checkpoint_key,
+        latest_stored_checkpoint,
+    )
     from urbaneye.settings import get_settings
 
     stack = make_stack("memory://")

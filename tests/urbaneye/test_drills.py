@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from tests.urbaneye.conftest import make_context, make_event, make_frames
 from tests.waiting import wait_for
-from urbaneye.audit import verify_chain, verify_evidence
+from urbaneye.audit_verify import verify_chain, verify_evidence
 from urbaneye.cases.handoff import Handoff
 from urbaneye.db.models import Case, Evidence, Outbox
 from urbaneye.db.session import session_scope

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.urbaneye.conftest import make_context, make_event, make_frames
-from urbaneye.audit import verify_chain
+from urbaneye.audit_verify import verify_chain
 from urbaneye.cases import service
 from urbaneye.cases.handoff import EvidenceFrame, EvidenceRuleError, Handoff
 from urbaneye.cases.service import CaseNotFound, CaseStateError

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
 from tests.urbaneye.test_drills import IMMEDIATE, _all_delivered, _state
 from tests.waiting import wait_for
-from urbaneye.audit import verify_evidence
+from urbaneye.audit_verify import verify_evidence
 from urbaneye.cases.spool import make_item_id
 from urbaneye.cases.tasks import process_spool_item_task
 from urbaneye.db.models import Case
