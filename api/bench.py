@@ -17,6 +17,7 @@ import io
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,15 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from api.auth import hash_password, issue_token
+from urbaneye.db.migrate import upgrade
+from urbaneye.db.models import User
+from urbaneye.db.session import session_scope
+from urbaneye.settings import Settings
 
 TARGET_P95_MS = {"list": 100.0, "verify": 150.0}
 PG_ADMIN_URL = os.environ.get("URBANEYE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -37,8 +47,6 @@ GBT = {
 
 
 def _scratch_db() -> tuple[str, str]:
-    from sqlalchemy import create_engine, text
-
     name = f"ue_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -48,8 +56,6 @@ def _scratch_db() -> tuple[str, str]:
 
 
 def _drop_db(name: str) -> None:
-    from sqlalchemy import create_engine, text
-
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(
@@ -61,8 +67,6 @@ def _drop_db(name: str) -> None:
 
 def seed_cases(url: str, n: int, pending_fraction: float = 0.2, cameras: int = 200, seed: int = 0) -> int:
     """COPY ``n`` cases into an empty database (pending_fraction of them awaiting review). Returns pending."""
-    from sqlalchemy import create_engine
-
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)
     cols = [
@@ -151,11 +155,6 @@ def seed_cases(url: str, n: int, pending_fraction: float = 0.2, cameras: int = 2
 
 
 def _make_reviewers(url: str, n: int, secret: str) -> list[str]:
-    from api.auth import hash_password, issue_token
-    from urbaneye.db.models import User
-    from urbaneye.db.session import session_scope
-    from urbaneye.settings import Settings
-
     settings = Settings(environment="test", database_url=url, secret_key=secret)
     shared_hash = hash_password("bench-reviewer")  # one hash: the bench measures reviewing, not logins
     tokens = []
@@ -170,16 +169,12 @@ def _make_reviewers(url: str, n: int, secret: str) -> list[str]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def _wait_ready(base_url: str, timeout_s: float = 60) -> None:
-    import httpx
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -209,15 +204,13 @@ def run_bench(
 ) -> dict:
     """Seed, serve, load, report. ``think_s``: mean pause of a reviewer before each list+decide cycle
     (0 = closed loop, which measures saturation of this machine rather than reviewer latency)."""
-    from api.cli import ensure_schema
-
     scratch = None
     if not database_url:
         database_url, scratch = _scratch_db()
     secret = uuid.uuid4().hex * 2
     server = None
     try:
-        ensure_schema(database_url)
+        upgrade(database_url)
         t0 = time.perf_counter()
         pending = seed_cases(database_url, cases)
         seed_s = time.perf_counter() - t0
@@ -361,8 +354,6 @@ async def _reviewer(client, token: str, idx: int, stop_at: float, think_s: float
 
 
 async def _load(base_url: str, tokens: list[str], duration_s: float, think_s: float) -> dict:
-    import httpx
-
     out: dict = {"latency_ms": {"list": [], "verify": []}, "statuses": {}, "errors": [], "requests": 0}
     limits = httpx.Limits(max_connections=len(tokens) + 5, max_keepalive_connections=len(tokens) + 5)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:

@@ -1,4 +1,8 @@
-"""``urbaneye serve``, ``urbaneye users …`` and ``urbaneye bench-api`` (heavy imports inside handlers)."""
+"""``urbaneye serve``, ``urbaneye users …`` and ``urbaneye bench-api``.
+
+Imports of the app, the database and the benchmark stay inside the handlers: ``urbaneye.cli`` imports
+every area's ``cli.py`` to build its help, and each command should load only what it runs.
+"""
 
 from __future__ import annotations
 
@@ -59,16 +63,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def ensure_schema(url: str) -> None:
-    """Bring the database to the current schema (the migrations when present)."""
-    from urbaneye.db.session import get_engine
+    """Bring the database to the current schema (the migrations)."""
+    from urbaneye.db.migrate import upgrade
 
-    try:
-        from urbaneye.db.migrate import upgrade
-    except ImportError:  # before migrations exist: plain table creation
-        from urbaneye.db.models import Base
-
-        Base.metadata.create_all(get_engine(url))
-        return
     upgrade(url)
 
 
