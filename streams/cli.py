@@ -1,4 +1,8 @@
-"""Stream commands: ``stream-worker``, ``replay``, ``eval-events``, ``bench``. Heavy imports stay in handlers."""
+"""Stream commands: ``stream-worker``, ``replay``, ``eval-events``, ``bench``.
+
+Imports of the worker, the detector and the benchmarks stay inside the handlers: ``urbaneye.cli`` imports
+every area's ``cli.py`` to build its help, and each command should load only what it runs.
+"""
 
 from __future__ import annotations
 

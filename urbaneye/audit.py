@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, insert, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from urbaneye.db.models import (
@@ -304,8 +305,6 @@ def _db_tag(session_or_url: Session | str) -> str:
     if url is None:
         url = session_or_url.get_bind().url.render_as_string(hide_password=True)
     else:
-        from sqlalchemy.engine import make_url
-
         url = make_url(url).render_as_string(hide_password=True)
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 

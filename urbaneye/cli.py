@@ -9,6 +9,10 @@ import importlib
 import logging
 import sys
 
+from pydantic import ValidationError
+
+from vision.config import ConfigError
+
 #: Modules that add commands, in help order.
 COMMAND_MODULES = [
     "app.cli",  # run (the composition root: workers + API + demo)
@@ -27,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
+        # imported by name: an area left out of a build (ModuleNotFoundError) only loses its commands
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -47,10 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from pydantic import ValidationError
-
-    from vision.config import ConfigError
-
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

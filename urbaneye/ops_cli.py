@@ -1,6 +1,7 @@
 """Operations commands: ``db upgrade``, ``audit verify``, ``worker``, ``relay``, ``bench cases``.
 
-Light module: heavy imports stay inside the handlers.
+Light module: imports of the database, storage and Celery stay inside the handlers, because
+``urbaneye.cli`` imports every area's ``cli.py`` to build its help.
 """
 
 from __future__ import annotations
