@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from streams.camera import CameraProcessor, CaptureThread, FrameBuffer
+from streams.camera import CameraProcessor
+from streams.capture import CaptureThread, FrameBuffer
 from streams.sources import SourceKind, source_kind
 from streams.status import CameraHealth
 from vision.config import CameraConfig

@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from streams.camera import SampledFrame
+from streams.capture import SampledFrame
 from urbaneye.cases.spool import CaseContext, EvidenceFrame
 from vision.config import CameraConfig
 from vision.evidence import render_evidence

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 
-from streams.camera import CameraProcessor, FrameBuffer, SampledFrame
+from streams.camera import CameraProcessor
 from streams.camera_runtime import CameraRuntime, CameraRuntimes, is_live
+from streams.capture import FrameBuffer, SampledFrame
 from streams.detector_pool import DetectorPool
 from streams.events import HandoffQueue
 from streams.leases import LeaseManager

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.camera import CameraProcessor, Detector, EventSink, SampledFrame, Sampler, file_origin
+from streams.camera import CameraProcessor, Detector, EventSink
+from streams.capture import SampledFrame, Sampler, file_origin
 from streams.events import JsonlEventWriter
 from streams.sources import SourceError, VideoSource
 from vision.config import CameraConfig, CamerasFile, ConfigError, RulesConfig, SourceConfig

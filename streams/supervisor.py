@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streams.camera import CaptureThread, FrameBuffer
 from streams.camera_runtime import CameraRuntime, CameraRuntimes, WorkerCameras
+from streams.capture import CaptureThread, FrameBuffer
 from streams.leases import LeaseManager
 from streams.sources import mask_url
 from streams.status import CameraHealth, CameraStatusSnapshot, StatusBoard
@@ -29,7 +29,7 @@ CRASH_RESTART_S = 10.0
 
 @dataclass(frozen=True)
 class CaptureOptions:
-    """How the worker's capture threads read their sources (``streams.camera.CaptureThread``)."""
+    """How the worker's capture threads read their sources (``streams.capture.CaptureThread``)."""
 
     realtime: bool = True
     speed: float = 1.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.camera import Backoff, CaptureThread, FrameBuffer, SampledFrame, Sampler
+from streams.capture import Backoff, CaptureThread, FrameBuffer, SampledFrame, Sampler
 from streams.status import CameraHealth, CameraState
 from tests.streams.conftest import camera_dict
 from tests.streams.helpers import write_clip

@@ -37,7 +37,7 @@ def one_frame_file(path: Path, frames: int = 100) -> Path:
 
 CHILD = """
 import json, logging, sys, time
-from streams.camera import CaptureThread, FrameBuffer
+from streams.capture import CaptureThread, FrameBuffer
 from streams.status import CameraHealth
 from vision.config import CameraConfig
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -7,7 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.camera import CameraProcessor, SampledFrame, Sampler
+from streams.camera import CameraProcessor
+from streams.capture import SampledFrame, Sampler
 from streams.sources import VideoSource
 from streams.worker import DetectorPool, record_shadow_opened
 from tests.streams.conftest import GARBAGE_BOX, camera_dict
