@@ -65,39 +65,93 @@ def _drop_db(name: str) -> None:
     admin.dispose()
 
 
+#: columns of the cases table the benchmark fills, in COPY order
+CASE_COLUMNS = [
+    "id",
+    "violation_id",
+    "camera_id",
+    "zone_id",
+    "place_key",
+    "kind",
+    "gbt_code",
+    "gbt_name",
+    "source_channel",
+    "address",
+    "grid_code",
+    "started_at",
+    "duration_s",
+    "confidence",
+    "model_version",
+    "escalation",
+    "bbox_xyxy",
+    "frame_wh",
+    "object_count",
+    "description",
+    "status",
+    "review_note",
+    "corrections",
+    "route",
+    "hotline_ref",
+    "created_at",
+    "updated_at",
+]
+
+
+def _case_row(
+    i: int, kind: str, cam: str, created: dt.datetime, status: str, esc: str, confidence: str
+) -> list[str]:
+    """One case of the benchmark as a COPY row (``CASE_COLUMNS``)."""
+    return [
+        uuid.uuid4().hex,
+        f"bench-{i}",
+        cam,
+        "z1",
+        f"{cam}/z1",
+        kind,
+        *GBT[kind],
+        "视频抓拍",
+        "人民路与滨河路口东北角",
+        "",
+        (created - dt.timedelta(minutes=5)).isoformat(),
+        "300",
+        confidence,
+        "bench-model",
+        esc,
+        "[100, 100, 200, 200]",
+        "[1920, 1080]",
+        "1",
+        "占道经营",
+        status,
+        "",
+        "[]",
+        "hotline",
+        "",
+        created.isoformat(),
+        created.isoformat(),
+    ]
+
+
+def _copy_cases(url: str, rows_tsv: str) -> None:
+    """COPY the rows into ``cases``, then VACUUM ANALYZE it as autovacuum would have."""
+    engine = create_engine(url)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur, cur.copy(f"COPY cases ({', '.join(CASE_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(rows_tsv)
+        raw.commit()
+        # steady state of a live table: autovacuum has set the visibility map, so counts are index-only
+        raw.driver_connection.autocommit = True
+        with raw.cursor() as cur:
+            cur.execute("VACUUM ANALYZE cases")
+    finally:
+        raw.close()
+        engine.dispose()
+
+
 def seed_cases(url: str, n: int, pending_fraction: float = 0.2, cameras: int = 200, seed: int = 0) -> int:
     """COPY ``n`` cases into an empty database (pending_fraction of them awaiting review). Returns pending."""
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)
-    cols = [
-        "id",
-        "violation_id",
-        "camera_id",
-        "zone_id",
-        "place_key",
-        "kind",
-        "gbt_code",
-        "gbt_name",
-        "source_channel",
-        "address",
-        "grid_code",
-        "started_at",
-        "duration_s",
-        "confidence",
-        "model_version",
-        "escalation",
-        "bbox_xyxy",
-        "frame_wh",
-        "object_count",
-        "description",
-        "status",
-        "review_note",
-        "corrections",
-        "route",
-        "hotline_ref",
-        "created_at",
-        "updated_at",
-    ]
     decided = ["closed", "closed", "accepted", "rejected", "queued", "dispatched"]
     buf = io.StringIO()
     pending = 0
@@ -109,48 +163,9 @@ def seed_cases(url: str, n: int, pending_fraction: float = 0.2, cameras: int = 2
         pending += is_pending
         status = "pending_review" if is_pending else rng.choice(decided)
         esc = rng.choices(("blue", "yellow", "red"), (0.8, 0.15, 0.05))[0]
-        row = [
-            uuid.uuid4().hex,
-            f"bench-{i}",
-            cam,
-            "z1",
-            f"{cam}/z1",
-            kind,
-            *GBT[kind],
-            "视频抓拍",
-            "人民路与滨河路口东北角",
-            "",
-            (created - dt.timedelta(minutes=5)).isoformat(),
-            "300",
-            f"{rng.random():.3f}",
-            "bench-model",
-            esc,
-            "[100, 100, 200, 200]",
-            "[1920, 1080]",
-            "1",
-            "占道经营",
-            status,
-            "",
-            "[]",
-            "hotline",
-            "",
-            created.isoformat(),
-            created.isoformat(),
-        ]
+        row = _case_row(i, kind, cam, created, status, esc, f"{rng.random():.3f}")
         buf.write("\t".join(row) + "\n")
-    engine = create_engine(url)
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, cur.copy(f"COPY cases ({', '.join(cols)}) FROM STDIN") as copy:
-            copy.write(buf.getvalue())
-        raw.commit()
-        # steady state of a live table: autovacuum has set the visibility map, so counts are index-only
-        raw.driver_connection.autocommit = True
-        with raw.cursor() as cur:
-            cur.execute("VACUUM ANALYZE cases")
-    finally:
-        raw.close()
-        engine.dispose()
+    _copy_cases(url, buf.getvalue())
     return pending
 
 
@@ -194,6 +209,75 @@ def _pct(values: list[float], q: float) -> float:
     return values[k]
 
 
+def _serve(port: int, env: dict[str, str], workers: int) -> subprocess.Popen:
+    """The app under uvicorn in its own process."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+    )
+
+
+def _run_load(base: str, tokens: list[str], duration_s: float, think_s: float) -> dict:
+    """The reviewers' load from a process of its own (``api.bench load``); its samples."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(tokens, f)
+        tokens_file = f.name
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.bench",
+            "load",
+            "--base-url",
+            base,
+            "--tokens",
+            tokens_file,
+            "--duration-s",
+            str(duration_s),
+            "--think-s",
+            str(think_s),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    Path(tokens_file).unlink(missing_ok=True)
+    return json.loads(load.stdout)
+
+
+def _latency_report(samples: dict) -> dict:
+    """p50/p95/p99 per request kind against ``TARGET_P95_MS``."""
+    latency = {}
+    for name, target in TARGET_P95_MS.items():
+        values = samples["latency_ms"][name]
+        p95 = _pct(values, 95)
+        latency[name] = {
+            "n": len(values),
+            "p50": round(_pct(values, 50), 1),
+            "p95": round(p95, 1),
+            "p99": round(_pct(values, 99), 1),
+            "mean": round(statistics.fmean(values), 1) if values else None,
+            "target_p95": target,
+            "ok": bool(values) and p95 <= target,
+        }
+    return latency
+
+
 def run_bench(
     database_url: str = "",
     cases: int = 100_000,
@@ -223,72 +307,18 @@ def run_bench(
             "URBANEYE_ENVIRONMENT": "test",
             "URBANEYE_DATA_DIR": tempfile.mkdtemp(prefix="ue-bench-"),
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-        )
+        server = _serve(port, env, workers)
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base)
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(tokens, f)
-            tokens_file = f.name
-        load = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "api.bench",
-                "load",
-                "--base-url",
-                base,
-                "--tokens",
-                tokens_file,
-                "--duration-s",
-                str(duration_s),
-                "--think-s",
-                str(think_s),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        Path(tokens_file).unlink(missing_ok=True)
-        samples = json.loads(load.stdout)
+        samples = _run_load(base, tokens, duration_s, think_s)
     finally:
         if server is not None:
             server.terminate()
             server.wait(20)
         if scratch:
             _drop_db(scratch)
-    latency = {}
-    ok = True
-    for name, target in TARGET_P95_MS.items():
-        values = samples["latency_ms"][name]
-        p95 = _pct(values, 95)
-        latency[name] = {
-            "n": len(values),
-            "p50": round(_pct(values, 50), 1),
-            "p95": round(p95, 1),
-            "p99": round(_pct(values, 99), 1),
-            "mean": round(statistics.fmean(values), 1) if values else None,
-            "target_p95": target,
-            "ok": bool(values) and p95 <= target,
-        }
-        ok = ok and latency[name]["ok"]
+    latency = _latency_report(samples)
+    ok = all(v["ok"] for v in latency.values())
     return {
         "cases": cases,
         "pending_at_start": pending,
