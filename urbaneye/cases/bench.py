@@ -19,13 +19,23 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from sqlalchemy import select
 
+from urbaneye.cases.handoff import CaseContext, EvidenceFrame, Handoff
+from urbaneye.celery_app import app, reconfigure
+from urbaneye.db.migrate import upgrade
+from urbaneye.db.models import Case
+from urbaneye.db.session import session_scope
+from urbaneye.settings import Settings, get_settings
 from vision.config import LocationConfig
+from vision.types import Escalation, EventKind, ViolationEvent, ViolationKind
 
 
 def _scene_jpeg(seed: int, w: int, h: int) -> bytes:
@@ -129,9 +139,6 @@ def serve_proxy(port: int, target: str) -> None:
 
 
 def _set_env(values: dict[str, str]) -> None:
-    from urbaneye.celery_app import reconfigure
-    from urbaneye.settings import get_settings
-
     os.environ.update(values)
     get_settings.cache_clear()
     reconfigure()
@@ -144,8 +151,6 @@ def _start_worker(log_path: Path, concurrency: int = 2) -> subprocess.Popen:
          "-c", str(concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
     )  # fmt: skip
-    from urbaneye.celery_app import app
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -178,6 +183,206 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+@dataclass
+class _Services:
+    """What a run starts: moto's S3 server, the proxy in front of it, the Celery worker, the hand-off."""
+
+    server: Any = None  # moto.server.ThreadedMotoServer
+    proxy: TcpProxy | None = None
+    worker: subprocess.Popen | None = None
+    handoff: Handoff | None = None
+
+    def start(self, workdir: Path, *, moto: bool, hang: bool, spawn_worker: bool) -> Settings:
+        """Start the services the scenario needs, point the settings at them, migrate; the settings."""
+        overrides: dict[str, str] = {}
+        if moto:
+            # moto is a test dependency: imported only when a run asks for its S3 server
+            from moto.server import ThreadedMotoServer
+
+            port = _free_port()
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self.server.start()
+            endpoint = f"127.0.0.1:{port}"
+            if hang:
+                self.proxy = TcpProxy(endpoint)
+                self.proxy.start()
+                endpoint = self.proxy.endpoint
+            overrides.update(
+                URBANEYE_EVIDENCE_BACKEND="s3",
+                URBANEYE_S3_ENDPOINT=endpoint,
+                URBANEYE_S3_ACCESS_KEY="bench",
+                URBANEYE_S3_SECRET_KEY="bench",
+                URBANEYE_S3_OBJECT_LOCK="true",
+            )
+        if spawn_worker:
+            overrides["URBANEYE_DATA_DIR"] = str(workdir / "var")
+        _set_env(overrides)
+        s = get_settings()
+        upgrade(s.db_url)
+        if spawn_worker:
+            self.worker = _start_worker(workdir / "worker.log")
+        return s
+
+    def stop(self) -> None:
+        if self.handoff is not None:
+            self.handoff.close()
+        if self.proxy is not None:
+            with contextlib.suppress(OSError):
+                self.proxy.thaw()
+            self.proxy.kill()
+        if self.worker is not None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        if self.server is not None:
+            self.server.stop()
+
+
+class _Clock:
+    """When each violation was submitted, got its case row and had all its evidence uploaded."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.submitted: dict[str, float] = {}
+        self.row_seen: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def start(self) -> _Clock:
+        self._poller.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poller.join(5)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            with self.lock:
+                waiting = [v for v in self.submitted if v not in self.finished]
+            if waiting:
+                with session_scope(self.db_url) as session:
+                    for case in session.scalars(select(Case).where(Case.violation_id.in_(waiting))):
+                        now = time.perf_counter()
+                        with self.lock:
+                            self.row_seen.setdefault(case.violation_id, now)
+                            if case.evidence and all(e.uploaded for e in case.evidence):
+                                self.finished.setdefault(case.violation_id, now)
+            time.sleep(0.01)
+
+    def wait_until(self, done: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if done():
+                    return
+            time.sleep(0.05)
+
+    def forget(self, vids: list[str]) -> None:
+        with self.lock:
+            for times in (self.submitted, self.row_seen, self.finished):
+                for v in vids:
+                    times.pop(v, None)
+
+
+class _Submitter:
+    """Hands violations to the hand-off as a stream worker would: an opened event with two moments."""
+
+    def __init__(self, handoff: Handoff, clock: _Clock) -> None:
+        self.handoff, self.clock = handoff, clock
+        frames_px = {"clean": (1280, 720), "annotated": (1280, 720), "crop": (320, 320)}
+        self.images = {v: _scene_jpeg(i, *wh) for i, (v, wh) in enumerate(frames_px.items())}
+        self.now = dt.datetime.now(dt.UTC)
+        self.context = CaseContext("bench-cam", location=LocationConfig(address="基准测试路口"))
+
+    def submit(self, vid: str) -> None:
+        ev = ViolationEvent(
+            event=EventKind.OPENED, violation_id=vid, camera_id="bench-cam", zone_id="z1",
+            kind=ViolationKind.STREET_VENDING, ts_s=400.0, bbox_xyxy=(100, 100, 300, 400), score=0.8,
+            gbt_code="0501", escalation=Escalation.BLUE, dwell_s=360, first_seen_s=40, evidence_request=True,
+        )  # fmt: skip
+        frames = [
+            EvidenceFrame(seq, variant, jpeg, self.now + dt.timedelta(seconds=360 * (seq - 1)))
+            for seq in (1, 2)
+            for variant, jpeg in self.images.items()
+        ]
+        with self.clock.lock:
+            self.clock.submitted[vid] = time.perf_counter()
+        self.handoff.submit(ev, frames, self.context)
+
+
+def _warm_up_then_freeze(submitter: _Submitter, clock: _Clock, proxy: TcpProxy, run_id: str) -> None:
+    """Two violations with S3 healthy (pooled connections, bucket ready), forgotten; then S3 hangs."""
+    warm = [f"bench-{run_id}-warm-{i}" for i in range(2)]
+    for vid in warm:
+        submitter.submit(vid)
+    clock.wait_until(lambda: all(v in clock.finished for v in warm), 60)
+    clock.forget(warm)
+    proxy.freeze()
+
+
+def _hang_result(s: Settings, clock: _Clock, proxy: TcpProxy, n: int, frozen_at: float) -> dict[str, Any]:
+    """Wait for the rows while S3 hangs, thaw it, time the uploads that follow."""
+    clock.wait_until(lambda: len(clock.row_seen) == n, 60)
+    proxy.thaw()
+    thawed_at = time.perf_counter()
+    clock.wait_until(lambda: len(clock.finished) == n, 180)
+    with clock.lock:
+        thaw_s = round(max(clock.finished.values()) - thawed_at, 3) if len(clock.finished) == n else None
+    return {
+        "frozen_s": round(thawed_at - frozen_at, 2),
+        "upload_after_thaw_s": thaw_s,
+        "s3_timeout_s": s.s3_timeout_s,
+        "target_p95_s": CASE_ROW_TARGET_P95_S,
+    }
+
+
+def _report(
+    s: Settings,
+    scenario: str,
+    n: int,
+    interval_s: float,
+    spawn_worker: bool,
+    submitter: _Submitter,
+    vids: list[str],
+    run_id: str,
+    clock: _Clock,
+) -> dict[str, Any]:
+    hang = scenario == "s3_hang"
+    with session_scope(s.db_url) as session:
+        cases = session.scalars(
+            select(Case.violation_id).where(Case.violation_id.like(f"bench-{run_id}-%"))
+        ).all()
+    with clock.lock:
+        row_latencies = [clock.row_seen[v] - clock.submitted[v] for v in vids if v in clock.row_seen]
+        done_latencies = [clock.finished[v] - clock.submitted[v] for v in vids if v in clock.finished]
+    row_q = _quantiles(row_latencies)
+    return {
+        "scenario": scenario,
+        "n": n,
+        "interval_s": interval_s,
+        "measures": "event -> case row while S3 is frozen"
+        if hang
+        else "event -> case row with all evidence uploaded",
+        "completed": len(done_latencies),
+        "lost": n - len(done_latencies),
+        "duplicated": len(cases) - len(set(cases)),
+        **(row_q if hang else _quantiles(done_latencies)),
+        "case_row_p50_s": row_q["p50_s"],
+        "case_row_p95_s": row_q["p95_s"],
+        "evidence_bytes_per_case": 2 * sum(len(b) for b in submitter.images.values()),
+        "database": s.db_url.split("@")[-1].split("?")[0] if "@" in s.db_url else s.db_url.split(":")[0],
+        "broker": s.broker_url.split("://")[0],
+        "evidence_backend": s.evidence_backend,
+        "worker": "spawned celery worker (prefork, 2 processes)" if spawn_worker else "external or eager",
+        **({"case_rows_while_frozen": len(row_latencies)} if hang else {}),
+    }
+
+
 def run_bench(
     n: int = 40,
     interval_s: float = 0.25,
@@ -193,186 +398,41 @@ def run_bench(
     while it hangs (target <= 2 s), ``upload_after_thaw_s`` the time from the thaw until every evidence
     object is uploaded. Implies ``moto`` and ``spawn_worker`` (only a store of our own can be frozen).
     """
-    from sqlalchemy import select
-
-    from urbaneye.cases.handoff import CaseContext, EvidenceFrame, Handoff
-    from urbaneye.db.migrate import upgrade
-    from urbaneye.db.models import Case
-    from urbaneye.db.session import session_scope
-    from urbaneye.settings import get_settings
-    from vision.types import Escalation, EventKind, ViolationEvent, ViolationKind
-
     if scenario not in SCENARIOS:
         raise ValueError(f"bench scenario {scenario!r} is not one of {SCENARIOS}")
     hang = scenario == "s3_hang"
-    moto = moto or hang
     spawn_worker = spawn_worker or hang
     workdir = Path(tempfile.mkdtemp(prefix="urbaneye-bench-"))
-    server = None
-    worker = None
-    proxy: TcpProxy | None = None
-    handoff: Handoff | None = None
+    services = _Services()
     try:
-        overrides: dict[str, str] = {}
-        if moto:
-            from moto.server import ThreadedMotoServer
-
-            port = _free_port()
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            server.start()
-            endpoint = f"127.0.0.1:{port}"
-            if hang:
-                proxy = TcpProxy(endpoint)
-                proxy.start()
-                endpoint = proxy.endpoint
-            overrides.update(
-                URBANEYE_EVIDENCE_BACKEND="s3",
-                URBANEYE_S3_ENDPOINT=endpoint,
-                URBANEYE_S3_ACCESS_KEY="bench",
-                URBANEYE_S3_SECRET_KEY="bench",
-                URBANEYE_S3_OBJECT_LOCK="true",
-            )
-        if spawn_worker:
-            overrides["URBANEYE_DATA_DIR"] = str(workdir / "var")
-        _set_env(overrides)
-        s = get_settings()
-        upgrade(s.db_url)
-        if spawn_worker:
-            worker = _start_worker(workdir / "worker.log")
-
-        frames_px = {"clean": (1280, 720), "annotated": (1280, 720), "crop": (320, 320)}
-        images = {v: _scene_jpeg(i, *wh) for i, (v, wh) in enumerate(frames_px.items())}
+        s = services.start(workdir, moto=moto or hang, hang=hang, spawn_worker=spawn_worker)
         run_id = uuid.uuid4().hex[:8]
-        handoff = Handoff()
-        handoff.start_relay(outbox=False)  # the stream machine's relay: re-sends what waits
-        submitted: dict[str, float] = {}
-        row_seen: dict[str, float] = {}
-        finished: dict[str, float] = {}
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def poll() -> None:
-            while not stop.is_set():
-                with lock:
-                    waiting = [v for v in submitted if v not in finished]
-                if waiting:
-                    with session_scope(s.db_url) as session:
-                        for case in session.scalars(select(Case).where(Case.violation_id.in_(waiting))):
-                            now = time.perf_counter()
-                            with lock:
-                                row_seen.setdefault(case.violation_id, now)
-                                if case.evidence and all(e.uploaded for e in case.evidence):
-                                    finished.setdefault(case.violation_id, now)
-                time.sleep(0.01)
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        now = dt.datetime.now(dt.UTC)
-        context = CaseContext("bench-cam", location=LocationConfig(address="基准测试路口"))
-
-        def submit(vid: str) -> None:
-            ev = ViolationEvent(
-                event=EventKind.OPENED, violation_id=vid, camera_id="bench-cam", zone_id="z1",
-                kind=ViolationKind.STREET_VENDING, ts_s=400.0, bbox_xyxy=(100, 100, 300, 400), score=0.8,
-                gbt_code="0501", escalation=Escalation.BLUE, dwell_s=360, first_seen_s=40, evidence_request=True,
-            )  # fmt: skip
-            frames = [
-                EvidenceFrame(seq, variant, jpeg, now + dt.timedelta(seconds=360 * (seq - 1)))
-                for seq in (1, 2)
-                for variant, jpeg in images.items()
-            ]
-            with lock:
-                submitted[vid] = time.perf_counter()
-            handoff.submit(ev, frames, context)
-
-        def wait_until(done: Any, timeout_s: float) -> None:  # noqa: ANN401 - a predicate
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                with lock:
-                    if done():
-                        return
-                time.sleep(0.05)
-
-        if hang:  # warm up with S3 healthy (pooled connections, bucket ready), then freeze it
-            warm = [f"bench-{run_id}-warm-{i}" for i in range(2)]
-            for vid in warm:
-                submit(vid)
-            wait_until(lambda: all(v in finished for v in warm), 60)
-            with lock:
-                for times in (submitted, row_seen, finished):
-                    for v in warm:
-                        times.pop(v, None)
-            proxy.freeze()
+        services.handoff = Handoff()
+        services.handoff.start_relay(outbox=False)  # the stream machine's relay: re-sends what waits
+        clock = _Clock(s.db_url).start()
+        submitter = _Submitter(services.handoff, clock)
+        if hang:
+            assert services.proxy is not None
+            _warm_up_then_freeze(submitter, clock, services.proxy, run_id)
         frozen_at = time.perf_counter()
         vids = [f"bench-{run_id}-{i}" for i in range(n)]
         for vid in vids:
-            submit(vid)
+            submitter.submit(vid)
             time.sleep(interval_s)
-        thaw_s = None
+        frozen: dict[str, Any] = {}
         if hang:
-            wait_until(lambda: len(row_seen) == n, 60)
-            proxy.thaw()
-            thawed_at = time.perf_counter()
-            wait_until(lambda: len(finished) == n, 180)
-            with lock:
-                thaw_s = round(max(finished.values()) - thawed_at, 3) if len(finished) == n else None
-            frozen_s = round(thawed_at - frozen_at, 2)
+            assert services.proxy is not None
+            frozen = _hang_result(s, clock, services.proxy, n, frozen_at)
         else:
-            wait_until(lambda: len(finished) == n, 60)
-        stop.set()
-        poller.join(5)
-        with session_scope(s.db_url) as session:
-            cases = session.scalars(
-                select(Case.violation_id).where(Case.violation_id.like(f"bench-{run_id}-%"))
-            ).all()
-        with lock:
-            row_latencies = [row_seen[v] - submitted[v] for v in vids if v in row_seen]
-            done_latencies = [finished[v] - submitted[v] for v in vids if v in finished]
-        row_q = _quantiles(row_latencies)
-        result: dict[str, Any] = {
-            "scenario": scenario,
-            "n": n,
-            "interval_s": interval_s,
-            "measures": "event -> case row while S3 is frozen"
-            if hang
-            else "event -> case row with all evidence uploaded",
-            "completed": len(done_latencies),
-            "lost": n - len(done_latencies),
-            "duplicated": len(cases) - len(set(cases)),
-            **(row_q if hang else _quantiles(done_latencies)),
-            "case_row_p50_s": row_q["p50_s"],
-            "case_row_p95_s": row_q["p95_s"],
-            "evidence_bytes_per_case": 2 * sum(len(b) for b in images.values()),
-            "database": s.db_url.split("@")[-1].split("?")[0] if "@" in s.db_url else s.db_url.split(":")[0],
-            "broker": s.broker_url.split("://")[0],
-            "evidence_backend": s.evidence_backend,
-            "worker": "spawned celery worker (prefork, 2 processes)" if spawn_worker else "external or eager",
-        }
+            clock.wait_until(lambda: len(clock.finished) == n, 60)
+        clock.stop()
+        result = _report(s, scenario, n, interval_s, spawn_worker, submitter, vids, run_id, clock)
         if hang:
-            result.update(
-                case_rows_while_frozen=len(row_latencies),
-                frozen_s=frozen_s,
-                upload_after_thaw_s=thaw_s,
-                s3_timeout_s=s.s3_timeout_s,
-                target_p95_s=CASE_ROW_TARGET_P95_S,
-                within_target=row_q["p95_s"] is not None and row_q["p95_s"] <= CASE_ROW_TARGET_P95_S,
-            )
+            p95 = result["case_row_p95_s"]
+            result.update(frozen, within_target=p95 is not None and p95 <= CASE_ROW_TARGET_P95_S)
         return result
     finally:
-        if handoff is not None:
-            handoff.close()
-        if proxy is not None:
-            with contextlib.suppress(OSError):
-                proxy.thaw()
-            proxy.kill()
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        if server is not None:
-            server.stop()
+        services.stop()
 
 
 if __name__ == "__main__":  # python -m urbaneye.cases.bench proxy PORT HOST:PORT (used by TcpProxy)
