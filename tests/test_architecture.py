@@ -112,6 +112,7 @@ def test_packages_import_only_the_layers_below() -> None:
         for imp in imports_of(module):
             if imp.target.split(".")[0] in FORBIDDEN.get(package, set()):
                 offenders.append(f"{_where(module, imp.line)}: {package} imports {imp.target}")
+    offenders = sorted(set(offenders))  # one line per import statement, not per name it imports
     assert not offenders, (
         "imports against the layering of docs/architecture.md (vision <- urbaneye <- streams/api, "
         "datasets <- models; app on top); move the shared piece down a layer:\n"
