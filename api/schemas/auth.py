@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.common import UtcDatetime
 from urbaneye.db.models import Role
 
 
 class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"
-    expires_at: dt.datetime
+    expires_at: UtcDatetime
     kind: str = Field(description="access | service")
 
 
@@ -22,7 +21,7 @@ class UserPublic(BaseModel):
     display_name: str
     role: Role
     is_active: bool
-    created_at: dt.datetime
+    created_at: UtcDatetime
 
 
 class UsersPublic(BaseModel):

@@ -8,6 +8,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.common import UtcDatetime
 from vision.config import CameraConfig, LocationConfig, MotionConfig, Point, SourceConfig, ZoneConfig
 
 #: API caps, checked before anything reaches the database: a zone's polygon check is quadratic in its
@@ -34,12 +35,12 @@ class CameraStatusPublic(BaseModel):
     state: str = Field("offline", description="online | degraded | offline")
     input_fps: float = 0.0
     detect_fps: float = 0.0
-    last_frame_at: dt.datetime | None = None
+    last_frame_at: UtcDatetime | None = None
     reconnects: int = 0
     dropped_frames: int = 0
     error: str = ""
     has_snapshot: bool = False
-    updated_at: dt.datetime | None = None
+    updated_at: UtcDatetime | None = None
 
 
 class CameraPublic(BaseModel):
@@ -56,7 +57,7 @@ class CameraPublic(BaseModel):
     source: SourcePublic
     zones: list[ZoneConfig]
     status: CameraStatusPublic
-    updated_at: dt.datetime | None
+    updated_at: UtcDatetime | None
 
 
 class CamerasPublic(BaseModel):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.common import UtcDatetime
 from urbaneye.db.models import CaseStatus, RejectReason
 from vision.types import Escalation, ObjectKind, ViolationKind
 
@@ -48,8 +48,8 @@ class CasePublic(BaseModel):
     lon: float | None
     lat: float | None
     grid_code: str
-    started_at: dt.datetime
-    ended_at: dt.datetime | None
+    started_at: UtcDatetime
+    ended_at: UtcDatetime | None
     duration_s: float
     confidence: float
     model_version: str
@@ -62,11 +62,11 @@ class CasePublic(BaseModel):
     reject_reason: str | None
     review_note: str
     reviewed_by: str | None
-    reviewed_at: dt.datetime | None
+    reviewed_at: UtcDatetime | None
     route: str
     hotline_ref: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class CasesPublic(BaseModel):
@@ -84,7 +84,7 @@ class EvidencePublic(BaseModel):
     sha256: str
     size_bytes: int
     content_type: str
-    frame_ts: dt.datetime | None
+    frame_ts: UtcDatetime | None
     uploaded: bool
 
 
@@ -163,11 +163,11 @@ class ReviewPublic(BaseModel):
     reason: str | None
     note: str
     duration_ms: int | None
-    created_at: dt.datetime
+    created_at: UtcDatetime
 
 
 class TimelineEntry(BaseModel):
-    at: dt.datetime
+    at: UtcDatetime
     actor: str
     action: str
     from_status: str

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
+
+
+def iso_utc(t: dt.datetime) -> str:
+    """ISO 8601 with its offset, in UTC (``2026-12-03T13:00:11.250000Z``). A naive time is UTC: the database
+    stores UTC, and SQLite hands it back without a zone."""
+    aware = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+#: Every datetime the API sends: always with its offset, so a browser never reads UTC as its local time.
+UtcDatetime = Annotated[dt.datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
 
 
 class ErrorOut(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, Field
+
+from api.schemas.common import UtcDatetime
 
 
 class MemoryEntryPublic(BaseModel):
@@ -18,11 +18,11 @@ class MemoryEntryPublic(BaseModel):
     case_id: str = Field(description="the rejected case it was made from")
     reason: str = Field(description="false_detection (误检) or fixed_object (固定设施/常驻物体)")
     reviewer: str = Field(description="username of the reviewer who rejected the case")
-    created_at: dt.datetime
-    expires_at: dt.datetime
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
     suppressed_count: int = Field(description="false alarms it suppressed (one per stay of the object)")
-    last_suppressed_at: dt.datetime | None
-    gone_at: dt.datetime | None = Field(
+    last_suppressed_at: UtcDatetime | None
+    gone_at: UtcDatetime | None = Field(
         description="when the place stopped looking like it (object moved away)"
     )
     state: str = Field(description="active | expired | gone")

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.common import UtcDatetime
 
 
 class ModelVersionPublic(BaseModel):
@@ -21,8 +22,8 @@ class ModelVersionPublic(BaseModel):
     gate: dict[str, Any]
     training_time_s: float
     hardware: str
-    created_at: dt.datetime
-    promoted_at: dt.datetime | None
+    created_at: UtcDatetime
+    promoted_at: UtcDatetime | None
 
 
 class ModelVersionsPublic(BaseModel):
@@ -37,7 +38,7 @@ class ActiveModelPublic(BaseModel):
     version: str
     shadow_version: str | None
     shadow_cameras: list[str]
-    updated_at: dt.datetime
+    updated_at: UtcDatetime
 
 
 class ActiveModelsPublic(BaseModel):

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+from api.schemas.common import UtcDatetime
 
 
 class Period(StrEnum):
@@ -45,8 +46,8 @@ class StatsTotals(Figures):
 
 
 class StatsPublic(BaseModel):
-    since: dt.datetime
-    until: dt.datetime
+    since: UtcDatetime
+    until: UtcDatetime
     period: Period
     timezone: str
     totals: StatsTotals
