@@ -62,6 +62,9 @@ class StaticObjectConfig:
     person_hold_s: float = 10.0  # a person box masks its area this long after it was last seen
     person_pad: float = 0.25  # person boxes grow by this fraction of their size (shadow, bags)
     min_area_px: int = 400  # smallest reported region, in full-frame pixels
+    min_side_px: int = (
+        12  # a reported box is at least this wide and high (slivers along edges are not objects)
+    )
     lighting_ncc: float = 0.8  # region vs background correlation above which it is a lighting change
     norm_blur_px: int = 15  # local-mean window of the illumination normalisation (working pixels)
 
@@ -252,6 +255,11 @@ class StaticObjectDetector:
             strong = core[y : y + bh, x : x + bw] & (labels[y : y + bh, x : x + bw] == i)
             if np.count_nonzero(strong) < min_core:
                 continue  # faint all over: a soft light or shadow edge, not an object
+            # The box is the strong part's: the faint rim around an object is partly the normalisation's
+            # halo (the object changes the local mean of its surroundings too).
+            rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+            if min((rows[-1] - rows[0] + 1) * sy, (cols[-1] - cols[0] + 1) * sx) < cfg.min_side_px:
+                continue  # a sliver along an edge (a car's outline after the light changed)
             # A region already reported stays an object when the light changes later (a cloud over it).
             known = np.count_nonzero(
                 self._reported[y : y + bh, x : x + bw] & strong
@@ -263,9 +271,6 @@ class StaticObjectDetector:
             strength = float(np.mean(d_long[y : y + bh, x : x + bw])) / (2 * cfg.diff_threshold)
             fill = area / float(bw * bh)
             conf.append(min(1.0, 0.5 * min(1.0, strength) + 0.5 * min(1.0, fill * 1.5)))
-            # The box is the strong part's: the faint rim around an object is partly the normalisation's
-            # halo (the object changes the local mean of its surroundings too).
-            rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
             boxes.append(
                 ((x + cols[0]) * sx, (y + rows[0]) * sy, (x + cols[-1] + 1) * sx, (y + rows[-1] + 1) * sy)
             )
