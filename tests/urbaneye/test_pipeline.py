@@ -46,7 +46,7 @@ def test_worker_creates_cases_review_pushes_signed_case_and_callback_advances(
         handoff.submit(ev, make_frames(ev), make_context())
     # a duplicate submission and a redelivered task must not make a second case
     handoff.submit(events[0], make_frames(events[0]), make_context())
-    from urbaneye.cases.handoff import send_case_task
+    from urbaneye.cases.tasks import send_case_task
     from urbaneye.cases.spool import make_item_id
 
     send_case_task(make_item_id(events[1].violation_id, "opened", events[1].ts_s))
