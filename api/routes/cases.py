@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from api.deps import ReaderUser, ReviewerUser, SessionDep, SettingsDep, StoreDep
 from api.schemas.cases import (
+    STATUS_ZH,
     BulkItemResult,
     BulkVerifyIn,
     BulkVerifyOut,
@@ -26,6 +27,8 @@ from api.schemas.cases import (
     CasePublic,
     CasesPublic,
     CaseTimeline,
+    ClaimOut,
+    ErrorCode,
     EvidencePublic,
     ReviewPublic,
     TimelineEntry,
@@ -33,9 +36,9 @@ from api.schemas.cases import (
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
-from urbaneye.cases import service
+from urbaneye.cases import claims, service
 from urbaneye.cases.service import CaseNotFound, CaseStateError
-from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, Role, User, Zone
+from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, Role, User, Zone, utcnow
 from urbaneye.memory import MEMORY_REASONS, MemoryNotMade, forget_case, remember_rejection
 from urbaneye.storage import EvidenceNotFound, EvidenceStore, EvidenceStoreUnavailable
 from vision.types import Escalation, ViolationKind
@@ -63,7 +66,11 @@ class CaseFilters:
         until: Annotated[dt.datetime | None, Query(description="created before (ISO 8601)")] = None,
         min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
         max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+        unclaimed: Annotated[
+            bool, Query(description="leave out cases another reviewer holds (the review queue)")
+        ] = False,
     ) -> None:
+        self.unclaimed = unclaimed
         self.conds = []
         if status:
             self.conds.append(Case.status.in_([s.value for s in status]))
@@ -100,6 +107,25 @@ def service_errors(case_id: str) -> Iterator[None]:
 
 def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def conflict(detail: str, code: ErrorCode) -> HTTPException:
+    """A 409 the review screen acts on: Chinese text for the reviewer, a stable code for the UI."""
+    return HTTPException(409, detail, headers={"X-Error-Code": code.value})
+
+
+def publish(session: Session, rows: list[Case]) -> list[CasePublic]:
+    """Cases as the API sends them, each with its camera's name and time zone (one query for the page)."""
+    ids = {c.camera_id for c in rows}
+    cams = {cam.id: cam for cam in session.scalars(select(Camera).where(Camera.id.in_(ids)))} if ids else {}
+    out = []
+    for c in rows:
+        cam = cams.get(c.camera_id)
+        extra = {"camera_name": cam.name or c.camera_id} if cam else {"camera_name": c.camera_id}
+        if cam is not None and cam.config.get("timezone"):
+            extra["camera_timezone"] = cam.config["timezone"]
+        out.append(CasePublic.model_validate(c).model_copy(update=extra))
+    return out
 
 
 def _case(session: Session, case_id: str) -> Case:
@@ -152,16 +178,17 @@ def page_cases(
 @router.get("", response_model=CasesPublic)
 def list_cases(
     session: SessionDep,
-    _: ReaderUser,
+    user: ReaderUser,
     filters: Annotated[CaseFilters, Depends()],
     order: CaseOrder = CaseOrder.OLDEST,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CasesPublic:
     """Cases matching the filters. The review queue is ``status=pending_review`` with ``order=oldest`` or
-    ``order=escalation`` (red first)."""
-    rows, total = page_cases(session, filters.conds, order, offset, limit)
-    return CasesPublic(data=[CasePublic.model_validate(c) for c in rows], count=total)
+    ``order=escalation`` (red first); ``unclaimed=true`` leaves out what other reviewers hold."""
+    conds = [*filters.conds, claims.free_for(user.id, utcnow())] if filters.unclaimed else filters.conds
+    rows, total = page_cases(session, conds, order, offset, limit)
+    return CasesPublic(data=publish(session, rows), count=total)
 
 
 def _evidence(case: Case, store, expiry_s: int) -> list[EvidencePublic]:  # noqa: ANN001
@@ -207,7 +234,6 @@ def get_case(
     """A case with its evidence (presigned URLs valid ≤ 15 min, SHA-256 of each image), reviews, zone outline
     and how many earlier cases the same place had."""
     case = _case(session, case_id)
-    camera = session.get(Camera, case.camera_id)
     zone = session.scalar(select(Zone).where(Zone.camera_id == case.camera_id, Zone.zone_id == case.zone_id))
     zcfg = zone.config if zone else {}
     earlier = session.scalar(
@@ -215,13 +241,12 @@ def get_case(
         .select_from(Case)
         .where(_same_place(case), Case.created_at < case.created_at, Case.id != case.id)
     )
-    base = CasePublic.model_validate(case).model_dump()
+    base = publish(session, [case])[0].model_dump()
     return CaseDetail(
         **base,
         evidence=_evidence(case, store, min(settings.presign_expiry_s, MAX_PRESIGN_S)),
         corrections=list(case.corrections or []),
         reviews=_reviews(session, case_id),
-        camera_name=camera.name if camera else "",
         zone_name=zcfg.get("name", ""),
         zone_polygon=zcfg.get("polygon", []),
         place_earlier_count=earlier or 0,
@@ -236,7 +261,7 @@ def similar_cases(
     case = _case(session, case_id)
     conds = [_same_place(case), Case.created_at < case.created_at, Case.id != case.id]
     rows, total = page_cases(session, conds, CaseOrder.NEWEST, 0, limit)
-    return CasesPublic(data=[CasePublic.model_validate(c) for c in rows], count=total)
+    return CasesPublic(data=publish(session, rows), count=total)
 
 
 def _verify(
@@ -248,6 +273,7 @@ def _verify(
     store: EvidenceStore | None = None,
     ttl_days: float = 30.0,
 ) -> Case:
+    check_reviewable(session, case_id, user)
     with service_errors(case_id):
         case = service.review_case(
             session,
@@ -261,11 +287,27 @@ def _verify(
         )
         if store is not None and case.reject_reason in MEMORY_REASONS:
             _remember(session, store, case, user, ttl_days)
+        claims.release(session, case_id, user.id)
         session.commit()
     request.app.state.metrics.decisions.labels(
         body.decision.value, body.reason.value if body.reason else ""
     ).inc()
     return case
+
+
+def check_reviewable(session: Session, case_id: str, user: User) -> None:
+    """409 with a Chinese reason when the case is another reviewer's now or no longer pending review."""
+    case = _case(session, case_id)
+    if case.status != CaseStatus.PENDING_REVIEW.value:
+        raise conflict(
+            f"该案件已被审核（当前状态：{STATUS_ZH.get(case.status, case.status)}），无需再审；已跳到下一件",
+            ErrorCode.CASE_DECIDED,
+        )
+    claim = claims.holder(session, case_id, utcnow())
+    if claim is not None and claim.user_id != user.id:
+        other = session.get(User, claim.user_id)
+        who = (other.display_name or other.username) if other else "其他审核员"
+        raise conflict(f"该案件正由{who}审核中；已跳到下一件", ErrorCode.CASE_CLAIMED)
 
 
 def _remember(session: Session, store: EvidenceStore, case: Case, user: User, ttl_days: float) -> None:
@@ -316,16 +358,41 @@ def verify_bulk(
     return BulkVerifyOut(data=results, count=len(results), succeeded=sum(r.ok for r in results))
 
 
+@router.post("/{case_id}/claim", response_model=ClaimOut, responses=errors(404, 409))
+def claim_case(case_id: str, session: SessionDep, user: ReviewerUser) -> ClaimOut:
+    """Lease a pending case to the caller for a few minutes (again to extend): the queue shows it to no other
+    reviewer and refuses their decisions on it. 409 when it is decided or another reviewer holds it."""
+    check_reviewable(session, case_id, user)
+    now = utcnow()
+    if not claims.try_claim(session, case_id, user.id, now):
+        session.rollback()
+        raise conflict("该案件刚被其他审核员领取；已跳到下一件", ErrorCode.CASE_CLAIMED)
+    session.commit()
+    return ClaimOut(case_id=case_id, expires_at=now + dt.timedelta(seconds=claims.CLAIM_LEASE_S))
+
+
+@router.delete("/{case_id}/claim", status_code=204, responses=errors(404))
+def release_case(case_id: str, session: SessionDep, user: ReviewerUser) -> Response:
+    """Give the case back to the queue (skip). Releasing a case one does not hold changes nothing."""
+    _case(session, case_id)
+    claims.release(session, case_id, user.id)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.delete("/claims", status_code=204)
+def release_all_cases(session: SessionDep, user: ReviewerUser) -> Response:
+    """Give back every case the caller holds (leaving the queue, logging out)."""
+    claims.release_all(session, user.id)
+    session.commit()
+    return Response(status_code=204)
+
+
 @router.post("/{case_id}/undo", response_model=CasePublic, responses=errors(404, 409))
 def undo_case(case_id: str, request: Request, session: SessionDep, user: ReviewerUser) -> CasePublic:
     """Undo the last decision on a case, putting it back in the queue (while it has not gone further).
     A reviewer may undo only their own decision; admins any."""
-    last = session.scalar(
-        select(Review)
-        .where(Review.case_id == case_id)
-        .order_by(Review.id.desc())
-        .limit(1)
-    )
+    last = session.scalar(select(Review).where(Review.case_id == case_id).order_by(Review.id.desc()).limit(1))
     decided_by_other = last is not None and last.decision != "undo" and last.user_id != user.id
     if decided_by_other and user.role != Role.ADMIN.value:
         raise HTTPException(403, "only the reviewer who made this decision, or an admin, may undo it")
@@ -334,7 +401,7 @@ def undo_case(case_id: str, request: Request, session: SessionDep, user: Reviewe
         forget_case(session, case_id, actor_of(user))  # the object is no longer known to be harmless
         session.commit()
     request.app.state.metrics.undos.inc()
-    return CasePublic.model_validate(case)
+    return publish(session, [case])[0]
 
 
 @router.post("/{case_id}/resend", response_model=CasePublic, responses=errors(404, 409))

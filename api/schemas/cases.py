@@ -21,6 +21,27 @@ REJECT_REASON_ZH: dict[RejectReason, str] = {
 }
 
 
+STATUS_ZH: dict[str, str] = {
+    "pending_review": "待审核",
+    "confirmed": "已确认",
+    "rejected": "已驳回",
+    "queued": "待推送",
+    "accepted": "已受理",
+    "dispatched": "已派遣",
+    "handled": "已处置",
+    "verified": "已核查",
+    "closed": "已结案",
+    "dead_letter": "推送失败",
+}
+
+
+class ErrorCode(StrEnum):
+    """Stable codes (header ``X-Error-Code``) of the review conflicts the UI acts on."""
+
+    CASE_CLAIMED = "case_claimed"  # another reviewer holds the case
+    CASE_DECIDED = "case_decided"  # the case is no longer pending review
+
+
 class Decision(StrEnum):
     CONFIRM = "confirm"
     REJECT = "reject"
@@ -67,6 +88,8 @@ class CasePublic(BaseModel):
     hotline_ref: str
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    camera_name: str = Field("", description="the camera's display name")
+    camera_timezone: str = Field("Asia/Shanghai", description="the camera's IANA time zone: show times in it")
 
 
 class CasesPublic(BaseModel):
@@ -186,7 +209,6 @@ class CaseDetail(CasePublic):
     evidence: list[EvidencePublic]
     corrections: list[dict]
     reviews: list[ReviewPublic]
-    camera_name: str
     zone_name: str
     zone_polygon: list[list[float]] = Field(description="zone outline, normalised [0,1] points")
     place_earlier_count: int = Field(description="earlier cases at the same place (camera+zone or place_key)")
@@ -194,3 +216,13 @@ class CaseDetail(CasePublic):
 
 STATUS_VALUES = [s.value for s in CaseStatus]
 ESCALATION_VALUES = [e.value for e in Escalation]
+
+
+class ClaimOut(BaseModel):
+    case_id: str
+    expires_at: UtcDatetime = Field(description="the case is yours until then (re-claim to extend)")
+
+
+class LiveTicket(BaseModel):
+    token: str = Field(description="for GET /api/v1/live/events?token=…; valid for a minute, only there")
+    expires_at: UtcDatetime

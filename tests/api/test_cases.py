@@ -119,7 +119,8 @@ def test_confirm_reject_undo_are_audited_with_user(client, users, make_case, db)
     assert r.status_code == 200 and r.json()["reject_reason"] == "false_detection"
     # a second decision on the same case conflicts
     again = client.post(f"/api/v1/cases/{b.id}/verify", json={"decision": "confirm"}, headers=h)
-    assert again.status_code == 409 and "pending_review" in again.json()["detail"]
+    assert again.status_code == 409 and again.headers["X-Error-Code"] == "case_decided"
+    assert "已驳回" in again.json()["detail"]
     r = client.post(f"/api/v1/cases/{a.id}/undo", headers=h)
     assert r.status_code == 200 and r.json()["status"] == "pending_review"
     db.expire_all()
@@ -179,7 +180,7 @@ def test_bulk_verify_reports_each_case(client, users, make_case) -> None:  # noq
     assert r.status_code == 200, r.text
     out = {item["case_id"]: item for item in r.json()["data"]}
     assert out[a.id]["ok"] and out[a.id]["status"] == "rejected"
-    assert not out[b.id]["ok"] and "rejected" in out[b.id]["error"]
+    assert not out[b.id]["ok"] and "已驳回" in out[b.id]["error"]
     assert not out["nope"]["ok"] and r.json()["succeeded"] == 1
 
 

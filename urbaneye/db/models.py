@@ -368,3 +368,15 @@ class AuditCheckpoint(Base):
     rows: Mapped[int] = mapped_column(Integer)
     signature: Mapped[str] = mapped_column(String(64))
     object_key: Mapped[str] = mapped_column(String(255))
+
+
+class CaseClaim(Base):
+    """A reviewer's lease on a pending case (issue 18): while ``expires_at`` is ahead, the queue gives the case
+    to nobody else and another reviewer's decision on it is refused. Its own table, not columns on ``cases``,
+    so that leasing (every few seconds per reviewer) writes no audit rows and never touches the case row."""
+
+    __tablename__ = "case_claims"
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
