@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from streams.cameras_db import CameraRegistry
+from urbaneye import cameras_repo
+from urbaneye.cameras_repo import CameraRegistry
 from vision.config import CamerasFile, parse_cameras
 
 
@@ -80,10 +81,9 @@ def test_the_file_seeds_new_cameras_and_the_database_wins_afterwards(registry: C
 def test_versions_move_on_every_edit_of_a_watched_camera(
     registry: CameraRegistry, filter_max: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams import cameras_db
     from urbaneye.db.models import Camera, Zone
 
-    monkeypatch.setattr(cameras_db, "ZONE_FILTER_MAX", filter_max)  # many watched cameras: one scan
+    monkeypatch.setattr(cameras_repo, "ZONE_FILTER_MAX", filter_max)  # many watched cameras: one scan
 
     registry.seed(cameras(("cam-1", [zone("z1")]), ("cam-2", [zone("z1")])))
     seen = [registry.versions(zones_of=["cam-1"])]
