@@ -255,19 +255,25 @@ class StaticObjectDetector:
             strong = core[y : y + bh, x : x + bw] & (labels[y : y + bh, x : x + bw] == i)
             if np.count_nonzero(strong) < min_core:
                 continue  # faint all over: a soft light or shadow edge, not an object
+            # A region already reported stays an object when the light changes later (a cloud over it);
+            # what newly joined it (a lamp's pool next to it) is tested on its own.
+            reported = self._reported[y : y + bh, x : x + bw]
+            known, new = strong & reported, strong & ~reported
+            if np.count_nonzero(new) >= min_core:
+                if self._is_lighting(labels, i, new, (x, y, bw, bh), grey):
+                    if not known.any():
+                        self._forget(x, y, bw, bh, grey)
+                        continue
+                    self._forget_pixels(x, y, new, grey)
+                    strong = known
+            elif known.any():
+                strong = known  # too little new to judge yet: the reported part only
+            reported |= strong
             # The box is the strong part's: the faint rim around an object is partly the normalisation's
             # halo (the object changes the local mean of its surroundings too).
             rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
             if min((rows[-1] - rows[0] + 1) * sy, (cols[-1] - cols[0] + 1) * sx) < cfg.min_side_px:
                 continue  # a sliver along an edge (a car's outline after the light changed)
-            # A region already reported stays an object when the light changes later (a cloud over it).
-            known = np.count_nonzero(
-                self._reported[y : y + bh, x : x + bw] & strong
-            ) >= 0.5 * np.count_nonzero(strong)
-            if not known and self._is_lighting(labels, i, strong, (x, y, bw, bh), grey):
-                self._forget(x, y, bw, bh, grey)
-                continue
-            self._reported[y : y + bh, x : x + bw] |= strong
             strength = float(np.mean(d_long[y : y + bh, x : x + bw])) / (2 * cfg.diff_threshold)
             fill = area / float(bw * bh)
             conf.append(min(1.0, 0.5 * min(1.0, strength) + 0.5 * min(1.0, fill * 1.5)))
@@ -289,6 +295,16 @@ class StaticObjectDetector:
             data={"label": np.array([UNKNOWN_OBJECT] * k), "static_s": age_a},
         )
 
+    def _forget_pixels(self, x: int, y: int, mask: np.ndarray, grey: np.ndarray) -> None:
+        """``_forget`` for the pixels of ``mask`` (a box-sized mask at ``x``, ``y``) only."""
+        h, w = mask.shape
+        sl = (slice(y, y + h), slice(x, x + w))
+        self._long[sl][mask] = self._short[sl][mask]
+        self._long_grey[sl][mask] = grey[sl][mask]
+        self._evidence[sl][mask] = 0.0
+        self._static_since[sl][mask] = np.inf
+        self._reported[sl][mask] = False
+
     def _forget(self, x: int, y: int, bw: int, bh: int, grey: np.ndarray) -> None:
         """Make the region's current picture the background and drop its evidence."""
         self._long[y : y + bh, x : x + bw] = self._short[y : y + bh, x : x + bw]
@@ -301,10 +317,11 @@ class StaticObjectDetector:
                      grey: np.ndarray) -> bool:  # fmt: skip
         """Whether region ``i`` is the long-term background under other light, not a new thing.
 
-        Light multiplies smoothly: the region's brightness ratio to the background matches the ratio just
-        around it. Where the light around did not change, the region must also keep the background's
-        structure (correlation >= lighting_ncc, or no structure either way). An object's ratio differs from
-        its surroundings', or it brings its own structure."""
+        The same structure as the background's, closely (correlation >= 0.9), is the same surface under
+        other light. Otherwise light multiplies smoothly: the region's brightness ratio to the background
+        matches the ratio just around it; where the light around did not change, the region must also keep
+        the background's structure (correlation >= lighting_ncc, or no structure either way). An object's
+        ratio differs from its surroundings', or it brings its own structure."""
         ww, wh = self._work
         x, y, bw, bh = box
         x0, y0, x1, y1 = max(0, x - 6), max(0, y - 6), min(ww, x + bw + 6), min(wh, y + bh + 6)
@@ -315,6 +332,13 @@ class StaticObjectDetector:
         inner = np.zeros_like(mask, bool)
         inner[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = strong
         cur, bg = grey[y0:y1, x0:x1], self._long_grey[y0:y1, x0:x1]
+        a = cur[inner] - cur[inner].mean()
+        b = bg[inner] - bg[inner].mean()
+        sa, sb = float(np.sqrt(a @ a)), float(np.sqrt(b @ b))
+        flat = 2.0 * math.sqrt(a.size)  # below ~2 grey levels of contrast: no structure to compare
+        ncc = float(a @ b) / (sa * sb) if sa > 1e-6 and sb > 1e-6 else 0.0
+        if sa >= flat and sb >= flat and ncc >= 0.9:
+            return True  # the same surface, exactly, under other light (the ring may have adapted already)
         ratio = np.log((cur + 4.0) / (bg + 4.0))
         if not ring.any():
             return False
@@ -323,15 +347,7 @@ class StaticObjectDetector:
             return False
         if abs(r_ring) > 0.1:  # the light around changed as much as the region did: a lamp, a shadow
             return True
-        a = cur[inner] - cur[inner].mean()
-        b = bg[inner] - bg[inner].mean()
-        sa, sb = float(np.sqrt(a @ a)), float(np.sqrt(b @ b))
-        flat = 2.0 * math.sqrt(a.size)  # below ~2 grey levels of contrast: no structure to compare
-        if sa < flat and sb < flat:
-            return True
-        if sa < 1e-6 or sb < 1e-6:
-            return False
-        return float(a @ b) / (sa * sb) >= self.config.lighting_ncc
+        return (sa < flat and sb < flat) or ncc >= self.config.lighting_ncc
 
 
 def _merge_touching(
