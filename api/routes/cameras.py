@@ -3,18 +3,21 @@
 Bodies are validated with ``vision.config`` (the same models a cameras file uses) plus the API's size
 caps; a source must be a network URL of an allowed scheme (and, in production, inside the camera
 networks). RTSP credentials are write-only: stored in ``Camera.config`` for the workers, never returned,
-masked in logs; the (masked) source URL is shown to admins only.
+masked in logs; the (masked) source URL is shown to admins only. Rows are read and written only through
+``urbaneye.cameras_repo`` (the same mapping the stream workers use). The list also shows the cameras that
+cannot run as configured (``CamerasPublic.invalid``): a ``cameras`` row that no longer validates, and an
+invalid camera of the cameras file that ``urbaneye run`` set aside and reported only in ``camera_status``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from api.deps import AdminUser, SessionDep, SettingsDep, StoreDep, WorkerOrReader
 from api.schemas.cameras import (
@@ -22,6 +25,7 @@ from api.schemas.cameras import (
     CameraPublic,
     CamerasPublic,
     CameraStatusPublic,
+    InvalidCameraPublic,
     SourcePublic,
     ZoneIn,
     ZonesPublic,
@@ -29,41 +33,33 @@ from api.schemas.cameras import (
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import record
 from api.services.snapshot import SnapshotError, draw_zones
+from urbaneye import cameras_repo
 from urbaneye.camera_sources import SourceRefused, check_source_url
-from urbaneye.db.models import Camera, CameraStatus, Role, User, Zone
+from urbaneye.cameras_repo import INVALID_IN_FILE, LoadedCamera
+from urbaneye.db.models import CameraStatus, Role, User
 from urbaneye.redact import mask_url
 from urbaneye.settings import Settings
-from vision.config import CameraConfig, LocationConfig, MotionConfig, ZoneConfig
+from vision.config import CameraConfig, ZoneConfig
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/cameras", tags=["cameras"], responses=AUTH_ERRORS)
 
 
-def _camera(session: Session, camera_id: str) -> Camera:
-    cam = session.get(Camera, camera_id, options=[selectinload(Camera.zones)])
+def _camera(session: Session, camera_id: str) -> LoadedCamera:
+    """The camera (its zone rows that do not validate logged and skipped, as the workers do), or 404."""
+    cam = cameras_repo.get(session, camera_id)
     if cam is None:
         raise HTTPException(404, f"no camera '{camera_id}'; list cameras with GET /api/v1/cameras")
+    for problem in cam.problems:
+        log.error("%s", problem)
     return cam
 
 
-def _zones(cam: Camera) -> list[ZoneConfig]:
-    """The camera's valid zones in insertion order (the order workers use); a bad row is logged and
-    skipped, as the workers do, so one broken zone never hides the camera."""
-    zones = []
-    for row in sorted(cam.zones, key=lambda z: z.id):
-        try:
-            zones.append(ZoneConfig.model_validate(row.config))
-        except ValidationError as exc:
-            log.error(
-                "camera '%s' zone '%s' is invalid and skipped: %s; fix it with PUT "
-                "/api/v1/cameras/%s/zones/%s",
-                cam.id,
-                row.zone_id,
-                exc.errors()[0]["msg"],
-                cam.id,
-                row.zone_id,
-            )
-    return zones
+def _valid(cam: LoadedCamera) -> CameraConfig:
+    """The camera's validated config with its valid zones (in the order workers use), or 409."""
+    if cam.config is None:
+        raise HTTPException(409, cam.problems[0])
+    return cam.config
 
 
 def _status(camera_id: str, row: CameraStatus | None) -> CameraStatusPublic:
@@ -73,32 +69,38 @@ def _status(camera_id: str, row: CameraStatus | None) -> CameraStatusPublic:
     return out.model_copy(update={"has_snapshot": bool(row.snapshot_key)})
 
 
-def _public(cam: Camera, status: CameraStatus | None, viewer: User) -> CameraPublic:
-    cfg = cam.config or {}
-    src = cfg.get("source") or {}
-    masked = mask_url(src.get("url", ""))
+def _public(
+    cfg: CameraConfig, updated_at: dt.datetime | None, status: CameraStatus | None, viewer: User
+) -> CameraPublic:
+    src = cfg.source
+    masked = mask_url(src.url)
     return CameraPublic(
-        id=cam.id,
-        name=cam.name,
-        group=cam.group,
-        enabled=cam.enabled,
-        detect_fps=cfg.get("detect_fps", 5.0),
-        timezone=cfg.get("timezone", "Asia/Shanghai"),
-        start_time=cfg.get("start_time"),
-        bike_operator_routing=cfg.get("bike_operator_routing", False),
-        location=LocationConfig.model_validate(cfg.get("location") or {}),
-        motion=MotionConfig.model_validate(cfg.get("motion") or {}),
+        id=cfg.id,
+        name=cfg.name,
+        group=cfg.group,
+        enabled=cfg.enabled,
+        detect_fps=cfg.detect_fps,
+        timezone=cfg.timezone,
+        start_time=cfg.start_time,
+        bike_operator_routing=cfg.bike_operator_routing,
+        location=cfg.location,
+        motion=cfg.motion,
         source=SourcePublic(
             # where a camera is (an address on the city network) is for admins only
             url=masked if viewer.role == Role.ADMIN.value else "",
-            has_credentials=bool(src.get("username") or src.get("password")) or masked != src.get("url", ""),
-            loop=src.get("loop", False),
-            rtsp_transport=src.get("rtsp_transport", "tcp"),
+            has_credentials=bool(src.username or src.password) or masked != src.url,
+            loop=src.loop,
+            rtsp_transport=src.rtsp_transport,
         ),
-        zones=_zones(cam),
-        status=_status(cam.id, status),
-        updated_at=cam.updated_at,
+        zones=cfg.zones,
+        status=_status(cfg.id, status),
+        updated_at=updated_at,
     )
+
+
+def _shown(session: Session, camera_id: str, viewer: User) -> CameraPublic:
+    cam = _camera(session, camera_id)
+    return _public(_valid(cam), cam.updated_at, session.get(CameraStatus, camera_id), viewer)
 
 
 def _check_source(body: CameraConfig, settings: Settings) -> None:
@@ -116,31 +118,30 @@ def _check_source(body: CameraConfig, settings: Settings) -> None:
         ) from None
 
 
-def _stored_config(body: CameraConfig, previous: dict | None) -> dict:
-    """Camera config as stored: without zones; omitted credentials keep the stored ones (write-only)."""
-    cfg = body.model_dump(mode="json", exclude={"zones"})
-    old_src = (previous or {}).get("source") or {}
-    for key in ("username", "password"):
-        if cfg["source"].get(key) is None and old_src.get(key):
-            cfg["source"][key] = old_src[key]
-    return cfg
-
-
-def _set_zones(session: Session, cam: Camera, zones: list[ZoneConfig]) -> None:
-    by_id = {z.zone_id: z for z in cam.zones}
-    for zone in zones:
-        row = by_id.get(zone.id)
-        if row is None:
-            cam.zones.append(Zone(zone_id=zone.id, config=zone.model_dump(mode="json")))
-        else:
-            row.config = zone.model_dump(mode="json")
-
-
 @router.get("", response_model=CamerasPublic)
 def list_cameras(session: SessionDep, user: WorkerOrReader) -> CamerasPublic:
-    cams = session.scalars(select(Camera).options(selectinload(Camera.zones)).order_by(Camera.id)).all()
+    """The cameras, and under ``invalid`` those that cannot run as configured, with their error."""
+    cams = cameras_repo.list_all(session)
     statuses = {s.camera_id: s for s in session.scalars(select(CameraStatus)).all()}
-    return CamerasPublic(data=[_public(c, statuses.get(c.id), user) for c in cams], count=len(cams))
+    data, invalid = [], []
+    for cam in cams:
+        for problem in cam.problems:
+            log.error("%s", problem)
+        status = statuses.get(cam.camera_id)
+        if cam.config is None:
+            invalid.append(
+                InvalidCameraPublic(
+                    id=cam.camera_id, error=cam.problems[0], status=_status(cam.camera_id, status)
+                )
+            )
+        else:
+            data.append(_public(cam.config, cam.updated_at, status, user))
+    known = {cam.camera_id for cam in cams}
+    for camera_id, row in sorted(statuses.items()):
+        # an invalid camera of the cameras file that no database row describes: only its status tells
+        if camera_id not in known and row.error.startswith(INVALID_IN_FILE):
+            invalid.append(InvalidCameraPublic(id=camera_id, error=row.error, status=_status(camera_id, row)))
+    return CamerasPublic(data=data, count=len(data), invalid=invalid)
 
 
 @router.post("", response_model=CameraPublic, status_code=201, responses=errors(409))
@@ -148,32 +149,28 @@ def create_camera(
     body: CameraCreate, session: SessionDep, settings: SettingsDep, admin: AdminUser
 ) -> CameraPublic:
     _check_source(body, settings)
-    if session.get(Camera, body.id) is not None:
+    if cameras_repo.get(session, body.id) is not None:
         raise HTTPException(
             409, f"camera '{body.id}' already exists; use PUT /api/v1/cameras/{body.id} to change it"
         )
-    cam = Camera(
-        id=body.id, name=body.name, group=body.group, enabled=body.enabled, config=_stored_config(body, None)
-    )
-    cam.zones = []
-    session.add(cam)
-    _set_zones(session, cam, body.zones)
+    cameras_repo.put(session, body)
     record(
         session,
         admin,
         "create",
         "camera",
-        cam.id,
+        body.id,
         {"url": mask_url(body.source.url), "zones": len(body.zones)},
     )
     session.commit()
-    log.info("camera %s created by %s (source %s)", cam.id, admin.username, mask_url(body.source.url))
-    return _public(cam, session.get(CameraStatus, cam.id), admin)
+    log.info("camera %s created by %s (source %s)", body.id, admin.username, mask_url(body.source.url))
+    return _shown(session, body.id, admin)
 
 
-@router.get("/{camera_id}", response_model=CameraPublic, responses=errors(404))
+@router.get("/{camera_id}", response_model=CameraPublic, responses=errors(404, 409))
 def get_camera(camera_id: str, session: SessionDep, user: WorkerOrReader) -> CameraPublic:
-    return _public(_camera(session, camera_id), session.get(CameraStatus, camera_id), user)
+    """The camera; 409 with the error if its stored config no longer validates (fix it with PUT)."""
+    return _shown(session, camera_id, user)
 
 
 @router.put("/{camera_id}", response_model=CameraPublic, responses=errors(404))
@@ -194,20 +191,18 @@ def replace_camera(
             ]
         )
     _check_source(body, settings)
-    cam = _camera(session, camera_id)
-    cam.name, cam.group, cam.enabled = body.name, body.group, body.enabled
-    cam.config = _stored_config(body, cam.config)
-    _set_zones(session, cam, body.zones)
-    record(session, admin, "update", "camera", cam.id, {"url": mask_url(body.source.url)})
+    _camera(session, camera_id)
+    cameras_repo.put(session, body, keep_credentials=True)
+    record(session, admin, "update", "camera", camera_id, {"url": mask_url(body.source.url)})
     session.commit()
-    log.info("camera %s updated by %s (source %s)", cam.id, admin.username, mask_url(body.source.url))
-    return _public(cam, session.get(CameraStatus, camera_id), admin)
+    log.info("camera %s updated by %s (source %s)", camera_id, admin.username, mask_url(body.source.url))
+    return _shown(session, camera_id, admin)
 
 
 @router.delete("/{camera_id}", status_code=204, responses=errors(404))
 def delete_camera(camera_id: str, session: SessionDep, admin: AdminUser) -> Response:
-    cam = _camera(session, camera_id)
-    session.delete(cam)
+    _camera(session, camera_id)
+    cameras_repo.delete(session, camera_id)
     record(session, admin, "delete", "camera", camera_id, {})
     session.commit()
     return Response(status_code=204)
@@ -222,7 +217,7 @@ def camera_status(camera_id: str, session: SessionDep, _: WorkerOrReader) -> Cam
 @router.get(
     "/{camera_id}/snapshot",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG snapshot"}, **errors(404, 503)},
+    responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG snapshot"}, **errors(404, 409, 503)},
 )
 def camera_snapshot(
     camera_id: str,
@@ -232,7 +227,7 @@ def camera_snapshot(
     zones: bool = Query(True, description="draw the zones on the image"),
 ) -> Response:
     """The latest frame the worker kept (``CameraStatus.snapshot_key``), with zones drawn unless zones=false."""
-    cam = _camera(session, camera_id)
+    cfg = _valid(_camera(session, camera_id))
     status = session.get(CameraStatus, camera_id)
     if status is None or not status.snapshot_key:
         raise HTTPException(
@@ -247,15 +242,15 @@ def camera_snapshot(
         ) from None
     if zones:
         try:
-            jpeg = draw_zones(jpeg, _zones(cam))
+            jpeg = draw_zones(jpeg, cfg.zones)
         except SnapshotError as exc:
             raise HTTPException(503, str(exc)) from None
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/{camera_id}/zones", response_model=ZonesPublic, responses=errors(404))
+@router.get("/{camera_id}/zones", response_model=ZonesPublic, responses=errors(404, 409))
 def list_zones(camera_id: str, session: SessionDep, _: WorkerOrReader) -> ZonesPublic:
-    zones = _zones(_camera(session, camera_id))
+    zones = _valid(_camera(session, camera_id)).zones
     return ZonesPublic(data=zones, count=len(zones))
 
 
@@ -273,8 +268,8 @@ def put_zone(camera_id: str, zone_id: str, body: ZoneIn, session: SessionDep, ad
                 }
             ]
         )
-    cam = _camera(session, camera_id)
-    _set_zones(session, cam, [body])
+    _camera(session, camera_id)
+    cameras_repo.put_zone(session, camera_id, body)
     record(
         session,
         admin,
@@ -289,11 +284,9 @@ def put_zone(camera_id: str, zone_id: str, body: ZoneIn, session: SessionDep, ad
 
 @router.delete("/{camera_id}/zones/{zone_id}", status_code=204, responses=errors(404))
 def delete_zone(camera_id: str, zone_id: str, session: SessionDep, admin: AdminUser) -> Response:
-    cam = _camera(session, camera_id)
-    row = next((z for z in cam.zones if z.zone_id == zone_id), None)
-    if row is None:
+    _camera(session, camera_id)
+    if not cameras_repo.delete_zone(session, camera_id, zone_id):
         raise HTTPException(404, f"camera '{camera_id}' has no zone '{zone_id}'")
-    cam.zones.remove(row)
     record(session, admin, "delete_zone", "zone", f"{camera_id}/{zone_id}", {})
     session.commit()
     return Response(status_code=204)

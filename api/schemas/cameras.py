@@ -60,9 +60,21 @@ class CameraPublic(BaseModel):
     updated_at: UtcDatetime | None
 
 
+class InvalidCameraPublic(BaseModel):
+    """A camera that cannot run as configured: known only from its status (an invalid camera of the
+    cameras file ``urbaneye run`` set aside) or a ``cameras`` row that no longer validates."""
+
+    id: str
+    error: str = Field(description="what is wrong and how to fix it")
+    status: CameraStatusPublic
+
+
 class CamerasPublic(BaseModel):
     data: list[CameraPublic]
     count: int
+    invalid: list[InvalidCameraPublic] = Field(
+        default_factory=list, description="cameras that cannot run as configured, with their error"
+    )
 
 
 class ZonesPublic(BaseModel):
