@@ -28,6 +28,7 @@ from streams.metrics import get_metrics, serve_metrics
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
 from streams.worker import DetectorPool, StreamWorker, default_worker_id
+from urbaneye.cameras_repo import INVALID_IN_FILE
 from urbaneye.cases.handoff import Handoff
 from urbaneye.db.session import session_factory
 from urbaneye.settings import Settings, get_settings
@@ -216,7 +217,7 @@ class WorkerStack:
         running = {c.id for c in self.cameras_file.cameras}
         idle: list[CameraHealth] = []
         for bad in self.invalid_cameras:
-            message = f"invalid in the cameras file: {bad.error}"
+            message = f"{INVALID_IN_FILE}: {bad.error}"
             if bad.camera_id in running:
                 problems[bad.camera_id] = (
                     *problems.get(bad.camera_id, ()),
