@@ -268,6 +268,8 @@ class StaticObjectDetector:
                     strong = known
             elif known.any():
                 strong = known  # too little new to judge yet: the reported part only
+            if np.count_nonzero(strong) < min_core:
+                continue  # what is left of it is too small to be an object
             reported |= strong
             # The box is the strong part's: the faint rim around an object is partly the normalisation's
             # halo (the object changes the local mean of its surroundings too).
