@@ -4,8 +4,13 @@ import logging
 
 import cv2
 import numpy as np
+import yaml
 
+from streams.run import load_cameras_lenient
+from streams.status import CameraHealth, write_statuses
 from tests.api.conftest import scene_jpeg
+from urbaneye.cameras_repo import INVALID_IN_FILE
+from urbaneye.db.models import Camera
 
 CAMERA = {
     "id": "cam-9",
@@ -165,3 +170,73 @@ def test_invalid_zone_row_is_skipped_not_fatal(client, users, db, caplog) -> Non
     assert r.status_code == 200, r.text
     assert [z["id"] for z in r.json()["zones"]] == ["front"]
     assert "zone 'bad'" in caplog.text
+
+
+BOW_TIE = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]
+
+
+def test_a_new_invalid_camera_of_the_cameras_file_is_listed_with_its_error(
+    client,
+    users,
+    app,
+    db,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    """The worker sets an invalid camera of the file aside and reports it only in camera_status (no
+    cameras row): the list shows it under 'invalid' with the error; other status-only rows stay hidden."""
+    client.post("/api/v1/cameras", json=CAMERA, headers=users.headers("admin"))
+    path = tmp_path / "cameras.yaml"
+    bad = {**CAMERA, "id": "cam-new", "zones": [{**CAMERA["zones"][0], "id": "tie", "polygon": BOW_TIE}]}
+    path.write_text(yaml.safe_dump({"cameras": [bad]}, allow_unicode=True))
+    _, invalid = load_cameras_lenient(path)
+    assert [c.camera_id for c in invalid] == ["cam-new"]
+    healths = []
+    for camera_id, reason in (("cam-new", f"{INVALID_IN_FILE}: {invalid[0].error}"), ("cam-gone", "")):
+        health = CameraHealth(camera_id, 1.0, worker_id="w1")  # as streams.run reports it
+        health.stopped(reason)
+        healths.append(health)
+    write_statuses(app.state.sessionmaker, [h.snapshot() for h in healths])
+
+    r = client.get("/api/v1/cameras", headers=users.headers("viewer"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["id"] for c in body["data"]] == ["cam-9"] and body["count"] == 1
+    assert [c["id"] for c in body["invalid"]] == ["cam-new"]
+    entry = body["invalid"][0]
+    assert entry["error"].startswith(INVALID_IN_FILE) and "self-intersects" in entry["error"]
+    assert entry["status"]["state"] == "offline" and entry["status"]["worker_id"] == "w1"
+
+
+def test_a_camera_row_that_no_longer_validates_is_listed_invalid_and_fixed_by_put(
+    client,
+    users,
+    db,  # noqa: ANN001
+) -> None:
+    client.post("/api/v1/cameras", json=CAMERA, headers=users.headers("admin"))
+    row = db.get(Camera, "cam-9")
+    row.config = {**row.config, "detect_fps": 99}  # written around the API
+    db.commit()
+    listed = client.get("/api/v1/cameras", headers=users.headers("viewer")).json()
+    assert listed["data"] == [] and [c["id"] for c in listed["invalid"]] == ["cam-9"]
+    assert (
+        "detect_fps" in listed["invalid"][0]["error"]
+        and "PUT /api/v1/cameras/cam-9" in listed["invalid"][0]["error"]
+    )
+    r = client.get("/api/v1/cameras/cam-9", headers=users.headers("viewer"))
+    assert r.status_code == 409 and "detect_fps" in r.text
+    assert client.put("/api/v1/cameras/cam-9", json=CAMERA, headers=users.headers("admin")).status_code == 200
+    assert client.get("/api/v1/cameras/cam-9", headers=users.headers("viewer")).json()["detect_fps"] == 5.0
+
+
+def test_columns_and_json_are_written_from_one_config(client, users, db) -> None:  # noqa: ANN001
+    """name/group/enabled are columns (they win on read) and copies in the JSON; every write sets both."""
+    client.post("/api/v1/cameras", json=CAMERA, headers=users.headers("admin"))
+    update = {**CAMERA, "name": "新名", "group": "night", "enabled": False, "zones": []}
+    assert client.put("/api/v1/cameras/cam-9", json=update, headers=users.headers("admin")).status_code == 200
+    db.expire_all()
+    row = db.get(Camera, "cam-9")
+    assert (row.name, row.group, row.enabled) == ("新名", "night", False)
+    assert (row.config["name"], row.config["group"], row.config["enabled"]) == ("新名", "night", False)
+    row.name = "列名"  # a column edited around the API wins over the JSON copy
+    db.commit()
+    assert client.get("/api/v1/cameras/cam-9", headers=users.headers("viewer")).json()["name"] == "列名"
