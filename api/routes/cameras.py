@@ -131,7 +131,10 @@ def list_cameras(session: SessionDep, user: WorkerOrReader) -> CamerasPublic:
         if cam.config is None:
             invalid.append(
                 InvalidCameraPublic(
-                    id=cam.camera_id, error=cam.problems[0], status=_status(cam.camera_id, status)
+                    id=cam.camera_id,
+                    origin="database",
+                    error=cam.problems[0],
+                    status=_status(cam.camera_id, status),
                 )
             )
         else:
@@ -140,7 +143,11 @@ def list_cameras(session: SessionDep, user: WorkerOrReader) -> CamerasPublic:
     for camera_id, row in sorted(statuses.items()):
         # an invalid camera of the cameras file that no database row describes: only its status tells
         if camera_id not in known and row.error.startswith(INVALID_IN_FILE):
-            invalid.append(InvalidCameraPublic(id=camera_id, error=row.error, status=_status(camera_id, row)))
+            invalid.append(
+                InvalidCameraPublic(
+                    id=camera_id, origin="file", error=row.error, status=_status(camera_id, row)
+                )
+            )
     return CamerasPublic(data=data, count=len(data), invalid=invalid)
 
 

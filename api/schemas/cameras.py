@@ -5,6 +5,7 @@ the API validates exactly what a cameras file validates. Credentials are write-o
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +66,9 @@ class InvalidCameraPublic(BaseModel):
     cameras file ``urbaneye run`` set aside) or a ``cameras`` row that no longer validates."""
 
     id: str
+    origin: Literal["file", "database"] = Field(
+        description="file: an invalid camera of the cameras file, not started; database: its row no longer validates"
+    )
     error: str = Field(description="what is wrong and how to fix it")
     status: CameraStatusPublic
 

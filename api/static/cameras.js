@@ -2,19 +2,29 @@
 import { KIND_ZH, REASONS, ROAD_CLASS_ZH, fill, ZONE_KIND_ZH, auth, del, el, fmtTime, get, imageUrl, put, svg, toast } from "./api.js";
 
 const STATE_ZH = { online: "在线", degraded: "降级", offline: "离线" };
+const INVALID_ORIGIN_ZH = {
+  file: "摄像头配置文件中此项无效，未启动；修正文件后重启处理节点",
+  database: "数据库中的配置无效；管理员可通过接口重新保存",
+};
 
 export function mountCameras(root, [cameraId]) {
   if (cameraId) return mountCamera(root, cameraId);
   const grid = el("div", { class: "cam-grid", id: "cameras" }, el("p", { class: "muted" }, "加载中…"));
   root.append(el("section", { class: "page" }, el("h2", {}, "摄像头"), grid));
   get("cameras").then((res) => {
-    if (!res.data.length) { grid.replaceChildren(el("p", { class: "empty" }, "尚未配置摄像头")); return; }
+    if (!res.data.length && !res.invalid.length) { grid.replaceChildren(el("p", { class: "empty" }, "尚未配置摄像头")); return; }
     grid.replaceChildren(...res.data.map((c) => el("a", { class: "cam-card", href: `#/cameras/${encodeURIComponent(c.id)}` },
       el("div", { class: "cam-title" }, el("b", {}, c.name || c.id), el("span", { class: `state ${c.status.state}` }, STATE_ZH[c.status.state] || c.status.state)),
       el("div", { class: "muted" }, c.id, " · ", c.location.address || "—"),
       el("div", { class: "small" }, `输入 ${c.status.input_fps.toFixed(1)} fps · 检测 ${c.status.detect_fps.toFixed(1)} fps · 区域 ${c.zones.length} 个`),
       el("div", { class: "small muted" }, `最后画面 ${fmtTime(c.status.last_frame_at)}`),
-      c.status.error ? el("div", { class: "small error" }, c.status.error) : null)));
+      c.status.error ? el("div", { class: "small error" }, c.status.error) : null)),
+    // cameras that cannot run as configured (an invalid camera of the cameras file, a row that no longer
+    // validates): no page to open, only the error to fix
+    ...res.invalid.map((c) => el("div", { class: "cam-card invalid", "data-camera": c.id },
+      el("div", { class: "cam-title" }, el("b", {}, c.id), el("span", { class: "state offline" }, "配置无效")),
+      el("div", { class: "muted" }, INVALID_ORIGIN_ZH[c.origin] || c.origin),
+      el("div", { class: "small error" }, `配置错误：${c.error}`))));
   }).catch((err) => grid.replaceChildren(el("p", { class: "error" }, err.message)));
   return null;
 }

@@ -205,6 +205,7 @@ def test_a_new_invalid_camera_of_the_cameras_file_is_listed_with_its_error(
     entry = body["invalid"][0]
     assert entry["error"].startswith(INVALID_IN_FILE) and "self-intersects" in entry["error"]
     assert entry["status"]["state"] == "offline" and entry["status"]["worker_id"] == "w1"
+    assert entry["origin"] == "file"
 
 
 def test_a_camera_row_that_no_longer_validates_is_listed_invalid_and_fixed_by_put(
@@ -218,6 +219,7 @@ def test_a_camera_row_that_no_longer_validates_is_listed_invalid_and_fixed_by_pu
     db.commit()
     listed = client.get("/api/v1/cameras", headers=users.headers("viewer")).json()
     assert listed["data"] == [] and [c["id"] for c in listed["invalid"]] == ["cam-9"]
+    assert listed["invalid"][0]["origin"] == "database"
     assert (
         "detect_fps" in listed["invalid"][0]["error"]
         and "PUT /api/v1/cameras/cam-9" in listed["invalid"][0]["error"]
