@@ -358,17 +358,30 @@ def verify_bulk(
     return BulkVerifyOut(data=results, count=len(results), succeeded=sum(r.ok for r in results))
 
 
-@router.post("/{case_id}/claim", response_model=ClaimOut, responses=errors(404, 409))
+@router.post("/{case_id}/claim", response_model=ClaimOut, responses=errors(404))
 def claim_case(case_id: str, session: SessionDep, user: ReviewerUser) -> ClaimOut:
     """Lease a pending case to the caller for a few minutes (again to extend): the queue shows it to no other
-    reviewer and refuses their decisions on it. 409 when it is decided or another reviewer holds it."""
-    check_reviewable(session, case_id, user)
+    reviewer and refuses their decisions on it. ``claimed: false`` with a Chinese ``detail`` when the case is
+    decided or another reviewer holds it (the screen skips ahead)."""
+    try:
+        check_reviewable(session, case_id, user)
+    except HTTPException as exc:
+        if exc.status_code != 409:
+            raise
+        return ClaimOut(case_id=case_id, claimed=False, code=exc.headers["X-Error-Code"], detail=exc.detail)
     now = utcnow()
     if not claims.try_claim(session, case_id, user.id, now):
         session.rollback()
-        raise conflict("该案件刚被其他审核员领取；已跳到下一件", ErrorCode.CASE_CLAIMED)
+        return ClaimOut(
+            case_id=case_id,
+            claimed=False,
+            code=ErrorCode.CASE_CLAIMED,
+            detail="该案件刚被其他审核员领取；已跳到下一件",
+        )
     session.commit()
-    return ClaimOut(case_id=case_id, expires_at=now + dt.timedelta(seconds=claims.CLAIM_LEASE_S))
+    return ClaimOut(
+        case_id=case_id, claimed=True, expires_at=now + dt.timedelta(seconds=claims.CLAIM_LEASE_S)
+    )
 
 
 @router.delete("/{case_id}/claim", status_code=204, responses=errors(404))

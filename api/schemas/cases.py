@@ -219,8 +219,13 @@ ESCALATION_VALUES = [e.value for e in Escalation]
 
 
 class ClaimOut(BaseModel):
+    """A claim's outcome. Losing a case to another reviewer is an everyday answer, not an error."""
+
     case_id: str
-    expires_at: UtcDatetime = Field(description="the case is yours until then (re-claim to extend)")
+    claimed: bool = Field(description="true: the case is yours until expires_at (claim again to extend)")
+    expires_at: UtcDatetime | None = None
+    code: ErrorCode | None = Field(None, description="why not: case_claimed or case_decided")
+    detail: str = Field("", description="why not, in Chinese, for the reviewer")
 
 
 class LiveTicket(BaseModel):

@@ -32,10 +32,28 @@ export const ZONE_KIND_ZH = {
 };
 export const ROAD_CLASS_ZH = { main: "主干道（严禁）", secondary: "次干道（严控）", lane: "小街巷（规范）" };
 
+// What a reviewer reads when the server's text is not Chinese (a route without a translated message).
+const STATUS_MESSAGE_ZH = {
+  400: "请求格式有误", 401: "登录已过期，请重新登录", 403: "当前账号无权执行此操作", 404: "未找到该对象（可能已被删除）",
+  409: "状态已变化，请刷新后重试", 413: "提交的内容过大", 422: "输入有误", 429: "操作过于频繁，请稍后再试",
+};
+const HAS_CJK = /[\u3400-\u9fff]/;
+
+/** The Chinese message for an API error: the server's own text when it is Chinese, else one by status
+ * (for 400/422 with the server's reason after it, so a form still says what to fix). */
+export function errorMessage(status, detail) {
+  const text = typeof detail === "string" ? detail : formatValidation(detail);
+  if (HAS_CJK.test(text)) return text;
+  const zh = STATUS_MESSAGE_ZH[status] || (status >= 500 ? "服务器暂时不可用，请稍后再试" : `请求失败（${status}）`);
+  return (status === 400 || status === 422) && text ? `${zh}：${text}` : zh;
+}
+
 export class ApiError extends Error {
-  constructor(status, detail) {
-    super(typeof detail === "string" ? detail : formatValidation(detail));
+  constructor(status, detail, code = "") {
+    super(errorMessage(status, detail));
     this.status = status;
+    this.detail = detail;
+    this.code = code; // X-Error-Code: case_claimed, case_decided, ...
   }
 }
 
@@ -71,7 +89,7 @@ export async function request(method, path, { body, query, raw } = {}) {
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = (await res.json()).detail; } catch { /* not JSON */ }
-    throw new ApiError(res.status, detail);
+    throw new ApiError(res.status, detail, res.headers.get("X-Error-Code") || "");
   }
   if (raw) return res;
   if (res.status === 204) return null;
@@ -108,17 +126,95 @@ export async function imageUrl(path, query) {
   return URL.createObjectURL(await res.blob());
 }
 
-export function fmtTime(iso) {
-  if (!iso) return "—";
-  return new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+export const DEFAULT_TZ = "Asia/Shanghai";
+const timeFormats = new Map();
+
+/** Date and time parts of an instant in an IANA time zone (the API sends ISO 8601 with its offset). */
+function partsIn(iso, timeZone) {
+  if (!timeFormats.has(timeZone)) {
+    timeFormats.set(timeZone, new Intl.DateTimeFormat("en-GB", {
+      timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }));
+  }
+  const parts = {};
+  for (const p of timeFormats.get(timeZone).formatToParts(new Date(iso))) parts[p.type] = p.value;
+  return parts;
 }
 
+/** "2026-12-03 21:00:11" in the camera's time zone: the same text the evidence caption burns in. */
+export function fmtTime(iso, timeZone = DEFAULT_TZ) {
+  if (!iso) return "—";
+  const p = partsIn(iso, timeZone || DEFAULT_TZ);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+/** "12-03 21:00": a queue entry's short time. */
+export function fmtShortTime(iso, timeZone = DEFAULT_TZ) {
+  if (!iso) return "—";
+  const p = partsIn(iso, timeZone || DEFAULT_TZ);
+  return `${p.month}-${p.day} ${p.hour}:${p.minute}`;
+}
+
+/** A duration as the evidence caption writes it (vision.evidence.format_duration_zh): 6分12秒, 45秒, 1小时5分. */
 export function fmtDuration(seconds) {
-  const s = Math.round(seconds || 0);
-  if (s < 60) return `${s} 秒`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} 分 ${s % 60} 秒`;
-  return `${Math.floor(m / 60)} 小时 ${m % 60} 分`;
+  const total = Math.max(0, Math.round(seconds || 0));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h) return `${h}小时${m}分`;
+  if (m) return `${m}分${s}秒`;
+  return `${s}秒`;
+}
+
+/** How long a case's violation has lasted: the recorded dwell, or for an open case (no end yet) the time since
+ * it started, whichever is longer. The one place the UI computes a duration. */
+export function dwellSeconds(c, nowMs = Date.now()) {
+  if (c.ended_at) return c.duration_s;
+  return Math.max(c.duration_s, (nowMs - Date.parse(c.started_at)) / 1000);
+}
+
+// ---- live queue: one EventSource per tab, shared by every view that listens --------------------------
+const liveListeners = new Set();
+let liveSource = null;
+let liveRetry = null;
+
+async function openLive() {
+  clearTimeout(liveRetry);
+  if (liveSource || !auth.token || !liveListeners.size) return;
+  let ticket;
+  try { ticket = await post("live/ticket"); } catch { liveRetry = setTimeout(openLive, 5000); return; }
+  if (liveSource || !liveListeners.size) return;
+  const url = new URL(`${API}/live/events`, location.origin);
+  url.searchParams.set("token", ticket.token); // a one-minute ticket, only good for this stream
+  const source = new EventSource(url);
+  liveSource = source;
+  source.addEventListener("queue", (e) => {
+    const state = JSON.parse(e.data);
+    document.documentElement.dataset.live = "on"; // for tests and styling: the live feed has spoken
+    for (const fn of liveListeners) fn(state);
+  });
+  source.onerror = () => {
+    // never let the browser reconnect with a ticket that may have lapsed: close and ask for a new one
+    source.close();
+    if (liveSource === source) liveSource = null;
+    liveRetry = setTimeout(openLive, 3000);
+  };
+}
+
+/** Call ``fn(state)`` whenever the review queue changes (a case pending, decided, claimed); returns unsubscribe. */
+export function onQueueChange(fn) {
+  liveListeners.add(fn);
+  openLive();
+  return () => {
+    liveListeners.delete(fn);
+    if (!liveListeners.size) closeLive();
+  };
+}
+
+export function closeLive() {
+  clearTimeout(liveRetry);
+  liveSource?.close();
+  liveSource = null;
 }
 
 export function el(tag, attrs = {}, ...children) {

@@ -1,14 +1,29 @@
 // App shell: login, hash routing between the review queue, cameras and statistics.
-import { auth, get, login, post } from "./api.js";
+import { auth, get, login, onQueueChange, post } from "./api.js";
 import { mountQueue } from "./queue.js";
 import { mountCameras } from "./cameras.js";
 import { mountStats } from "./stats.js";
 
 const view = document.getElementById("view");
 let unmount = null;
+let unsubscribeBadge = null;
+
+function showBadge() {
+  // the topbar's pending count follows the live queue on every page
+  if (unsubscribeBadge) return;
+  unsubscribeBadge = onQueueChange((state) => {
+    document.getElementById("pending-count").textContent = state.pending ? String(state.pending) : "";
+  });
+}
+
+function stopBadge() {
+  if (unsubscribeBadge) { unsubscribeBadge(); unsubscribeBadge = null; }
+  document.getElementById("pending-count").textContent = "";
+}
 
 function showLogin(message = "") {
   if (unmount) { unmount(); unmount = null; }
+  stopBadge();
   view.replaceChildren();
   document.getElementById("topbar").hidden = true;
   document.getElementById("login-view").hidden = false;
@@ -25,6 +40,7 @@ async function route() {
   document.getElementById("topbar").hidden = false;
   document.getElementById("who").textContent = `${auth.user.display_name || auth.user.username}（${roleZh(auth.user.role)}）`;
   document.body.dataset.role = auth.user.role;
+  showBadge();
   const [, page = "queue", ...rest] = location.hash.split("/");
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
   if (unmount) { unmount(); unmount = null; }
@@ -46,8 +62,9 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
   try {
     await login(document.getElementById("login-username").value, document.getElementById("login-password").value);
     document.getElementById("login-password").value = "";
-    if (!location.hash) location.hash = "#/queue";
-    await route();
+    // setting the hash routes (hashchange); routing here as well would mount the page twice
+    if (!location.hash || location.hash === "#") location.hash = "#/queue";
+    else await route();
   } catch (err) {
     document.getElementById("login-error").textContent = err.message;
   } finally {
@@ -56,7 +73,8 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
 });
 
 document.getElementById("logout").addEventListener("click", () => {
-  // the server revokes the token (every token of this user); the page forgets it either way
+  // the server gives back the cases this user held and revokes the token (every token of this user); the page
+  // forgets it either way
   post("auth/logout").catch(() => {});
   auth.token = null;
   auth.user = null;

@@ -1,11 +1,18 @@
 // Review queue: one key per decision, the next case (and its images) preloaded, decisions sent in the
 // background so the step from one case to the next never waits on the network.
 import {
-  ESCALATION_ZH, fill, KIND_ZH, OBJECT_ZH, REASONS, STATUS_ZH, auth, el, fmtDuration, fmtTime, get, post, svg, toast,
+  ESCALATION_ZH, fill, KIND_ZH, OBJECT_ZH, REASONS, STATUS_ZH, auth, del, dwellSeconds, el, fmtDuration, fmtShortTime, fmtTime,
+  get, onQueueChange, post, svg, toast,
 } from "./api.js";
 
 const PAGE = 50;
 const PRELOAD_AHEAD = 2;
+const RECLAIM_MS = 120_000; // the server leases a case for 5 minutes; renew well before
+
+/** Reject reasons that fit a case: 合规经营 (permitted vending) only where the case is vending. */
+export function reasonsFor(kind) {
+  return REASONS.filter((r) => r.code !== "permitted_vending" || kind === "street_vending");
+}
 
 export function mountQueue(root) {
   const state = {
@@ -25,8 +32,14 @@ export function mountQueue(root) {
     corrections: [],
     label: "",
     loading: false,
+    claimed: null,        // id of the case this reviewer holds now
+    claiming: new Map(),  // id -> Promise<bool>: the claim asked for when the case was shown
+    fresh: new Set(),     // ids that arrived live and have not been looked at
+    refreshing: null,     // the refresh in flight after a live event
+    shown: null,          // CaseDetail on screen
   };
   const canDecide = ["admin", "reviewer"].includes(auth.user.role);
+  let alive = true; // false once the page is left: answers still arriving must not claim or draw
 
   // ---- layout ---------------------------------------------------------------------------------
   const orderSel = el("select", { id: "order", "aria-label": "排序", onchange: (e) => {
@@ -39,18 +52,69 @@ export function mountQueue(root) {
   const list = el("ol", { class: "qitems", id: "queue-list" });
   const counter = el("span", { id: "queue-total" });
   const doneCounter = el("span", { class: "muted", id: "done-count" });
+  const notice = el("button", { class: "new-cases", id: "new-cases", hidden: true, onclick: () => jumpToFresh() });
   const aside = el("aside", { class: "qlist" },
-    el("div", { class: "qhead" }, el("h2", {}, "待审核 ", counter), orderSel), doneCounter, list);
+    el("div", { class: "qhead" }, el("h2", {}, "待审核 ", counter), orderSel), doneCounter, notice, list);
   const main = el("section", { class: "case", id: "case" });
   const page = el("div", { class: "queue-page" }, aside, main);
   root.append(page);
 
   // ---- data -----------------------------------------------------------------------------------
+  const queueQuery = () => ({ status: "pending_review", order: state.order, limit: PAGE, unclaimed: canDecide || undefined });
+
   async function fetchPage() {
-    const res = await get("cases", { status: "pending_review", order: state.order, limit: PAGE });
+    const res = await get("cases", queueQuery());
     state.total = res.count;
     const known = new Set([...state.queue.map((c) => c.id), ...state.decided.map((d) => d.c.id)]);
     for (const c of res.data) if (!known.has(c.id)) state.queue.push(c);
+    return res;
+  }
+
+  /** A live event: the queue changed somewhere (a new case, a decision, a claim). Fetch it once and merge:
+   * new cases join the list (announced as "N 件新案件"), cases others took or decided leave it. */
+  function refresh() {
+    if (state.loading) { state.refreshAfterLoad = true; return null; } // the load in flight reads the queue anyway
+    if (state.refreshing) return state.refreshing;
+    state.refreshing = (async () => {
+      const res = await get("cases", queueQuery());
+      const cur = current();
+      const server = new Set(res.data.map((c) => c.id));
+      const decided = new Set(state.decided.map((d) => d.c.id));
+      if (res.data.length === res.count) { // the whole queue is in this page: drop what is gone
+        state.queue = state.queue.filter((c) => server.has(c.id) || c.id === cur?.id);
+        if (cur) state.index = state.queue.findIndex((c) => c.id === cur.id);
+      }
+      const known = new Set(state.queue.map((c) => c.id));
+      const added = res.data.filter((c) => !known.has(c.id) && !decided.has(c.id));
+      state.queue.push(...added);
+      for (const c of added) state.fresh.add(c.id);
+      state.total = res.count + (cur && !server.has(cur.id) ? 1 : 0);
+      if (!cur && state.queue.length) { state.index = 0; show(); } // an empty queue refills itself
+      else renderList();
+    })().catch(() => {}).finally(() => { state.refreshing = null; });
+    return state.refreshing;
+  }
+
+  function jumpToFresh() {
+    const i = state.queue.findIndex((c) => state.fresh.has(c.id));
+    if (i >= 0) { state.index = i; show(); }
+  }
+
+  /** Lease the case to this reviewer; false (with a Chinese message shown) when someone else has it. */
+  async function claim(c) {
+    if (!canDecide || !alive) return alive;
+    let res;
+    try { res = await post(`cases/${c.id}/claim`); } catch { return true; } // unreachable now: the decision will tell
+    if (res.claimed) { state.claimed = c.id; return true; }
+    toast(res.detail, "error");
+    return false;
+  }
+
+  function releaseClaim(keep = null) {
+    const id = state.claimed;
+    if (!id || id === keep) return;
+    state.claimed = null;
+    if (auth.token) del(`cases/${id}/claim`).catch(() => {});
   }
 
   async function reload() {
@@ -62,6 +126,7 @@ export function mountQueue(root) {
     try { await fetchPage(); } catch (err) { toast(err.message, "error"); }
     state.loading = false;
     show();
+    if (state.refreshAfterLoad) { state.refreshAfterLoad = false; refresh(); }
   }
 
   function detail(id) {
@@ -103,23 +168,31 @@ export function mountQueue(root) {
   // ---- rendering ------------------------------------------------------------------------------
   function renderList() {
     counter.textContent = String(Math.max(state.total, 0));
-    document.getElementById("pending-count").textContent = state.total ? String(state.total) : "";
     doneCounter.textContent = state.done ? `本次已审 ${state.done} 件` : "";
+    const cur = current();
+    if (cur) state.fresh.delete(cur.id);
+    notice.hidden = !state.fresh.size;
+    notice.textContent = `${state.fresh.size} 件新案件`;
     list.replaceChildren(...state.queue.slice(0, 200).map((c, i) => el("li", {
-      class: `qitem ${i === state.index ? "current" : ""}`,
+      class: `qitem ${i === state.index ? "current" : ""} ${state.fresh.has(c.id) ? "fresh" : ""}`,
       dataset: { id: c.id },
       onclick: () => { state.index = i; show(); },
     },
     el("i", { class: `dot ${c.escalation}`, title: `${ESCALATION_ZH[c.escalation] || c.escalation}` }),
     el("span", { class: "qkind" }, KIND_ZH[c.kind] || c.kind),
-    el("span", { class: "qmeta" }, `${c.camera_id} · ${fmtTime(c.created_at).slice(5, 16)}`))));
+    el("span", { class: "qmeta" }, `${c.camera_name || c.camera_id} · ${fmtShortTime(c.created_at, c.camera_timezone)}`))));
     list.querySelector(".current")?.scrollIntoView({ block: "nearest" });
   }
 
   function render() {
     renderList();
+    state.shown = null;
+    delete main.dataset.caseId;
+    delete main.dataset.claimedId;
     main.replaceChildren(state.loading ? el("p", { class: "empty" }, "加载中…")
-      : el("p", { class: "empty" }, "队列已清空 🎉 没有待审核的案件"));
+      : el("div", { class: "empty", id: "queue-empty" },
+        el("p", {}, "队列已清空：没有待审核的案件"),
+        el("p", { class: "small" }, "新案件到达时会自动出现在这里，无需刷新。")));
   }
 
   async function show() {
@@ -127,17 +200,38 @@ export function mountQueue(root) {
     state.noteOpen = false;
     state.corrections = [];
     state.label = "";
+    if (!alive) return;
     const c = current();
+    releaseClaim(c?.id);
     renderList();
     if (!c) { render(); return; }
     state.shownAt = performance.now();
     const id = c.id;
+    // the case is drawn at once from what is preloaded; the claim runs alongside, and a lost claim skips ahead
+    const claimed = claim(c);
+    state.claiming.set(id, claimed);
+    claimed.then((mine) => {
+      if (!alive) return;
+      if (!mine) drop(c);
+      else if (current()?.id === id) main.dataset.claimedId = id;
+    });
     let d;
     try { d = await detail(id); } catch (err) { main.replaceChildren(el("p", { class: "error" }, err.message)); return; }
-    if (current()?.id !== id) return; // moved on while loading
+    if (!alive || current()?.id !== id) return; // moved on while loading
     preloadImages(d);
     renderCase(d);
     preloadAhead();
+  }
+
+  /** Take a case out of this reviewer's queue (another reviewer has it, or it is decided) and show the next. */
+  function drop(c) {
+    const i = state.queue.findIndex((x) => x.id === c.id);
+    if (i < 0) return;
+    state.queue.splice(i, 1);
+    state.total = Math.max(state.total - 1, 0);
+    if (state.claimed === c.id) state.claimed = null;
+    if (state.index >= state.queue.length) state.index = Math.max(state.queue.length - 1, 0);
+    show();
   }
 
   function frame(d, seq, caption) {
@@ -161,7 +255,7 @@ export function mountQueue(root) {
     const wrap = el("div", { class: "imgwrap" }, img, overlay);
     if (canDecide && ev?.url && d.frame_wh.length === 2) enableBoxDrawing(wrap, d, seq);
     return el("figure", { class: "frame", dataset: { seq: String(seq) } }, wrap,
-      el("figcaption", {}, el("b", {}, caption), ` ${fmtTime(ev?.frame_ts)}`,
+      el("figcaption", {}, el("b", {}, caption), " ", el("time", { class: "frame-time" }, fmtTime(ev?.frame_ts, d.camera_timezone)),
         ev ? el("span", { class: "hash", title: `SHA-256 ${ev.sha256}` }, ` SHA-256 ${ev.sha256.slice(0, 12)}…`) : null));
   }
 
@@ -209,7 +303,7 @@ export function mountQueue(root) {
     similar(d.id).then((res) => {
       similarBox.replaceChildren(...(res.data.length ? res.data.map((s) => el("li", {},
         el("span", { class: `status ${s.status}` }, STATUS_ZH[s.status] || s.status),
-        ` ${fmtTime(s.created_at)} · ${KIND_ZH[s.kind] || s.kind}`,
+        ` ${fmtTime(s.created_at, s.camera_timezone)} · ${KIND_ZH[s.kind] || s.kind}`,
         s.reject_reason ? ` · ${REASONS.find((r) => r.code === s.reject_reason)?.zh || s.reject_reason}` : "",
       )) : [el("li", { class: "muted" }, "此处此前无案件")]));
     }).catch(() => similarBox.replaceChildren(el("li", { class: "muted" }, "—")));
@@ -222,29 +316,33 @@ export function mountQueue(root) {
       `${k.action === "add" ? "新增" : "改为"} ${OBJECT_ZH[k.label] || k.label}`,
       el("button", { class: "link", title: "删除", onclick: () => { state.corrections.splice(i, 1); renderCase(d); } }, "×"))));
 
-    const reasonButtons = REASONS.map((r) => el("button", {
+    const reasonButtons = reasonsFor(d.kind).map((r) => el("button", {
       class: "reject", dataset: { reason: r.code }, disabled: !canDecide,
       onclick: () => (r.code === "other" ? openNote() : decide("reject", r.code)),
     }, el("kbd", {}, r.key), ` ${r.zh}`));
 
+    state.shown = d;
+    main.dataset.caseId = d.id; // the case on screen: decisions apply to it only
+    if (state.claimed === d.id) main.dataset.claimedId = d.id;
+    else delete main.dataset.claimedId;
+    const zoomEv = mainFrame(d);
     fill(main,
       el("div", { class: "case-head" },
         el("h2", {}, KIND_ZH[d.kind] || d.kind, " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
         el("span", { class: `badge ${d.escalation}` }, `${ESCALATION_ZH[d.escalation] || d.escalation}单`),
         el("span", { class: "pos muted" }, `${state.index + 1} / ${state.total}`)),
-      el("dl", { class: "meta" },
-        el("dt", {}, "地点"), el("dd", {}, d.address || "—"),
-        el("dt", {}, "摄像头"), el("dd", {}, `${d.camera_name || d.camera_id}（${d.camera_id}）`),
-        el("dt", {}, "区域"), el("dd", {}, d.zone_name || d.zone_id || "—"),
-        el("dt", {}, "持续"), el("dd", { id: "dwell" }, fmtDuration(d.duration_s)),
+      el("dl", { class: "meta", id: "facts" },
+        el("dt", {}, "类型"), el("dd", { id: "fact-kind" }, KIND_ZH[d.kind] || d.kind),
+        el("dt", {}, "区域"), el("dd", { id: "fact-zone" }, d.zone_name || "未命名区域"),
+        el("dt", {}, "摄像头"), el("dd", { id: "fact-camera", title: d.camera_id }, d.camera_name || d.camera_id),
+        el("dt", {}, "地点"), el("dd", { title: d.address }, d.address || "—"),
+        el("dt", {}, "开始"), el("dd", { id: "fact-start" }, fmtTime(d.started_at, d.camera_timezone)),
+        el("dt", {}, "持续"), el("dd", { id: "dwell" }, fmtDuration(dwellSeconds(d)), d.ended_at ? "" : "（仍在持续）"),
         el("dt", {}, "置信度"), el("dd", {}, `${Math.round(d.confidence * 100)}%`),
-        el("dt", {}, "模型"), el("dd", {}, d.model_version || "—"),
-        el("dt", {}, "开始"), el("dd", {}, fmtTime(d.started_at)),
         el("dt", {}, "同地历史"), el("dd", {}, `${d.place_earlier_count} 件`)),
-      el("p", { class: "desc" }, d.description),
       el("div", { class: "frames" }, frame(d, 1, "① 首次发现"), frame(d, 2, "② 停留超时")),
       el("div", { class: "lower" },
-        el("div", { class: "crop" }, el("h3", {}, "目标特写 ", el("kbd", {}, "Z"), " 放大"),
+        el("div", { class: "crop" }, el("h3", {}, "目标特写 ", el("kbd", {}, "Z"), " 看原图"),
           crop?.url ? el("img", { src: crop.url, alt: "目标特写", id: "crop", onclick: toggleZoom }) : el("div", { class: "noimg" }, "无特写")),
         el("div", { class: "history" }, el("h3", {}, "同一地点的早前案件"), similarBox),
         el("div", { class: "corrections" }, el("h3", {}, "标注更正（用于再训练）"),
@@ -262,18 +360,40 @@ export function mountQueue(root) {
         el("input", { id: "note-input", placeholder: "请说明驳回原因（其他），回车提交，Esc 取消", maxlength: "2000" })),
       el("footer", { class: "legend" },
         "快捷键：", el("kbd", {}, "Y"), "/", el("kbd", {}, "Enter"), " 确认　",
-        ...REASONS.flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
+        ...reasonsFor(d.kind).flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
         el("kbd", {}, "J"), "/", el("kbd", {}, "→"), " 下一条　", el("kbd", {}, "K"), "/", el("kbd", {}, "←"), " 上一条　",
         el("kbd", {}, "U"), "/", el("kbd", {}, "Ctrl+Z"), " 撤销　", el("kbd", {}, "A"), ` 标注/原图（当前：${state.variant === "annotated" ? "标注" : "原图"}）　`,
-        el("kbd", {}, "Z"), " 特写放大"),
-      state.zoom && crop?.url ? el("div", { class: "zoom", onclick: toggleZoom }, el("img", { src: crop.url, alt: "特写放大" })) : null,
+        el("kbd", {}, "Z"), " 原图放大"),
+      state.zoom && zoomEv?.url ? el("div", { class: "zoom", id: "zoom", onclick: toggleZoom },
+        el("img", { src: zoomEv.url, alt: "停留超时帧原图", id: "zoom-img" }),
+        el("p", { class: "zoom-hint" }, "原始分辨率 · 滚动查看 · 点击或 Esc 关闭")) : null,
     );
   }
+
+  /** The dwell frame (②) in the variant on screen, at full resolution: what Z opens. */
+  function mainFrame(d) {
+    const pick = (seq, variant) => d.evidence.find((e) => e.seq === seq && e.variant === variant && e.url);
+    return pick(2, state.variant) || pick(2, "annotated") || pick(2, "clean") || pick(1, state.variant) || pick(1, "clean");
+  }
+
+  /** Open cases: the duration on screen grows every second (the same function computes it everywhere). */
+  const ticker = setInterval(() => {
+    const d = state.shown;
+    const box = document.getElementById("dwell");
+    if (!d || d.ended_at || !box || current()?.id !== d.id) return;
+    box.firstChild.textContent = fmtDuration(dwellSeconds(d));
+  }, 1000);
+
+  /** Keep the lease while the reviewer looks at the case. */
+  const reclaimer = setInterval(() => {
+    const c = current();
+    if (canDecide && c && state.claimed === c.id) post(`cases/${c.id}/claim`).catch(() => {});
+  }, RECLAIM_MS);
 
   // ---- actions --------------------------------------------------------------------------------
   function decide(decision, reason = null, note = "") {
     const c = current();
-    if (!c || !canDecide) return;
+    if (!c || !canDecide || state.shown?.id !== c.id) return; // not yet on screen
     const body = { decision, duration_ms: Math.round(performance.now() - state.shownAt) };
     if (reason) body.reason = reason;
     if (note) body.note = note;
@@ -283,7 +403,10 @@ export function mountQueue(root) {
     }
     if (corrections.length) body.corrections = corrections;
     const record = { c, decision, reason };
-    record.request = post(`cases/${c.id}/verify`, body);
+    // sent once the claim is ours; a claim lost to another reviewer sends nothing (that case is skipped)
+    record.request = (state.claiming.get(c.id) || Promise.resolve(true)).then((mine) => (mine
+      ? post(`cases/${c.id}/verify`, body) : Promise.reject(Object.assign(new Error("claim lost"), { lost: true }))));
+    if (state.claimed === c.id) state.claimed = null; // the decision gives the claim back
     state.decided.push(record);
     state.queue.splice(state.index, 1);
     state.total = Math.max(state.total - 1, 0);
@@ -291,11 +414,14 @@ export function mountQueue(root) {
     if (state.index >= state.queue.length) state.index = Math.max(state.queue.length - 1, 0);
     show(); // the next case is already loaded: show it before the server answers
     const what = decision === "confirm" ? "已确认" : `已驳回（${REASONS.find((r) => r.code === reason)?.zh}）`;
-    record.request.then(() => toast(`${what}：${KIND_ZH[c.kind] || c.kind} · ${c.camera_id}`)).catch((err) => {
-      toast(`提交失败：${err.message}`, "error");
+    record.request.then(() => toast(`${what}：${KIND_ZH[c.kind] || c.kind} · ${c.camera_name || c.camera_id}`)).catch((err) => {
       state.decided = state.decided.filter((r) => r !== record);
       state.done -= 1;
-      if (err.status !== 409) { state.queue.splice(state.index, 0, c); state.total += 1; }
+      if (err.lost) return; // the claim's own message is on screen
+      if (err.status === 409) { toast(err.message, "error"); return; } // someone else has it: already moved on
+      toast(`提交失败：${err.message}`, "error");
+      state.queue.splice(state.index, 0, c);
+      state.total += 1;
       show();
     });
   }
@@ -314,13 +440,21 @@ export function mountQueue(root) {
     state.queue.splice(state.index, 0, record.c);
     state.total += 1;
     state.done -= 1;
-    toast(`已撤销：${KIND_ZH[record.c.kind] || record.c.kind} · ${record.c.camera_id} 回到队列`);
+    toast(`已撤销：${KIND_ZH[record.c.kind] || record.c.kind} · ${record.c.camera_name || record.c.camera_id} 回到队列`);
     show();
   }
 
   function next() { if (state.index < state.queue.length - 1) { state.index += 1; show(); } }
   function prev() { if (state.index > 0) { state.index -= 1; show(); } }
-  function toggleZoom() { state.zoom = !state.zoom; detail(current().id).then(renderCase); }
+  function rerender() {
+    const c = current();
+    if (c) detail(c.id).then(renderCase).catch(() => {});
+  }
+  function toggleZoom() {
+    if (!current()) return;
+    state.zoom = !state.zoom;
+    rerender();
+  }
 
   function openNote() {
     const box = document.getElementById("note");
@@ -346,13 +480,13 @@ export function mountQueue(root) {
       if (key === "z" || key === "Z") { e.preventDefault(); undo(); }
       return;
     }
-    const reason = REASONS.find((r) => r.key === key);
+    const reason = reasonsFor(current()?.kind).find((r) => r.key === key);
     if (key === "y" || key === "Y" || key === "Enter") decide("confirm");
     else if (reason) (reason.code === "other" ? openNote() : decide("reject", reason.code));
     else if (key === "j" || key === "J" || key === "ArrowRight" || key === "ArrowDown") next();
     else if (key === "k" || key === "K" || key === "ArrowLeft" || key === "ArrowUp") prev();
     else if (key === "u" || key === "U") undo();
-    else if (key === "a" || key === "A") { state.variant = state.variant === "annotated" ? "clean" : "annotated"; detail(current().id).then(renderCase); }
+    else if (key === "a" || key === "A") { state.variant = state.variant === "annotated" ? "clean" : "annotated"; rerender(); }
     else if (key === "z" || key === "Z") toggleZoom();
     else if (key === "Escape" && state.zoom) toggleZoom();
     else return;
@@ -360,6 +494,14 @@ export function mountQueue(root) {
   }
 
   document.addEventListener("keydown", onKey);
+  const unsubscribe = onQueueChange(() => { refresh(); });
   reload();
-  return () => document.removeEventListener("keydown", onKey);
+  return () => {
+    alive = false;
+    document.removeEventListener("keydown", onKey);
+    unsubscribe();
+    clearInterval(ticker);
+    clearInterval(reclaimer);
+    releaseClaim();
+  };
 }

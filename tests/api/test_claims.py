@@ -37,11 +37,10 @@ def test_a_claimed_case_is_nobody_elses(client, users, db, api_settings, make_ca
     queue = {"status": "pending_review", "unclaimed": "true"}
 
     r = client.post(f"/api/v1/cases/{a.id}/claim", headers=h1)
-    assert r.status_code == 200 and r.json()["expires_at"].endswith("Z")
-    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h1).status_code == 200  # extends, still mine
-    taken = client.post(f"/api/v1/cases/{a.id}/claim", headers=h2)
-    assert taken.status_code == 409 and taken.headers["X-Error-Code"] == "case_claimed"
-    assert "审核中" in taken.json()["detail"]
+    assert r.status_code == 200 and r.json()["claimed"] and r.json()["expires_at"].endswith("Z")
+    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h1).json()["claimed"]  # extends, still mine
+    taken = client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).json()
+    assert not taken["claimed"] and taken["code"] == "case_claimed" and "审核中" in taken["detail"]
     assert [c["id"] for c in client.get("/api/v1/cases", params=queue, headers=h2).json()["data"]] == [b.id]
     assert len(client.get("/api/v1/cases", params=queue, headers=h1).json()["data"]) == 2
 
@@ -49,7 +48,7 @@ def test_a_claimed_case_is_nobody_elses(client, users, db, api_settings, make_ca
     assert refused.status_code == 409 and refused.headers["X-Error-Code"] == "case_claimed"
 
     assert client.delete(f"/api/v1/cases/{a.id}/claim", headers=h1).status_code == 204  # skip: given back
-    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).status_code == 200
+    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).json()["claimed"]
     assert (
         client.post(f"/api/v1/cases/{a.id}/verify", json={"decision": "confirm"}, headers=h2).status_code
         == 200
@@ -57,8 +56,8 @@ def test_a_claimed_case_is_nobody_elses(client, users, db, api_settings, make_ca
     late = client.post(f"/api/v1/cases/{a.id}/verify", json={"decision": "confirm"}, headers=h1)
     assert late.status_code == 409 and late.headers["X-Error-Code"] == "case_decided"
     assert "已确认" in late.json()["detail"] or "待推送" in late.json()["detail"]
-    late_claim = client.post(f"/api/v1/cases/{a.id}/claim", headers=h1)
-    assert late_claim.status_code == 409 and late_claim.headers["X-Error-Code"] == "case_decided"
+    late_claim = client.post(f"/api/v1/cases/{a.id}/claim", headers=h1).json()
+    assert not late_claim["claimed"] and late_claim["code"] == "case_decided"
 
 
 def test_an_expired_claim_and_logout_give_the_case_back(client, users, db, api_settings, make_case) -> None:  # noqa: ANN001
@@ -67,16 +66,16 @@ def test_an_expired_claim_and_logout_give_the_case_back(client, users, db, api_s
     a = make_case(evidence=False)
     h1 = users.headers("reviewer")
     user2, h2 = _reviewer2(db, api_settings)
-    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).status_code == 200
+    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).json()["claimed"]
     db.expire_all()
     claim = db.get(CaseClaim, a.id)
     claim.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     db.commit()
-    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h1).status_code == 200  # lapsed: taken over
+    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h1).json()["claimed"]  # lapsed: taken over
     assert client.post("/api/v1/auth/logout", headers=h1).status_code == 204
     db.expire_all()
     assert db.scalars(select(CaseClaim)).all() == []
-    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).status_code == 200
+    assert client.post(f"/api/v1/cases/{a.id}/claim", headers=h2).json()["claimed"]
     assert user2.id == db.get(CaseClaim, a.id).user_id
 
 
