@@ -97,6 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # X-Forwarded-For is believed only from URBANEYE_TRUSTED_PROXIES (api.deps.get_client_address),
         # not from uvicorn's default of any local peer
         proxy_headers=False,
+        # open review screens hold a live-queue stream (api/routes/live.py): stop waiting for them on shutdown
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     install_log_masking()

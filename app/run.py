@@ -123,8 +123,16 @@ def serve_api(host: str, port: int) -> None:
     """The API + reviewer UI until Ctrl-C/SIGTERM."""
     # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
     # proxy_headers=False: X-Forwarded-For counts only from URBANEYE_TRUSTED_PROXIES (api.deps)
+    # timeout_graceful_shutdown: open review screens hold a live-queue stream (api/routes/live.py) that
+    # never ends by itself; stop waiting for them after a few seconds
     config = uvicorn.Config(
-        create_app(), host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+        create_app(),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with

@@ -45,6 +45,9 @@ TICKET_TTL_S = 60
 TICKET_TYPE = "events"
 POLL_S = 1.0
 KEEPALIVE_S = 15.0
+#: A stream ends after this long and the tab reconnects at once with a fresh ticket: a revoked session stops
+#: receiving within minutes, and a server shutting down never waits long for an open tab.
+STREAM_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,11 @@ async def live_events(
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
+        ends = asyncio.get_running_loop().time() + STREAM_MAX_S
         with feed.listen() as q:
             if feed.state is not None:
                 yield _event("queue", feed.state)
-            while not await request.is_disconnected():
+            while asyncio.get_running_loop().time() < ends and not await request.is_disconnected():
                 try:
                     state = await asyncio.wait_for(q.get(), KEEPALIVE_S)
                 except TimeoutError:

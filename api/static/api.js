@@ -187,6 +187,7 @@ async function openLive() {
   const url = new URL(`${API}/live/events`, location.origin);
   url.searchParams.set("token", ticket.token); // a one-minute ticket, only good for this stream
   const source = new EventSource(url);
+  const openedAt = Date.now();
   liveSource = source;
   source.addEventListener("queue", (e) => {
     const state = JSON.parse(e.data);
@@ -197,7 +198,8 @@ async function openLive() {
     // never let the browser reconnect with a ticket that may have lapsed: close and ask for a new one
     source.close();
     if (liveSource === source) liveSource = null;
-    liveRetry = setTimeout(openLive, 3000);
+    // a stream the server ended after a while (it does every few minutes): reconnect at once; a failing one: wait
+    liveRetry = setTimeout(openLive, Date.now() - openedAt > 10_000 ? 100 : 3000);
   };
 }
 

@@ -169,6 +169,8 @@ export function mountQueue(root) {
   function renderList() {
     counter.textContent = String(Math.max(state.total, 0));
     doneCounter.textContent = state.done ? `本次已审 ${state.done} 件` : "";
+    const pos = document.getElementById("queue-pos");
+    if (pos) pos.textContent = `${state.index + 1} / ${state.total}`;
     const cur = current();
     if (cur) state.fresh.delete(cur.id);
     notice.hidden = !state.fresh.size;
@@ -330,7 +332,7 @@ export function mountQueue(root) {
       el("div", { class: "case-head" },
         el("h2", {}, KIND_ZH[d.kind] || d.kind, " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
         el("span", { class: `badge ${d.escalation}` }, `${ESCALATION_ZH[d.escalation] || d.escalation}单`),
-        el("span", { class: "pos muted" }, `${state.index + 1} / ${state.total}`)),
+        el("span", { class: "pos muted", id: "queue-pos" }, `${state.index + 1} / ${state.total}`)),
       el("dl", { class: "meta", id: "facts" },
         el("dt", {}, "类型"), el("dd", { id: "fact-kind" }, KIND_ZH[d.kind] || d.kind),
         el("dt", {}, "区域"), el("dd", { id: "fact-zone" }, d.zone_name || "未命名区域"),

@@ -104,3 +104,33 @@ def test_racing_claims_have_one_winner(app, db, users, make_case) -> None:  # no
         t.join(60)
     assert sorted(won["reviewer"] + won["admin"]) == sorted(c.id for c in cases)
     assert not set(won["reviewer"]) & set(won["admin"])
+
+
+def test_the_live_stream_opens_only_with_a_ticket(client, users) -> None:  # noqa: ANN001
+    """EventSource sends no headers: the stream takes a one-minute ticket, never the session token."""
+    assert client.get("/api/v1/live/events").status_code == 401
+    session_token = users.headers("reviewer")["Authorization"].removeprefix("Bearer ")
+    refused = client.get("/api/v1/live/events", params={"token": session_token})
+    assert refused.status_code == 401 and "票据" in refused.json()["detail"]
+    ticket = client.post("/api/v1/live/ticket", headers=users.headers("viewer")).json()
+    assert ticket["expires_at"].endswith("Z")
+    # the ticket opens the stream and nothing else
+    assert (
+        client.get("/api/v1/cases", headers={"Authorization": f"Bearer {ticket['token']}"}).status_code == 401
+    )
+    assert client.post("/api/v1/live/ticket", headers=users.headers("service")).status_code == 403
+
+
+def test_the_queue_state_changes_with_a_new_case_and_a_claim(db, users, make_case) -> None:  # noqa: ANN001
+    from api.routes.live import read_state
+    from urbaneye.cases.claims import try_claim
+    from urbaneye.db.models import utcnow
+
+    before = read_state(db, utcnow())
+    case = make_case(evidence=False)
+    after_case = read_state(db, utcnow())
+    assert after_case.pending == before.pending + 1 and after_case != before
+    assert try_claim(db, case.id, users.by_role["reviewer"].id, utcnow())
+    db.commit()
+    after_claim = read_state(db, utcnow())
+    assert after_claim.claims == after_case.claims + 1
