@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, and_, delete, exists, not_, or_, select
+from sqlalchemy import ColumnElement, delete, exists, not_, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -73,12 +73,3 @@ def release(session: Session, case_id: str, user_id: str) -> int:
 def release_all(session: Session, user_id: str) -> int:
     """Give up every claim of ``user_id`` (logout); not committed."""
     return session.execute(delete(CaseClaim).where(CaseClaim.user_id == user_id)).rowcount or 0
-
-
-def claimed_ids(session: Session, user_id: str, now: dt.datetime) -> list[str]:
-    """The cases ``user_id`` holds now."""
-    return list(
-        session.scalars(
-            select(CaseClaim.case_id).where(and_(CaseClaim.user_id == user_id, CaseClaim.expires_at > now))
-        )
-    )
