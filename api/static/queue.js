@@ -28,6 +28,7 @@ export function mountQueue(root) {
     shownAt: performance.now(),
     variant: "annotated",
     zoom: false,
+    zoomSeq: 2,           // which evidence frame Z / a strip click opens
     noteOpen: false,
     corrections: [],
     label: "",
@@ -199,6 +200,7 @@ export function mountQueue(root) {
 
   async function show() {
     state.zoom = false;
+    state.zoomSeq = 2;
     state.noteOpen = false;
     state.corrections = [];
     state.label = "";
@@ -343,6 +345,7 @@ export function mountQueue(root) {
         el("dt", {}, "置信度"), el("dd", {}, `${Math.round(d.confidence * 100)}%`),
         el("dt", {}, "同地历史"), el("dd", {}, `${d.place_earlier_count} 件`)),
       el("div", { class: "frames" }, frame(d, 1, "① 首次发现"), frame(d, 2, "② 停留超时")),
+      frameStrip(d),
       el("div", { class: "lower" },
         el("div", { class: "crop" }, el("h3", {}, "目标特写 ", el("kbd", {}, "Z"), " 看原图"),
           crop?.url ? el("img", { src: crop.url, alt: "目标特写", id: "crop", onclick: toggleZoom }) : el("div", { class: "noimg" }, "无特写")),
@@ -372,10 +375,28 @@ export function mountQueue(root) {
     );
   }
 
-  /** The dwell frame (②) in the variant on screen, at full resolution: what Z opens. */
+  const pickFrame = (d, seq) => {
+    const pick = (variant) => d.evidence.find((e) => e.seq === seq && e.variant === variant && e.url);
+    return pick(state.variant) || pick("annotated") || pick("clean");
+  };
+
+  /** The frame Z opens (the dwell frame ②, or one picked in the strip) at full resolution. */
   function mainFrame(d) {
-    const pick = (seq, variant) => d.evidence.find((e) => e.seq === seq && e.variant === variant && e.url);
-    return pick(2, state.variant) || pick(2, "annotated") || pick(2, "clean") || pick(1, state.variant) || pick(1, "clean");
+    return pickFrame(d, state.zoomSeq) || pickFrame(d, 2) || pickFrame(d, 1);
+  }
+
+  /** Every evidence frame of the case in time order, when it has more than the two above (frames across the
+   * dwell): the reviewer sees the object staying. A click opens the frame at full resolution. */
+  function frameStrip(d) {
+    const seqs = [...new Set(d.evidence.filter((e) => e.variant !== "crop").map((e) => e.seq))].sort((x, y) => x - y);
+    if (seqs.length <= 2) return null;
+    return el("div", { class: "strip", id: "frame-strip" }, ...seqs.map((seq) => {
+      const ev = pickFrame(d, seq);
+      return el("figure", { class: "strip-frame", dataset: { seq: String(seq) } },
+        ev ? el("img", { src: ev.url, alt: `第 ${seq} 帧`, onclick: () => { state.zoomSeq = seq; state.zoom = true; renderCase(d); } })
+          : el("div", { class: "noimg" }, "上传中…"),
+        el("figcaption", {}, ev ? fmtTime(ev.frame_ts, d.camera_timezone).slice(11) : "—"));
+    }));
   }
 
   /** Open cases: the duration on screen grows every second (the same function computes it everywhere). */
@@ -455,6 +476,7 @@ export function mountQueue(root) {
   function toggleZoom() {
     if (!current()) return;
     state.zoom = !state.zoom;
+    if (!state.zoom) state.zoomSeq = 2;
     rerender();
   }
 

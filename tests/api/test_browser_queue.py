@@ -91,6 +91,25 @@ def test_times_agree_with_the_evidence_caption(
     t = dt.datetime(2026, 12, 3, 13, 0, 11, tzinfo=dt.UTC)
     case = make_case(created_at=t)
     frame_ts = db.scalar(select(Evidence.frame_ts).where(Evidence.case_id == case.id, Evidence.seq == 2))
+    dwell = db.scalar(
+        select(Evidence).where(
+            Evidence.case_id == case.id, Evidence.seq == 2, Evidence.variant == "annotated"
+        )
+    )
+    for seq in (3, 4, 5):  # more frames across the dwell: shown as a strip
+        db.add(
+            Evidence(
+                case_id=case.id,
+                seq=seq,
+                variant="annotated",
+                key=dwell.key,
+                sha256=dwell.sha256,
+                size_bytes=dwell.size_bytes,
+                frame_ts=frame_ts + dt.timedelta(seconds=20 * seq),
+                uploaded=True,
+            )
+        )
+    db.commit()
     config = CameraConfig.model_validate({**cam.config, "zones": []})
     # what streams/events.py hands vision/evidence.py for the caption, formatted as the caption formats it
     caption = config.local_time(frame_ts.timestamp(), live=True).strftime("%Y-%m-%d %H:%M:%S")
@@ -114,6 +133,13 @@ def test_times_agree_with_the_evidence_caption(
     wait_js(page, "document.querySelector('#zoom-img')?.naturalWidth === 480", "the full frame in the zoom")
     assert page.evaluate("document.querySelector('#zoom-img').getBoundingClientRect().width") > 1000
     page.screenshot(path=tmp_path / "zoom.png")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#zoom", state="detached")
+    # the strip: every frame in time order, each opening at full resolution
+    assert page.locator("#frame-strip .strip-frame").count() == 5
+    assert page.inner_text("#frame-strip .strip-frame[data-seq='3'] figcaption") == "21:01:11"
+    page.click("#frame-strip .strip-frame[data-seq='4'] img")
+    wait_js(page, "document.querySelector('#zoom-img')?.naturalWidth === 480", "a strip frame in the zoom")
     page.keyboard.press("Escape")
     page.wait_for_selector("#zoom", state="detached")
     # 合规经营 is a reason for vending cases only
