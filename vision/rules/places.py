@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from vision.config import ZoneConfig
@@ -18,7 +19,7 @@ from vision.geometry import box_diag, box_iou, box_union, centre_dist, scale_box
 from vision.rules.candidates import Candidate
 from vision.rules.codes import gbt_code_for
 from vision.rules.escalation import escalation_level, place_key
-from vision.types import Escalation, ViolationEvent
+from vision.types import Escalation, EventKind, ViolationEvent
 from vision.zones import ZoneFrame
 
 if TYPE_CHECKING:  # annotations only: common imports this module
@@ -34,13 +35,21 @@ CONFIRM_FRACTION, CONFIRM_MIN_S, CONFIRM_MAX_S = 0.1, 3.0, 15.0
 CONFIRM_WINDOW_S = 30.0
 
 
+class PlaceStatus(StrEnum):
+    """Where a place's violation is in its life: seen (first evidence kept), open, or closed and cooling down."""
+
+    PENDING = "pending"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 @dataclass(slots=True)
 class Place:
     """One violation (pending, open, or closed and cooling down) at one place."""
 
     violation_id: str
     zone_idx: int
-    status: str  # "pending" | "open" | "closed"
+    status: PlaceStatus
     first_seen_s: float
     bbox: tuple[float, float, float, float]
     members: frozenset[int]
@@ -98,7 +107,7 @@ def _clusters(cands: list[Candidate], merge_widths: float) -> list[_Cluster]:
     return out
 
 
-_STATUS_RANK = {"open": 0, "pending": 1, "closed": 2}
+_STATUS_RANK = {PlaceStatus.OPEN: 0, PlaceStatus.PENDING: 1, PlaceStatus.CLOSED: 2}
 
 
 def _assign_places(clusters: list[_Cluster], places: list[Place]) -> dict[int, int]:
@@ -130,13 +139,25 @@ def _confirm_s(dwell_s: float) -> float:
 
 
 def _event(
-    state: RuleState, spec: RuleSpec, zones: ZoneFrame, place: Place, name: str, now_s: float, evidence: bool
+    state: RuleState,
+    spec: RuleSpec,
+    zones: ZoneFrame,
+    place: Place,
+    name: EventKind,
+    now_s: float,
+    evidence: bool,
 ) -> ViolationEvent:
     return _event_in_zone(state, spec, zones.zones[place.zone_idx], place, name, now_s, evidence)
 
 
 def _event_in_zone(
-    state: RuleState, spec: RuleSpec, zone: ZoneConfig, place: Place, name: str, now_s: float, evidence: bool
+    state: RuleState,
+    spec: RuleSpec,
+    zone: ZoneConfig,
+    place: Place,
+    name: EventKind,
+    now_s: float,
+    evidence: bool,
 ) -> ViolationEvent:
     return ViolationEvent(
         event=name,
@@ -214,7 +235,7 @@ def _advance_open(
     if want:
         place.last_evidence_s = now_s
         place.evidenced_count = place.object_count
-    events.append(_event(state, spec, zones, place, "updated", now_s, evidence=want))
+    events.append(_event(state, spec, zones, place, EventKind.UPDATED, now_s, evidence=want))
 
 
 def advance_places(state: RuleState, spec: RuleSpec, zones: ZoneFrame, now_s: float) -> list[ViolationEvent]:
@@ -241,7 +262,9 @@ def _forget_cooled_down(state: RuleState, now_s: float) -> None:
     """A closed place past its cooldown is forgotten before matching, so it cannot hold a cluster hostage."""
     cooldown_s = state.rules.reopen_cooldown_s
     state.places = [
-        p for p in state.places if not (p.status == "closed" and now_s - (p.closed_s or now_s) > cooldown_s)
+        p
+        for p in state.places
+        if not (p.status is PlaceStatus.CLOSED and now_s - (p.closed_s or now_s) > cooldown_s)
     ]
 
 
@@ -284,7 +307,7 @@ def _advance_cluster(
     if place is not None:
         place.bbox = cl.bbox
         place.last_present_s = max(place.last_present_s, present_s)
-        if place.status == "open":
+        if place.status is PlaceStatus.OPEN:
             _advance_open(state, spec, zones, place, cl, now_s, events)
             return None
     zone = zones.zones[cl.zone_idx]
@@ -297,7 +320,7 @@ def _advance_cluster(
         return _sight(state, spec, zones, cl, score, dwell, first_seen, present_s, now_s, events)
     place.members = frozenset(m.cand_id for m in cl.members)
     place.object_count = len(cl.members)
-    if place.status == "pending":
+    if place.status is PlaceStatus.PENDING:
         place.score = score
         place.dwell_s = dwell
         due = fresh and dwell >= dwell_needed
@@ -324,7 +347,7 @@ def _sight(
     place = Place(
         violation_id=_new_violation_id(state, spec, zone, first_seen),
         zone_idx=cl.zone_idx,
-        status="pending",
+        status=PlaceStatus.PENDING,
         first_seen_s=first_seen,
         bbox=cl.bbox,
         members=frozenset(m.cand_id for m in cl.members),
@@ -336,7 +359,7 @@ def _sight(
     )
     place.place_key = place_key(state.camera_id, zone, spec.kind, cl.bbox, zones.frame_wh)
     place.escalation = escalation_level(state.book.count(place.place_key, now_s) + 1, state.rules)
-    events.append(_event(state, spec, zones, place, "sighting", now_s, evidence=True))
+    events.append(_event(state, spec, zones, place, EventKind.SIGHTING, now_s, evidence=True))
     return place
 
 
@@ -358,10 +381,10 @@ def _advance_pending(
         count = state.book.count(place.place_key, now_s) + 1
         place.escalation = escalation_level(count, rules)
         state.book.record(place.place_key, now_s)
-        place.status = "open"
+        place.status = PlaceStatus.OPEN
         place.opened_s = place.last_update_s = place.last_evidence_s = now_s
         place.evidenced_count = place.object_count
-        events.append(_event(state, spec, zones, place, "opened", now_s, evidence=True))
+        events.append(_event(state, spec, zones, place, EventKind.OPENED, now_s, evidence=True))
     elif evidence_ok and 0.0 <= now_s - (place.first_seen_s + dwell_needed) <= CONFIRM_WINDOW_S:
         # due, and only the score gate is missing (waiting out the evidence gap needs no detector)
         state.wants_detection = True
@@ -377,7 +400,7 @@ def _reopen(
     events: list[ViolationEvent],
 ) -> None:
     """A closed place back within its cooldown: the same violation opens again."""
-    place.status = "open"
+    place.status = PlaceStatus.OPEN
     place.closed_s = None
     place.score = score
     place.dwell_s = now_s - place.first_seen_s
@@ -386,7 +409,7 @@ def _reopen(
     if want:
         place.last_evidence_s = now_s
     place.evidenced_count = place.object_count
-    events.append(_event(state, spec, zones, place, "opened", now_s, evidence=want))
+    events.append(_event(state, spec, zones, place, EventKind.OPENED, now_s, evidence=want))
 
 
 def _close_unseen(
@@ -402,13 +425,13 @@ def _close_unseen(
     kept: list[Place] = []
     for pi, place in enumerate(state.places):
         if pi not in matched_places:
-            if place.status == "pending" and now_s - place.last_present_s > grace_s:
+            if place.status is PlaceStatus.PENDING and now_s - place.last_present_s > grace_s:
                 continue  # never opened: its sighting is abandoned
-            if place.status == "open" and now_s - place.last_present_s > grace_s:
-                place.status = "closed"
+            if place.status is PlaceStatus.OPEN and now_s - place.last_present_s > grace_s:
+                place.status = PlaceStatus.CLOSED
                 place.closed_s = now_s
                 place.dwell_s = place.last_present_s - place.first_seen_s
-                events.append(_event(state, spec, zones, place, "closed", now_s, evidence=False))
+                events.append(_event(state, spec, zones, place, EventKind.CLOSED, now_s, evidence=False))
         kept.append(place)
     state.places = kept
 
@@ -433,12 +456,12 @@ def remap_places(
             place.zone_idx = new_idx
             kept.append(place)
             continue
-        if place.status == "open":
-            place.status = "closed"
+        if place.status is PlaceStatus.OPEN:
+            place.status = PlaceStatus.CLOSED
             place.closed_s = ts_s
             place.dwell_s = max(0.0, place.last_present_s - place.first_seen_s)
             events.append(
-                _event_in_zone(state, spec, old_zones[place.zone_idx], place, "closed", ts_s, False)
+                _event_in_zone(state, spec, old_zones[place.zone_idx], place, EventKind.CLOSED, ts_s, False)
             )
     state.places = kept
     return events
