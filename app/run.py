@@ -9,6 +9,7 @@ composition root: the camera runtime (``streams``) never imports the web app (``
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -32,10 +33,40 @@ from streams.sources import mask_url
 from urbaneye.audit_checkpoints import CheckpointThread
 from urbaneye.db.migrate import upgrade
 from urbaneye.db.session import session_scope
-from urbaneye.settings import Settings, get_settings
+from urbaneye.hotline.demo_receiver import DemoHotline, DemoHotlineTimings
+from urbaneye.settings import MIN_SECRET_BYTES, Settings, get_settings
 from urbaneye.storage import get_store
 
 log = logging.getLogger(__name__)
+
+
+#: The demo's key for API tokens and the demo hotline's signatures when none of at least MIN_SECRET_BYTES is
+#: set (production refuses ``--demo`` altogether, see ``refuse_demo_users_in_production``).
+DEMO_SECRET = "urbaneye-demo-only-secret-never-use-in-production"
+
+
+def start_demo_hotline(
+    settings: Settings, port: int, timings: DemoHotlineTimings | None = None
+) -> tuple[Settings, DemoHotline | None]:
+    """``--demo``: long enough keys, and the DEMO hotline (a stand-in for the city's platform) as the intake.
+
+    A configured ``URBANEYE_HOTLINE_URL`` wins (no demo hotline). Returns the settings to run with.
+    """
+    for name in ("secret_key", "hotline_secret"):
+        if len(getattr(settings, name).encode()) < MIN_SECRET_BYTES:
+            os.environ[f"URBANEYE_{name.upper()}"] = DEMO_SECRET
+    hotline = None
+    if not settings.hotline_url:
+        hotline = DemoHotline(DEMO_SECRET, f"http://127.0.0.1:{port}/api/v1/hotline/callback", timings)
+        os.environ["URBANEYE_HOTLINE_URL"] = hotline.start()
+    get_settings.cache_clear()
+    return get_settings(), hotline
+
+
+def quiet_embedded_task_log(settings: Settings) -> None:
+    """In-process broker: each task run (an outbox row waiting for its push, every few seconds) is not news."""
+    if settings.broker_url.startswith("memory://"):
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
 def demo_cameras(settings: Settings) -> Path:
@@ -155,6 +186,10 @@ def run_main(
 ) -> int:
     """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
     settings = get_settings()
+    demo_hotline = None
+    if demo:
+        settings, demo_hotline = start_demo_hotline(settings, port or settings.port)
+    quiet_embedded_task_log(settings)
     cameras_path = cameras_to_run(settings, cameras_path, demo=demo, strict=strict)
     checkpoints = prepare_database(settings, demo=demo)
     options = WorkerOptions(
@@ -173,4 +208,6 @@ def run_main(
     finally:
         checkpoints.stop()
         workers.stop()
+        if demo_hotline is not None:
+            demo_hotline.stop()
     return 0
