@@ -177,12 +177,7 @@ class StaticObjectDetector:
         self._last_grey = grey
         warm = now_s - self._t0 < cfg.warmup_s
 
-        # Person boxes mask their area (padded: shadow, bags, arms) for a while after they were seen.
-        if person_boxes is not None and len(person_boxes):
-            for box in np.asarray(person_boxes, np.float32).reshape(-1, 4):
-                x0, y0, x1, y1 = self._box_to_work(box, cfg.person_pad)
-                self._person_until[y0:y1, x0:x1] = now_s + cfg.person_hold_s
-        person = self._person_until >= now_s
+        person = self._mask_people(person_boxes, now_s)
 
         a_short = 1.0 - math.exp(-dt / cfg.short_tau_s)
         d_long = np.abs(norm - self._long)
@@ -198,7 +193,27 @@ class StaticObjectDetector:
             self._long_grey[keep] += (grey[keep] - self._long_grey[keep]) * a
             return _empty()
 
-        background = ~fg_long & ~person
+        self._learn_background(norm, grey, ~fg_long & ~person, dt, now_s)
+        self._accumulate(fg_long & ~moving & ~person, ~fg_long & ~person, dt, now_s)
+        self._absorb_old(norm, grey, now_s)
+        ready = (self._evidence >= cfg.still_s).astype(np.uint8)
+        if not ready.any():
+            return _empty()
+        return self._regions(ready, d_long, grey, now_s)
+
+    def _mask_people(self, person_boxes: np.ndarray | None, now_s: float) -> np.ndarray:
+        """Person boxes mask their area (padded: shadow, bags, arms) for a while after they were seen."""
+        cfg = self.config
+        if person_boxes is not None and len(person_boxes):
+            for box in np.asarray(person_boxes, np.float32).reshape(-1, 4):
+                x0, y0, x1, y1 = self._box_to_work(box, cfg.person_pad)
+                self._person_until[y0:y1, x0:x1] = now_s + cfg.person_hold_s
+        return self._person_until >= now_s
+
+    def _learn_background(
+        self, norm: np.ndarray, grey: np.ndarray, background: np.ndarray, dt: float, now_s: float
+    ) -> None:
+        cfg = self.config
         if cfg.method == "dual":
             a_long = 1.0 - math.exp(-dt / cfg.long_tau_s)
             self._long[background] += (norm[background] - self._long[background]) * a_long
@@ -211,30 +226,25 @@ class StaticObjectDetector:
                 self._stable[:] = True
                 self._next_refresh_s = now_s + cfg.refresh_s
 
-        # Evidence: grows on still foreground, pauses under people and motion, drains on background.
-        static = fg_long & ~moving & ~person
+    def _accumulate(self, static: np.ndarray, gone: np.ndarray, dt: float, now_s: float) -> None:
+        """Evidence grows on still foreground, pauses under people and motion, drains on background."""
         ev = self._evidence
         ev[static] += dt
-        gone = ~fg_long & ~person
         ev[gone] = np.maximum(ev[gone] - 4 * dt, 0.0)
         started = static & np.isinf(self._static_since)
         self._static_since[started] = now_s
         self._static_since[ev <= 0] = np.inf
         self._reported[ev <= 0] = False
 
-        # Old static foreground becomes background (a new fixed object).
-        old = (now_s - self._static_since) >= cfg.absorb_s
+    def _absorb_old(self, norm: np.ndarray, grey: np.ndarray, now_s: float) -> None:
+        """Static foreground older than ``absorb_s`` becomes background (a new fixed object)."""
+        old = (now_s - self._static_since) >= self.config.absorb_s
         if old.any():
             self._long[old] = norm[old]
             self._long_grey[old] = grey[old]
-            ev[old] = 0.0
+            self._evidence[old] = 0.0
             self._static_since[old] = np.inf
             self._reported[old] = False
-
-        ready = (ev >= cfg.still_s).astype(np.uint8)
-        if not ready.any():
-            return _empty()
-        return self._regions(ready, d_long, grey, now_s)
 
     # ----------------------------------------------------------------------------------- regions
     def _regions(self, ready: np.ndarray, d_long: np.ndarray, grey: np.ndarray, now_s: float) -> Detections:
