@@ -18,6 +18,7 @@ COPY api ./api
 COPY models ./models
 COPY datasets ./datasets
 COPY app ./app
+COPY tools ./tools
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip wheel \
  && if [ -n "$EXTRAS" ]; then \

@@ -12,16 +12,18 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: our top-level packages; ``app`` is the composition root (``urbaneye run``)
-PACKAGES = ("vision", "urbaneye", "streams", "api", "models", "datasets", "app")
+#: our top-level packages; ``app`` is the composition root (``urbaneye run``), ``tools`` the benchmarks and
+#: evaluations that measure the whole stack
+PACKAGES = ("vision", "urbaneye", "streams", "api", "models", "datasets", "app", "tools")
 #: package -> the packages of ours it must not import
 FORBIDDEN = {
     "vision": set(PACKAGES) - {"vision"},
     "urbaneye": set(PACKAGES) - {"vision", "urbaneye"},
-    "streams": {"api", "datasets", "models", "app"},
-    "api": {"models", "datasets", "streams", "app"},
-    "models": {"api", "streams", "app"},
-    "datasets": {"api", "models", "app"},
+    "streams": {"api", "datasets", "models", "app", "tools"},
+    "api": {"models", "datasets", "streams", "app", "tools"},
+    "models": {"api", "streams", "app", "tools"},
+    "datasets": {"api", "models", "app", "tools"},
+    "app": {"tools"},
 }
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80

@@ -16,7 +16,8 @@ from vision.config import ConfigError
 #: Modules that add commands, in help order.
 COMMAND_MODULES = [
     "app.cli",  # run (the composition root: workers + API + demo)
-    "streams.cli",  # stream-worker, replay, eval-events, bench
+    "streams.cli",  # stream-worker, replay
+    "tools.cli",  # eval-events, bench
     "api.cli",  # serve, users
     "urbaneye.ops_cli",  # db, audit, worker
     "vision.cli",  # rules-replay, score-events

@@ -40,7 +40,7 @@ def short_scenarios(folder: Path) -> None:
 def test_eval_events_scores_a_detected_pile_and_a_quiet_street(
     tmp_path: Path, settings_env: object, capsys: pytest.CaptureFixture
 ) -> None:
-    from streams.evaluate import render_cached
+    from tools.evaluate_events import render_cached
 
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()

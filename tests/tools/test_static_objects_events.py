@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.evaluate import load_truth_json, render_cached, run_static, score_static
+from tools.evaluate_events import load_truth_json, render_cached, run_static, score_static
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "datasets" / "scenarios"
 FPS = 5.0

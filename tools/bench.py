@@ -74,7 +74,7 @@ def _model_path(model_path: str | None) -> Path:
 def scenario_clip(
     name: str, size: tuple[int, int], fps: float = 5.0, seed: int = 0
 ) -> tuple[Path, Path, Path]:
-    from streams.evaluate import render_cached
+    from tools.evaluate_events import render_cached
 
     return render_cached(SCENARIOS_DIR / f"{name}.yaml", seed, _bench_dir(), fps, size)
 
