@@ -183,7 +183,8 @@ def vendor(duration_s: float, arrive_s: float, leave_s: float | None) -> list[di
     return [stall]
 
 
-def bikes_on_blind_path(times: list[float]) -> list[dict[str, Any]]:
+def bikes_on_blind_path(times: list[float], leave_s: float | None = None) -> list[dict[str, Any]]:
+    """Bikes parked at ``times``; with ``leave_s`` they are ridden away again (2 s apart)."""
     out = []
     for k, t in enumerate(times):
         z = 14.0 + 1.1 * k
@@ -191,14 +192,17 @@ def bikes_on_blind_path(times: list[float]) -> list[dict[str, Any]]:
         out.append({"id": f"parked-{k}", "kind": kind, "seed": 20 + k, "rider": True, "group": "blind-path-cluster",
                     "look": {"yaw": 1.2}, "enter_s": t - 8, "arrive_s": t,
                     "from": at("road", 32, 0.9), "at": at("blind_path", z, 0.5)})  # fmt: skip
+        if leave_s is not None:
+            out[-1].update(leave_s=leave_s + 2 * k, exit_s=leave_s + 2 * k + 8, to=at("road", 32, 0.9))
         out.append(
             walker(f"parker-{k}", 40 + k, t, t + 20, at("blind_path", z, 0.5), at("right_sidewalk", 34, 0.85))
         )
     return out
 
 
-def garbage_drop(drop_s: float) -> list[dict[str, Any]]:
-    return [
+def garbage_drop(drop_s: float, cleared_s: float | None = None) -> list[dict[str, Any]]:
+    """A bag dropped at ``drop_s``; with ``cleared_s`` it is gone (cleared away) from then on."""
+    out = [
         {"id": "dropper", "kind": "person", "seed": 5, "carries": "garbage_bag", "enter_s": max(0.0, drop_s - 22),
          "arrive_s": drop_s - 4, "leave_s": drop_s + 2, "exit_s": drop_s + 25,
          "from": at("right_sidewalk", 32, 0.7), "at": at("right_sidewalk", 11.6, 0.55),
@@ -206,14 +210,21 @@ def garbage_drop(drop_s: float) -> list[dict[str, Any]]:
         {"id": "dropped-bag", "kind": "garbage", "seed": 6, "look": {"variant": "bags", "size_m": 1.0},
          "arrive_s": drop_s, "at": at("right_sidewalk", 11, 0.6)},
     ]  # fmt: skip
+    if cleared_s is not None:
+        out[-1]["leave_s"] = cleared_s
+    return out
 
 
-def barbecue(lit_s: float) -> list[dict[str, Any]]:
-    return [
+def barbecue(lit_s: float, packed_s: float | None = None) -> list[dict[str, Any]]:
+    """A grill lit at ``lit_s``; with ``packed_s`` it is gone (packed away) from then on."""
+    out = [
         {"id": "bbq-grill", "kind": "grill", "seed": 7, "look": {"variant": "trough", "length_m": 1.2, "lit": True},
          "smoke": True, "attendant": True, "arrive_s": lit_s, "at": at("right_sidewalk", 12, 0.3)},
         walker("bbq-cook", 8, max(0.0, lit_s - 20), lit_s, at("right_sidewalk", 30, 0.4), at("right_sidewalk", 12.6, 0.35)),
     ]  # fmt: skip
+    if packed_s is not None:
+        out[0]["leave_s"] = packed_s
+    return out
 
 
 def suite() -> dict[str, dict[str, Any]]:
@@ -274,24 +285,40 @@ def suite() -> dict[str, dict[str, Any]]:
     return out
 
 
+#: A demo clip's length: each stationary object leaves at DEMO_LEAVE_S and the view stays clear for more
+#: than the rules' grace (20 s) before the clip loops, so every loop ends its violation and starts a new one
+#: at the same place (a new case; yellow, then red escalation; "same place, earlier cases").
+DEMO_CLIP_S = 130
+DEMO_LEAVE_S = 75
+#: Chinese camera names of the demo (the ids stay ASCII).
+DEMO_CAMERA_NAMES = {
+    "demo_vendor": "人民路东段·摊贩",
+    "demo_bikes": "人民路东段·盲道",
+    "demo_garbage": "人民路东段·垃圾",
+    "demo_barbecue": "人民路东段·夜间烧烤",
+}
+
+
 def demo() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Demo scenarios (short, low dwell) and the cameras file that runs them as looping clips."""
-    d = DEMO_DWELL_S
+    d, n, gone = DEMO_DWELL_S, DEMO_CLIP_S, DEMO_LEAVE_S
     scn = {
-        "demo_vendor": scenario("demo_vendor", "演示: 人行道流动摊贩", 75,
-                                vendor(75, 8, None) + passers("p", 300, 2, 20, 75), dwell=d,
+        "demo_vendor": scenario("demo_vendor", "演示: 人行道流动摊贩（每轮离开后再来）", n,
+                                vendor(n, 8, gone) + passers("p", 300, 2, 20, n), dwell=d,
                                 camera_id="demo-vendor", loop=True),
-        "demo_bikes": scenario("demo_bikes", "演示: 盲道乱停非机动车", 75,
-                               bikes_on_blind_path([8, 12, 16]) + passers("p", 310, 20, 25, 75), dwell=d,
+        "demo_bikes": scenario("demo_bikes", "演示: 盲道乱停非机动车（每轮骑走后再停）", n,
+                               bikes_on_blind_path([8, 12, 16], gone) + passers("p", 310, 20, 25, n), dwell=d,
                                camera_id="demo-bikes", loop=True),
-        "demo_garbage": scenario("demo_garbage", "演示: 暴露垃圾", 75, garbage_drop(10) + passers("p", 320, 30, 25, 75),
+        "demo_garbage": scenario("demo_garbage", "演示: 暴露垃圾（每轮清走后再扔）", n,
+                                 garbage_drop(10, gone) + passers("p", 320, 30, 25, n),
                                  dwell=d, camera_id="demo-garbage", loop=True),
-        "demo_barbecue": scenario("demo_barbecue", "演示: 夜间露天烧烤", 75, barbecue(8),
+        "demo_barbecue": scenario("demo_barbecue", "演示: 夜间露天烧烤（每轮收摊后再摆）", n, barbecue(8, gone),
                                   start_time="2024-06-03T21:00:00+08:00", time_of_day="night", dwell=d,
                                   camera_id="demo-barbecue", loop=True),
     }  # fmt: skip
     cams = {"version": 1, "cameras": []}
     for name, s in scn.items():
+        s["cameras"]["cameras"][0]["name"] = DEMO_CAMERA_NAMES[name]
         cam = copy.deepcopy(s["cameras"]["cameras"][0])
         cam["source"]["url"] = f"clips/{name}.mp4"
         cams["cameras"].append(cam)
