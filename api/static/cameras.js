@@ -106,6 +106,12 @@ function mountCamera(root, cameraId) {
     }
     const img = el("img", { src: ed.snapshot, alt: "摄像头快照", draggable: "false", id: "snapshot" });
     const box = el("div", { class: "imgwrap snapshot" }, img, overlay);
+    // the whole snapshot fits the window (vertices at the bottom stay in view): cap the width by the
+    // height left under the header for the picture's aspect
+    img.addEventListener("load", () => {
+      const aspect = img.naturalWidth / Math.max(1, img.naturalHeight);
+      box.style.maxWidth = `calc((100vh - 190px) * ${aspect.toFixed(4)})`;
+    });
     if (isAdmin) {
       box.addEventListener("click", (e) => {
         if (!ed.draft || ed.draft.closed) return;
@@ -168,7 +174,7 @@ function mountCamera(root, cameraId) {
       ed.selected = saved.id;
       toast(`区域 ${saved.id} 已保存`);
     } catch (err) {
-      side.querySelector(".form-error").textContent = err.message;
+      side.querySelector(".form-error").textContent = zoneErrorZh(err.message);
       return;
     }
     renderStage();
@@ -263,4 +269,16 @@ function mountCamera(root, cameraId) {
   load();
   loadMemory();
   return () => { if (ed.snapshot) URL.revokeObjectURL(ed.snapshot); };
+}
+
+/** A zone the server refuses, in Chinese with its reason (vision.config.verify_polygon's messages). */
+export function zoneErrorZh(message) {
+  const rules = [
+    [/zone '([^']*)' polygon self-intersects at point (\d+)[^;]*;?.*/, (_, z, n) => `区域 ${z} 的多边形自相交（第 ${Number(n) + 1} 个顶点附近的边相交）；请沿区域边界按顺序点选顶点`],
+    [/zone '([^']*)' polygon has zero area.*/, (_, z) => `区域 ${z} 的多边形面积为零：所有顶点在一条直线上`],
+    [/zone '([^']*)' polygon has (\d+) points.*/, (_, z, n) => `区域 ${z} 只有 ${n} 个顶点；至少需要 3 个`],
+    [/zone '([^']*)' point (\d+) \([^)]*\) is outside \[0,1\].*/, (_, z, n) => `区域 ${z} 的第 ${Number(n) + 1} 个顶点超出画面`],
+  ];
+  for (const [re, zh] of rules) if (re.test(message)) return message.replace(re, zh);
+  return message;
 }
