@@ -32,6 +32,7 @@ from streams.capture import SampledFrame
 from urbaneye.cases.spool import CaseContext, EvidenceFrame
 from vision.config import CameraConfig
 from vision.evidence import render_evidence
+from vision.geometry import polygon_px_int
 from vision.types import PUBLIC_EVENT_KINDS, Detections, EventKind, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def zone_polygon_px(camera: CameraConfig, zone_id: str, frame_wh: tuple[int, int
     w, h = frame_wh
     for zone in camera.zones:
         if zone.id == zone_id:
-            return np.round(np.asarray(zone.polygon, np.float64) * [w, h]).astype(np.int32)
+            return polygon_px_int(zone.polygon, (w, h))
     return np.zeros((0, 2), np.int32)
 
 

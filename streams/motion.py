@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from vision.config import MotionConfig
+from vision.geometry import polygon_px_int
 
 #: Width of the analysis frame, px. 320 rather than 160: a garbage bag far down the street (~0.5 % of
 #: the frame) must still change enough analysis pixels to count; at 160 px blurring wipes it out and
@@ -118,7 +119,7 @@ class MotionDetector:
         h, w = shape[:2]
         mask = np.zeros((h, w), np.uint8)
         for poly in self.zones:
-            cv2.fillPoly(mask, [np.round(poly * [w, h]).astype(np.int32)], 255)
+            cv2.fillPoly(mask, [polygon_px_int(poly, (w, h))], 255)
         grow = max(3, round(w * 0.03)) | 1
         return cv2.dilate(mask, np.ones((grow, grow), np.uint8)) > 0
 

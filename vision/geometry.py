@@ -75,3 +75,20 @@ def scale_box(b: Iterable[float], sx: float, sy: float) -> tuple[float, float, f
     """An xyxy box in a frame resized by ``(sx, sy)``."""
     x1, y1, x2, y2 = b
     return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def polygon_px(polygon: Iterable[Sequence[float]], frame_wh: Sequence[int]) -> np.ndarray:
+    """A zone polygon in normalised [0, 1] coordinates -> (k, 2) float64 pixels of a ``frame_wh`` frame.
+
+    The one convention everywhere: x * width, y * height (1.0 is the frame's right/bottom edge).
+
+    Example:
+        >>> polygon_px([[0.5, 0.5], [1.0, 0.5], [1.0, 1.0]], (960, 540)).tolist()
+        [[480.0, 270.0], [960.0, 270.0], [960.0, 540.0]]
+    """
+    return np.asarray(polygon, np.float64).reshape(-1, 2) * (float(frame_wh[0]), float(frame_wh[1]))
+
+
+def polygon_px_int(polygon: Iterable[Sequence[float]], frame_wh: Sequence[int]) -> np.ndarray:
+    """``polygon_px`` rounded to (k, 2) int32, as OpenCV's drawing and filling functions take it."""
+    return np.round(polygon_px(polygon, frame_wh)).astype(np.int32)

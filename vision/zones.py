@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from vision.config import DEFAULT_ANCHORS, Anchor, CameraConfig, ZoneConfig, ZoneKind
+from vision.geometry import polygon_px
 from vision.types import OBJECT_KINDS, Detections, ViolationKind
 
 #: Box fraction inside a polygon for overlap-anchored kinds (stalls, garbage, grills).
@@ -105,7 +106,7 @@ class ZoneGeometry:
         if w <= 0 or h <= 0:
             raise ValueError(f"frame_wh must be positive (width, height) pixels, got {frame_wh}")
         self.frame_wh = (w, h)
-        self.polygons_px = [np.asarray(z.polygon, np.float64) * (w, h) for z in zones]
+        self.polygons_px = [polygon_px(z.polygon, (w, h)) for z in zones]
         self._scale = min(1.0, MASK_MAX_SIDE_PX / max(w, h))
         mw, mh = max(1, round(w * self._scale)), max(1, round(h * self._scale))
         self._mask_wh = (mw, mh)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from vision.config import ZoneConfig, ZoneKind
+from vision.geometry import polygon_px_int
 
 #: BGR colour per zone kind: forbidding zones warm, exempt zones green/blue.
 ZONE_COLOURS_BGR: dict[ZoneKind, tuple[int, int, int]] = {
@@ -37,7 +38,7 @@ def draw_zones(jpeg: bytes, zones: list[ZoneConfig], fill_alpha: float = 0.25, q
     overlay = frame.copy()
     polys = []
     for zone in zones:
-        pts = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in zone.polygon], np.int32)
+        pts = polygon_px_int(zone.polygon, (w, h))
         colour = ZONE_COLOURS_BGR.get(zone.kind, (255, 255, 255))
         cv2.fillPoly(overlay, [pts], colour)
         polys.append((zone, pts, colour))

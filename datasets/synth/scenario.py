@@ -24,6 +24,7 @@ from datasets.synth.camera import Camera
 from datasets.synth.layout import StreetLayout, random_layout
 from datasets.synth.render import Lighting, Placed, scales_at
 from vision.config import CamerasFile, ConfigError, ZoneConfig, parse_cameras
+from vision.geometry import polygon_px
 from vision.types import ViolationKind
 
 
@@ -568,7 +569,7 @@ def zone_contains(
     from vision.config import DEFAULT_ANCHORS, Anchor
 
     w, h = wh
-    poly = np.float32(np.array(zone.polygon) * (w, h))
+    poly = polygon_px(zone.polygon, (w, h)).astype(np.float32)
     x0, y0, x1, y1 = box
     anchor = DEFAULT_ANCHORS[kind]
     if anchor == Anchor.BOTTOM_CENTER:
