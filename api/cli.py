@@ -10,12 +10,24 @@ import argparse
 import json
 import sys
 
+from vision.cli import ExamplesHelpFormatter
+
 #: Audit actor of user administration done on the server's command line.
 CLI_ACTOR = "cli"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the API and the reviewer UI (uvicorn)")
+    p = sub.add_parser(
+        "serve",
+        help="serve the API and the reviewer UI (uvicorn)",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye serve                      # settings.host:settings.port (127.0.0.1:8000)\n"
+            "  urbaneye serve --host 0.0.0.0 --port 8080\n"
+            "  urbaneye serve --demo-users         # adds admin/admin-demo and demo/demo-review\n"
+        ),
+    )
     p.add_argument("--host", default=None, help="bind address (default: settings.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: settings.port, 8000)")
     p.add_argument(
@@ -25,7 +37,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
-    users = sub.add_parser("users", help="manage API users").add_subparsers(
+    users = sub.add_parser(
+        "users",
+        help="manage API users",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye users create --username wang --role reviewer      # prompts for the password\n"
+            "  urbaneye users list\n"
+            "  urbaneye users token --username worker-1 --ttl-days 90     # a service user's token\n"
+        ),
+    ).add_subparsers(
         dest="users_command", metavar="ACTION"
     )
     c = users.add_parser("create", help="add a user")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from streams.cli import add_worker_args, worker_processes
+from vision.cli import ExamplesHelpFormatter
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +15,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="the main job: stream workers + API + reviewer UI (embedded defaults)",
         description="Start stream workers for the cameras and the API + reviewer UI in one process. "
         "Without other settings: SQLite in var/, local evidence store, in-process broker.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye run --demo                        # demo cameras, users demo/demo-review and admin/admin-demo\n"
+            "  urbaneye run --cameras cameras.yaml --port 8080\n"
+            "  urbaneye run --cameras cameras.yaml --processes 4 --strict\n"
+        ),
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--cameras", type=Path, help="cameras file (YAML)")

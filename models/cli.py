@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from vision.cli import ExamplesHelpFormatter
+
 #: Where ``urbaneye eval`` writes its plots unless ``--plots`` says otherwise (relative to the working
 #: directory, like the training runs): never beside the model, which may sit in the checkout.
 EVAL_RUNS_DIR = Path("runs") / "eval"
@@ -127,6 +129,12 @@ def add_models_actions(msub: argparse._SubParsersAction) -> None:
         description="Validates the file (a YOLO detection model), applies a class map, writes a model card, "
         "registers it as NAME and, with --activate, makes it the camera group's active model: running "
         "stream workers hot-reload it.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye models import best.onnx --name street-v2\n"
+            "  urbaneye models import best.onnx --name street-v2 --class-map class_map.yaml --group district-a --activate\n"
+        ),
     )
     im.add_argument("path", type=Path, help="the .onnx (or ultralytics .pt) file")
     im.add_argument("--name", required=True, help="registry version name, e.g. coco-yolov8n")

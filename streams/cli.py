@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from vision.cli import ExamplesHelpFormatter
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -35,6 +37,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="run the vision pipeline over video files (deterministic, no services)",
         description="Replay video files through motion gating, the detector, tracker, zones and rules, with "
         "time taken from the video; write opened/updated/closed events as JSON lines.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye replay --cameras cameras.yaml --video cam-1=clip.mp4 --out events.jsonl\n"
+            "  urbaneye replay --cameras cameras.yaml --video cam-1=a.mp4 --video cam-2=b.mp4 --out events.jsonl --stats\n"
+        ),
     )
     p.add_argument("--cameras", type=Path, required=True, help="cameras file (YAML)")
     p.add_argument("--video", action="append", required=True, metavar="CAM_ID=PATH", help="repeat per camera")

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from vision.cli import ExamplesHelpFormatter
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="database migrations")
@@ -26,6 +28,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     ver = audit_sub.add_parser(
         "verify",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye audit verify                          # exits 1 naming each tampered row or object\n"
+            "  urbaneye audit verify --skip-evidence          # the chain only, not every evidence SHA-256\n"
+            "  urbaneye audit verify --database-url postgresql+psycopg://urbaneye@db/urbaneye\n"
+        ),
         help="check the audit chain (hashes, keyed MACs), its anchors (head file, newest signed checkpoint), "
         "the covered rows against it, and every evidence object's SHA-256; exits 1 naming each tamper",
     )

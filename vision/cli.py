@@ -16,6 +16,16 @@ from vision.pipeline import CameraPipeline, FrameInputError, TimeOrderError, fra
 from vision.scoring import ScoringInputError, load_events, load_truth, score_events
 
 
+class ExamplesHelpFormatter(argparse.HelpFormatter):
+    """``--help`` formatter of every ``urbaneye`` command: the description wraps, an ``examples:`` epilog
+    keeps its lines as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rules-replay",
@@ -25,6 +35,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             '[{"label", "xyxy", "score"}]}. Labels are object kinds (person, bicycle, e_bike, '
             "vending_stall, garbage, trash_bin, grill, smoke) or model labels listed in the cameras file's "
             "model.class_map. Output lines are opened/updated/closed events."
+        ),
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye rules-replay --cameras cameras.yaml --detections frames.jsonl --out events.jsonl\n"
+            "  urbaneye rules-replay --cameras cameras.yaml --detections frames.jsonl --out events.jsonl --tracker none\n"
         ),
     )
     p.add_argument("--cameras", required=True, help="cameras/zones YAML (see docs/cameras.md)")
