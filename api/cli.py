@@ -47,9 +47,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "  urbaneye users list\n"
             "  urbaneye users token --username worker-1 --ttl-days 90     # a service user's token\n"
         ),
-    ).add_subparsers(
-        dest="users_command", metavar="ACTION"
-    )
+    ).add_subparsers(dest="users_command", metavar="ACTION")
     c = users.add_parser("create", help="add a user")
     c.add_argument("--username", required=True)
     c.add_argument("--role", required=True, choices=["admin", "reviewer", "viewer", "service"])
