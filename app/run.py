@@ -43,18 +43,25 @@ log = logging.getLogger(__name__)
 #: The demo's key for API tokens and the demo hotline's signatures when none of at least MIN_SECRET_BYTES is
 #: set (production refuses ``--demo`` altogether, see ``refuse_demo_users_in_production``).
 DEMO_SECRET = "urbaneye-demo-only-secret-never-use-in-production"
+#: The demo's push policy when none is set.
+DEMO_PUSH_POLICY = "open_air_barbecue=immediate"
 
 
 def start_demo_hotline(
     settings: Settings, port: int, timings: DemoHotlineTimings | None = None
 ) -> tuple[Settings, DemoHotline | None]:
-    """``--demo``: long enough keys, and the DEMO hotline (a stand-in for the city's platform) as the intake.
+    """``--demo``: long enough keys, barbecues pushed without review, and the DEMO hotline (a stand-in
+    for the city's platform) as the intake.
 
     A configured ``URBANEYE_HOTLINE_URL`` wins (no demo hotline). Returns the settings to run with.
     """
     for name in ("secret_key", "hotline_secret"):
         if len(getattr(settings, name).encode()) < MIN_SECRET_BYTES:
             os.environ[f"URBANEYE_{name.upper()}"] = DEMO_SECRET
+    if not settings.push_policy:
+        # the night barbecue (a fire risk) goes to the hotline without review, so the demo closes a case
+        # on its own; the other kinds wait for a reviewer's confirm as in production's default
+        os.environ["URBANEYE_PUSH_POLICY"] = DEMO_PUSH_POLICY
     hotline = None
     if not settings.hotline_url:
         hotline = DemoHotline(DEMO_SECRET, f"http://127.0.0.1:{port}/api/v1/hotline/callback", timings)

@@ -50,14 +50,14 @@ def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
 ):  # noqa: ANN001
     from api.app import create_app
     from api.auth import create_user, issue_token
-    from app.run import DEMO_SECRET, start_demo_hotline
+    from app.run import DEMO_PUSH_POLICY, DEMO_SECRET, start_demo_hotline
     from urbaneye.cases import service
     from urbaneye.hotline.delivery import deliver_outbox
     from urbaneye.hotline.demo_receiver import DEMO_STEPS, DemoHotlineTimings
     from urbaneye.settings import MIN_SECRET_BYTES
 
     # the demo on a fresh clone: default (short) keys, no hotline configured
-    short = settings_env(secret_key="short-key", hotline_secret="short-key", hotline_url="")
+    short = settings_env(secret_key="short-key", hotline_secret="short-key", hotline_url="", push_policy="")
     port = free_port()
     settings, hotline = start_demo_hotline(short, port, DemoHotlineTimings((0.1, 0.2, 0.3, 0.4, 0.5)))
     assert hotline is not None
@@ -65,6 +65,7 @@ def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
         assert settings.secret_key == settings.hotline_secret == DEMO_SECRET
         assert len(DEMO_SECRET.encode()) >= MIN_SECRET_BYTES  # no short-key warning at each demo login
         assert settings.hotline_url == hotline.url
+        assert settings.push_policy == DEMO_PUSH_POLICY  # the demo closes a barbecue case on its own
         base = serve_on(create_app(settings), port)
 
         case = make_case(status="pending_review", created_at=dt.datetime.now(dt.UTC))
@@ -78,7 +79,11 @@ def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
             return db.get(Case, case.id).status
 
         wait_for(lambda: status() == CaseStatus.CLOSED, timeout_s=60, what="the demo hotline closes the case")
-        assert [s for c, s in hotline.callbacks_sent if c == case.id] == list(DEMO_STEPS)
+        # the demo hotline notes a callback once the API has answered it, a moment after the case changed
+        wait_for(
+            lambda: [s for c, s in hotline.callbacks_sent if c == case.id] == list(DEMO_STEPS),
+            what="each step's callback acknowledged by the API, in order",
+        )
         assert db.get(Case, case.id).hotline_ref.startswith("DEMO-")
 
         admin = create_user(db, "demo-admin", "demo-admin-pass-1", "admin", "admin")
