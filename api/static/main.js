@@ -37,6 +37,8 @@ async function route() {
     try { auth.user = await get("auth/me"); } catch { return showLogin(); }
   }
   document.getElementById("login-view").hidden = true;
+  // the hidden password field must not keep the focus: review keys typed into it would be lost
+  if (document.getElementById("login-view").contains(document.activeElement)) document.activeElement.blur();
   document.getElementById("topbar").hidden = false;
   document.getElementById("who").textContent = `${auth.user.display_name || auth.user.username}（${roleZh(auth.user.role)}）`;
   document.body.dataset.role = auth.user.role;

@@ -217,17 +217,22 @@ def test_two_reviewers_never_get_the_same_case(
     b.screenshot(path=tmp_path / "race-loser.png")
     b.wait_for_selector(f"#queue-list li[data-id='{cases[1].id}'].current")
 
-    # both decide what is on their screen, twice: four different cases, each decided once
+    def decided() -> list[str]:
+        db.expire_all()
+        return sorted(r.case_id for r in db.scalars(select(Review)))
+
+    # each decides what is on their screen, in turn, twice: four different cases, each decided once
     for _ in range(2):
         on_screen(a)
         on_screen(b)
         assert current_id(a) != current_id(b)
-        a.keyboard.press("y")
-        b.keyboard.press("y")
-
-    def decided() -> list[str]:
-        db.expire_all()
-        return sorted(r.case_id for r in db.scalars(select(Review)))
+        for page in (a, b):
+            n, case_id = len(decided()), current_id(page)
+            page.keyboard.press("y")
+            wait_for(
+                lambda n=n, case_id=case_id: case_id in decided() and len(decided()) == n + 1,
+                what="the decision saved",
+            )
 
     wait_for(lambda: decided() == sorted(c.id for c in cases), what="each case decided exactly once")
     a.wait_for_selector("#queue-empty")
