@@ -243,7 +243,7 @@ def test_admin_draws_zone_on_snapshot(page, seeded, db) -> None:  # noqa: ANN001
     page.click("#close-zone")
     page.fill("#zone-id", "bad-one")
     page.click("#save-zone")
-    page.wait_for_selector(".form-error >> text=self-intersects")
+    page.wait_for_selector(".form-error >> text=多边形自相交")  # the server's reason, in Chinese
     page.screenshot(path=ARTIFACTS / "06-zone-error.png")
     page.click("text=取消")
 

@@ -28,7 +28,11 @@ def test_credentials_masked_and_args_still_format(logger_name: str, msg: str, ar
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.INFO
+    # setLevel, not .level =: it clears the isEnabledFor cache a quieter earlier level left (an in-process
+    # uvicorn started by an earlier test sets uvicorn.access to WARNING)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    old_disabled, logger.disabled = logger.disabled, False
     try:
         install_log_masking()
         if isinstance(args, dict):
@@ -38,6 +42,7 @@ def test_credentials_masked_and_args_still_format(logger_name: str, msg: str, ar
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.disabled = old_disabled
     line = buf.getvalue()
     assert "secret" not in line
     assert "rtsp://***@" in line
@@ -51,11 +56,14 @@ def test_a_format_template_that_looks_like_a_url_still_formats() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.INFO
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    old_disabled, logger.disabled = logger.disabled, False
     try:
         install_log_masking()
         logger.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "http", "127.0.0.1", 8000)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.disabled = old_disabled
     assert buf.getvalue().strip() == "Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"
