@@ -35,10 +35,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, inspect, select, text
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from urbaneye.db.locks import lock_for_transaction
 from urbaneye.db.models import (
     ActiveModel,
     AuditLog,
@@ -104,13 +105,8 @@ def row_mac(row_hash_hex: str, key: str | None = None) -> str:
 
 
 def _lock_chain(session: Session) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    elif dialect == "sqlite":
-        # A write statement takes SQLite's RESERVED lock for the rest of the transaction, so no other
-        # connection can append between our read of the head and our insert.
-        session.execute(text("UPDATE audit_log SET id = id WHERE 0"))
+    # no other connection appends between our read of the head and our insert
+    lock_for_transaction(session, _PG_LOCK_KEY, "audit_log", "id")
 
 
 def _add_row(

@@ -36,10 +36,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
+from urbaneye.db.locks import lock_for_transaction
 from urbaneye.db.models import ActiveModel, ModelVersion, ShadowCount, utcnow
 from urbaneye.model_card import ModelCard, hardware_summary
 from urbaneye.settings import Settings, get_settings
@@ -292,12 +293,7 @@ def _sha256_cached(path: str, size_bytes: int, mtime_ns: int) -> str:
 
 def _lock_bootstrap(session: Session) -> None:
     """Serialise the first registration across processes (workers and CLIs starting together)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOTSTRAP_LOCK_KEY})
-    elif dialect == "sqlite":
-        # A write statement takes SQLite's RESERVED lock until the transaction ends.
-        session.execute(text("UPDATE model_versions SET version = version WHERE 0"))
+    lock_for_transaction(session, _BOOTSTRAP_LOCK_KEY, "model_versions", "version")
 
 
 def ensure_bootstrap(
