@@ -153,7 +153,12 @@ def replay(
             try:
                 stats.append(
                     replay_video(
-                        camera, cameras_file.rules, video, detector, writer.write, gating=gating,
+                        camera,
+                        cameras_file.rules,
+                        video,
+                        detector,
+                        writer.write,
+                        gating=gating,
                         memory=MemoryBook((memory or {}).get(cam_id, [])),
                     )  # fmt: skip
                 )

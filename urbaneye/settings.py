@@ -162,10 +162,12 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("", description="for camera leases; empty = leases in the database")
     memory_ttl_days: Annotated[float, Field(gt=0, le=3650)] = Field(
-        30.0, description="false-alarm memory: a rejected object is remembered (its candidates suppressed) this long"
+        30.0,
+        description="false-alarm memory: a rejected object is remembered (its candidates suppressed) this long",
     )
     memory_refresh_s: Annotated[float, Field(ge=1, le=3600)] = Field(
-        30.0, description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts"
+        30.0,
+        description="how often a stream worker reloads its cameras' false-alarm memory and saves its counts",
     )
 
     # audit chain (issue 15)
@@ -294,7 +296,9 @@ def _networks(text: str, var: str) -> tuple[IPv4Network | IPv6Network, ...]:
         try:
             out.append(ip_network(item, strict=False))
         except ValueError:
-            raise ValueError(f"{var} item {item!r} is not an address or CIDR; write e.g. 10.0.0.0/8") from None
+            raise ValueError(
+                f"{var} item {item!r} is not an address or CIDR; write e.g. 10.0.0.0/8"
+            ) from None
     return tuple(out)
 
 

@@ -172,7 +172,9 @@ class LightEvent(_Model):
 
     @model_validator(mode="after")
     def verify_span(self) -> LightEvent:
-        if self.kind in ("headlights", "shadow_sweep", "slow_shadow") and (self.to is None or self.end_s is None):
+        if self.kind in ("headlights", "shadow_sweep", "slow_shadow") and (
+            self.to is None or self.end_s is None
+        ):
             raise ValueError(f"light event '{self.kind}' moves: give 'to' and end_s")
         if self.end_s is not None and self.end_s <= self.start_s:
             raise ValueError(f"light event '{self.kind}': end_s must be after start_s")

@@ -186,7 +186,9 @@ def test_zone_edits_in_the_database_reach_the_running_worker(
             session.get(Camera, "cam-1").enabled = False
         # the runtime goes first, the board entry right after: wait for both
         wait_for(
-            lambda: worker.running_cameras == [] and BOARD.get("cam-1") is None, 10, "the disabled camera stops"
+            lambda: worker.running_cameras == [] and BOARD.get("cam-1") is None,
+            10,
+            "the disabled camera stops",
         )
         # What the API shows for it: the worker writes this row after it stops the camera, so wait for it.
         wait_for(

@@ -11,6 +11,8 @@ from tests.waiting import wait_for
 from urbaneye.audit_verify import verify_chain, verify_evidence
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
+from urbaneye.cases.spool import make_item_id
+from urbaneye.cases.tasks import send_case_task
 from urbaneye.db.models import Case, CaseStatus, Outbox
 from urbaneye.db.session import session_scope
 from urbaneye.hotline.relay import dispatch_due_outbox
@@ -46,9 +48,6 @@ def test_worker_creates_cases_review_pushes_signed_case_and_callback_advances(
         handoff.submit(ev, make_frames(ev), make_context())
     # a duplicate submission and a redelivered task must not make a second case
     handoff.submit(events[0], make_frames(events[0]), make_context())
-    from urbaneye.cases.tasks import send_case_task
-    from urbaneye.cases.spool import make_item_id
-
     send_case_task(make_item_id(events[1].violation_id, "opened", events[1].ts_s))
     wait_for(lambda: _evidence_done(stack.db_url, 3), what="3 cases with uploaded evidence")
     wait_for(lambda: not handoff.spool.pending_ids(), what="spool drained")
