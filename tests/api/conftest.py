@@ -268,8 +268,8 @@ def live_server() -> Iterator[Callable]:
 
     servers: list[tuple] = []
 
-    def serve(app, log_level: str = "warning") -> str:  # noqa: ANN001
-        port = free_port()
+    def serve(app, log_level: str = "warning", port: int | None = None) -> str:  # noqa: ANN001
+        port = port or free_port()  # a given port: the app's own URL was handed out before it started
         srv = uvicorn.Server(
             uvicorn.Config(
                 app, host="127.0.0.1", port=port, log_level=log_level, lifespan="off", proxy_headers=False

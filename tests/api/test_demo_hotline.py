@@ -6,12 +6,8 @@ statistics read 受理/办结 with a non-zero 办结率."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from tests.conftest import free_port
@@ -19,34 +15,8 @@ from tests.waiting import wait_for
 from urbaneye.db.models import Case, CaseStatus, Outbox
 
 
-@pytest.fixture
-def serve_on() -> Iterator:
-    """Serve an app with uvicorn on a given loopback port in a thread of this process."""
-    import uvicorn
-
-    servers = []
-
-    def serve(app, port: int) -> str:  # noqa: ANN001
-        srv = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not srv.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        servers.append((srv, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield serve
-    for srv, thread in servers:
-        srv.should_exit = True
-        thread.join(10)
-
-
 def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
-    api_settings, settings_env, make_case, db, serve_on
+    api_settings, settings_env, make_case, db, live_server
 ):  # noqa: ANN001
     from api.app import create_app
     from api.auth import create_user, issue_token
@@ -66,7 +36,7 @@ def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
         assert len(DEMO_SECRET.encode()) >= MIN_SECRET_BYTES  # no short-key warning at each demo login
         assert settings.hotline_url == hotline.url
         assert settings.push_policy == DEMO_PUSH_POLICY  # the demo closes a barbecue case on its own
-        base = serve_on(create_app(settings), port)
+        base = live_server(create_app(settings), port=port)
 
         case = make_case(status="pending_review", created_at=dt.datetime.now(dt.UTC))
         service.review_case(db, case.id, "u1", "confirm")
