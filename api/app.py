@@ -22,7 +22,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AuthError, decode_token
 from api.metrics import ApiMetrics
-from api.routes import auth, cameras, cases, evidence, health, hotline, live, memory, models, stats, users
+from api.routes import (
+    annotations,
+    auth,
+    cameras,
+    cases,
+    evidence,
+    health,
+    hotline,
+    kinds,
+    live,
+    memory,
+    models,
+    rechecks,
+    stats,
+    strip,
+    users,
+)
 from api.routes.auth import LOGIN_MAX_BODY_BYTES
 from api.routes.hotline import CALLBACK_MAX_BODY_BYTES
 from urbaneye.db.session import session_factory
@@ -314,6 +330,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models.router,
         hotline.router,
         live.router,
+        kinds.router,
+        strip.router,
+        annotations.router,
+        rechecks.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)

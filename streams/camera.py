@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from streams.capture import SampledFrame
-from streams.motion import GateDecision, MotionGate
+from streams.motion import GateDecision, GateReason, MotionGate
+from streams.observers import FrameObserver, FrameView, notify, wants_full_scan
 from streams.status import CameraHealth
 from vision.config import CameraConfig, RulesConfig
 from vision.memory import MemoryBook
@@ -103,6 +104,7 @@ class CameraProcessor:
         shadow: ShadowSource | None = None,
         on_shadow_opened: Callable[[str, ViolationEvent], None] | None = None,
         memory: MemoryBook | None = None,
+        observers: Sequence[FrameObserver] = (),
     ) -> None:
         if pipeline is None:
             pipeline = CameraPipeline(camera, rules, escalation_history=escalation_history, live=live)
@@ -121,6 +123,8 @@ class CameraProcessor:
         self.pipeline = pipeline
         #: false-alarm memory: detections matching a rejected object never reach the rules
         self.memory = memory
+        #: worker-wide frame observers (``streams.observers``): annotation sampling, camera re-checks
+        self.observers = tuple(observers)
         self._kept = self._kept_of = Detections.empty()
         self.health = health
         self.on_detect = on_detect
@@ -208,6 +212,8 @@ class CameraProcessor:
         if self._pending is not None:
             events += self._apply_pending(ts_s)
         decision = self.gate.decide(frame.image, ts_s, confirm=self.pipeline.wants_detection())
+        if not decision.detect and self.observers and wants_full_scan(self.observers, self.camera.id, ts_s):
+            decision = replace(decision, detect=True, reason=GateReason.SCAN)
         detector, model_version = self.detectors()
         inference_ms = 0.0
         if decision.detect:
@@ -223,8 +229,13 @@ class CameraProcessor:
         self.frames += 1
         if self.shadow is not None:
             self._step_shadow(frame, ts_s, decision.detect)
-        events += self.pipeline.step(self._remembered(detections, frame, ts_s, decision.detect), ts_s, frame.wh,
-                                     fresh=decision.detect)  # fmt: skip
+        kept = self._remembered(detections, frame, ts_s, decision.detect)
+        if self.observers:
+            view = FrameView(
+                self.camera, frame, ts_s, kept, Detections.empty(), decision.detect, model_version
+            )
+            notify(self.observers, view)
+        events += self.pipeline.step(kept, ts_s, frame.wh, fresh=decision.detect)
         if self.health is not None:
             # a failing rule does not stop the camera; its status names the rule and the error
             failing = "; ".join(f"rule {k} failed: {e}" for k, e in self.pipeline.rule_errors().items())

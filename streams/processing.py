@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 from streams.camera import CameraProcessor
 from streams.camera_runtime import CameraRuntime, CameraRuntimes, is_live
@@ -19,6 +20,7 @@ from streams.detector_pool import DetectorPool
 from streams.events import HandoffQueue
 from streams.leases import LeaseManager
 from streams.metrics import StreamMetrics
+from streams.observers import FrameObserver
 from streams.snapshots import SnapshotWriter
 from streams.worker_db import EscalationHistory, WorkerDb
 from vision.config import RulesConfig
@@ -89,6 +91,7 @@ class ProcessingLoop:
         db: the database (escalation history, false-alarm memory, shadow counts); None = none.
         snapshots: gets each processed frame for the camera page; None = none.
         memory_refresh_s: how often the false-alarm memory is saved and reloaded.
+        observers: frame observers every camera's processor gives its frames to (``streams.observers``).
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class ProcessingLoop:
         db: WorkerDb | None = None,
         snapshots: SnapshotWriter | None = None,
         memory_refresh_s: float = MEMORY_REFRESH_S,
+        observers: Sequence[FrameObserver] = (),
     ) -> None:
         self.runtimes = runtimes
+        self.observers = tuple(observers)
         self.detectors = detectors
         self.rules = rules
         self.sink = sink
@@ -218,6 +223,7 @@ class ProcessingLoop:
             shadow=self.detectors.shadow_source(camera.group, camera.id),
             on_shadow_opened=self._record_shadow_case if self.db is not None else None,
             memory=self.memories.book(camera.id) if self.memories is not None else None,
+            observers=self.observers,
         )
         rt.applied = version
         if failed is not None and (failed.camera != camera or failed.live != live):

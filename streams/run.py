@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,6 +26,7 @@ from streams.cameras_db import CameraRegistry
 from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
 from streams.leases import DbLeases, LeaseManager, RedisLeases, shard_of
 from streams.metrics import get_metrics, serve_metrics
+from streams.observers import FrameObserver
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
 from streams.worker import DetectorPool, StreamWorker, default_worker_id
@@ -163,8 +165,15 @@ class WorkerStack:
             config_poll_s=self.options.config_poll_s or CONFIG_POLL_S,
             config_problems=problems,
             memory_refresh_s=s.memory_refresh_s,
+            observers=self._observers(sessions),
         ).start()
         return self
+
+    def _observers(self, sessions: Any) -> list[FrameObserver]:
+        """The frame observers of this worker's cameras (``streams.observers``); each feature that watches
+        the cameras' pictures without being a rule adds its observer here."""
+        observers: list[FrameObserver] = []
+        return observers
 
     def _cameras_from_db(self, registry):  # noqa: ANN001, ANN202
         """Seed the database from the file, then run the database's cameras (``self.cameras_file``).

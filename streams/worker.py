@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -46,6 +46,7 @@ from streams.detector_pool import DetectorPool
 from streams.events import EvidenceKeeper, HandoffLike, HandoffQueue
 from streams.leases import LeaseManager
 from streams.metrics import StreamMetrics
+from streams.observers import FrameObserver
 from streams.processing import MEMORY_REFRESH_S, ProcessingLoop
 from streams.snapshots import SnapshotWriter
 from streams.status import BOARD, CameraHealth, StatusBoard, StatusReporter
@@ -107,6 +108,7 @@ class StreamWorker:
             counts); None = none.
         metrics: Prometheus metrics; None = not recorded.
         snapshot_store: evidence store for camera snapshots (``streams.snapshots``); None = none.
+        observers: frame observers of every camera (``streams.observers``: annotation sampling, re-checks).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class StreamWorker:
         config_poll_s: float = CONFIG_POLL_S,
         config_problems: dict[str, tuple[str, ...]] | None = None,
         memory_refresh_s: float = MEMORY_REFRESH_S,
+        observers: Sequence[FrameObserver] = (),
     ) -> None:
         self.cameras_file = cameras_file
         self.worker_id = worker_id or default_worker_id()
@@ -158,6 +161,7 @@ class StreamWorker:
             db=WorkerDb(session_factory) if session_factory is not None else None,
             snapshots=self._snapshot_writer,
             memory_refresh_s=memory_refresh_s,
+            observers=observers,
         )
         self._supervisor = Supervisor(
             self._cameras,

@@ -259,7 +259,14 @@ class MotionConfig(_Model):
 class CameraConfig(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     name: str = Field("", max_length=120)
-    source: SourceConfig
+    source: SourceConfig = Field(description="the stream detection runs on (a sub-stream, e.g. 640x360)")
+    evidence_source: SourceConfig | None = Field(
+        None,
+        description="main stream evidence frames are taken from (e.g. 1080p); None = the detection source",
+    )
+    evidence_keep_open: bool = Field(
+        False, description="keep the evidence stream open between events (else opened on demand, closed after)"
+    )
     enabled: bool = True
     detect_fps: Annotated[float, Field(gt=0, le=30)] = 5.0
     timezone: str = "Asia/Shanghai"
@@ -312,6 +319,11 @@ class ModelConfig(_Model):
     default_score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.35
     iou_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
     intra_op_threads: Annotated[int, Field(ge=0, le=64)] = 1
+    precision: str = Field(
+        "auto",
+        pattern="^(auto|int8|fp32)$",
+        description="int8 or fp32 inference; auto = the int8 variant on CPU when one passed its gate",
+    )
 
     @field_validator("class_map")
     @classmethod

@@ -3,6 +3,8 @@ import { auth, get, login, onQueueChange, post } from "./api.js";
 import { mountQueue } from "./queue.js";
 import { mountCameras } from "./cameras.js";
 import { mountStats } from "./stats.js";
+import { mountAnnotate } from "./annotate.js";
+import { mountCase } from "./case.js";
 
 const view = document.getElementById("view");
 let unmount = null;
@@ -47,7 +49,7 @@ async function route() {
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
   if (unmount) { unmount(); unmount = null; }
   view.replaceChildren();
-  const mounts = { queue: mountQueue, cameras: mountCameras, stats: mountStats };
+  const mounts = { queue: mountQueue, cameras: mountCameras, stats: mountStats, annotate: mountAnnotate, case: mountCase };
   unmount = (mounts[page] || mountQueue)(view, rest.map(decodeURIComponent)) || null;
 }
 
