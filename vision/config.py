@@ -265,7 +265,8 @@ class CameraConfig(_Model):
         description="main stream evidence frames are taken from (e.g. 1080p); None = the detection source",
     )
     evidence_keep_open: bool = Field(
-        False, description="keep the evidence stream open between events (else opened on demand, closed after)"
+        False,
+        description="keep the evidence stream open between events (else opened on demand, closed after)",
     )
     enabled: bool = True
     detect_fps: Annotated[float, Field(gt=0, le=30)] = 5.0
@@ -358,6 +359,27 @@ class RulesConfig(_Model):
         return self
 
 
+class RecheckConfig(_Model):
+    """Camera re-check (智能核查) of a camera group's dispatched cases (issue 19)."""
+
+    enabled: bool = True
+    window_s: Annotated[float, Field(ge=5, le=3600)] = Field(
+        60.0, description="how long the place is examined (full scans, no motion gating)"
+    )
+    on_states: list[str] = Field(
+        default_factory=lambda: ["dispatched", "handling"],
+        description="case states whose hotline callback starts a re-check",
+    )
+    interval_s: Annotated[float, Field(ge=0, le=7 * 86400)] = Field(
+        3600.0, description="re-check cases that stay dispatched this often; 0 = only on callbacks"
+    )
+    auto_close_on_clear: bool = Field(False, description="核查通过 -> 结案 with reason 视频核查")
+    escalate_on_still_present: bool = Field(True, description="re-open / escalate when still present")
+    close_undispatched_when_gone: bool = Field(
+        False, description="close a case whose violation ended by itself before dispatch"
+    )
+
+
 class CamerasFile(_Model):
     """Top level of a cameras file (YAML or JSON)."""
 
@@ -365,6 +387,10 @@ class CamerasFile(_Model):
     model: ModelConfig = Field(default_factory=ModelConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
+    recheck: dict[str, RecheckConfig] = Field(
+        default_factory=dict,
+        description="re-check policy per camera group; groups not named use the defaults",
+    )
 
     @model_validator(mode="after")
     def verify_unique_cameras(self) -> CamerasFile:

@@ -74,6 +74,9 @@ class CaseContext:
     timezone: str = DEFAULT_TIMEZONE  # IANA name: the local day in evidence keys
     event_time: dt.datetime | None = None  # wall clock of the event (tz-aware); None: when it was spooled
     bike_operator_routing: bool = False
+    #: which stream the evidence frames came from: "" (the camera's one stream), "main" (the camera's
+    #: evidence_source), "sub_fallback" (the main stream failed; the detection stream's frames were used)
+    evidence_stream: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +90,7 @@ class CaseContext:
             "timezone": self.timezone,
             "event_time": self.event_time.isoformat() if self.event_time else None,
             "bike_operator_routing": self.bike_operator_routing,
+            "evidence_stream": self.evidence_stream,
         }
 
     @classmethod
