@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
-from urbaneye.cases.describe import describe_case
+from urbaneye.cases.describe import describe_case, kind_name_zh
 from urbaneye.cases.spool import DEFAULT_TIMEZONE, Spool, SpoolItem, SpoolItemNotFound
 from urbaneye.cases.uploads import evidence_uploader, upload_spooled_evidence
 from urbaneye.celery_app import node_name
@@ -35,13 +36,15 @@ from urbaneye.db.models import (
     OutboxStatus,
     RejectReason,
     Review,
+    Zone,
     utcnow,
 )
 from urbaneye.db.session import session_scope
 from urbaneye.settings import get_settings
 from urbaneye.storage import evidence_key
+from vision.config import ZoneConfig
 from vision.digest import sha256_hex
-from vision.types import GBT_CODES, Escalation, EventKind, ViolationKind
+from vision.types import GBT_CODES, Escalation, EventKind, ViolationEvent, ViolationKind
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +123,32 @@ def _event_times(item: SpoolItem) -> tuple[dt.datetime, dt.datetime]:
     return started_at.astimezone(dt.UTC), event_at.astimezone(dt.UTC)
 
 
+def _event_names(ev: ViolationEvent) -> tuple[str, str]:
+    """(gbt_name, kind_name_zh) of an event: as the rules named them (a configured kind brings its own), else
+    the built-in tables. An event whose code has no name anywhere cannot become a case."""
+    gbt_name = ev.gbt_name or (GBT_CODES[ev.gbt_code].name if ev.gbt_code in GBT_CODES else "")
+    if not gbt_name:
+        raise ValueError(
+            f"violation {ev.violation_id} ({ev.kind}) has GB/T code {ev.gbt_code!r} without a name; "
+            "give the kind's gbt_name in the cameras file's violations: section"
+        )
+    name_zh = kind_name_zh(str(ev.kind), ev.kind_name_zh)
+    for what, value, limit in (
+        ("gbt_name", gbt_name, 60),
+        ("name_zh", name_zh, 60),
+        ("gbt_code", ev.gbt_code, 12),
+    ):
+        if len(value) > limit:
+            raise ValueError(
+                f"violation {ev.violation_id}: {what} {value!r} is longer than {limit} characters"
+            )
+    return gbt_name, name_zh
+
+
 def _new_case(item: SpoolItem, case_id: str) -> Case:
     ev, ctx = item.event, item.context
     loc = ctx.location
-    code = GBT_CODES.get(ev.gbt_code)
-    if code is None:
-        raise ValueError(f"violation {ev.violation_id} has unknown GB/T code {ev.gbt_code!r}")
+    gbt_name, name_zh = _event_names(ev)
     started_at, _ = _event_times(item)
     s = get_settings()
     route = "hotline"
@@ -137,9 +160,12 @@ def _new_case(item: SpoolItem, case_id: str) -> Case:
         camera_id=ev.camera_id,
         zone_id=ev.zone_id,
         place_key=ev.place_key or ctx.place_key or f"{ev.camera_id}/{ev.zone_id}",
-        kind=ev.kind.value,
-        gbt_code=code.code,
-        gbt_name=code.name,
+        kind=str(ev.kind),
+        gbt_code=ev.gbt_code,
+        gbt_name=gbt_name,
+        kind_name_zh=name_zh,
+        unclassified=ev.unclassified,
+        evidence_stream=ctx.evidence_stream,
         source_channel="视频抓拍",
         address=loc.address,
         lon=loc.lon,
@@ -172,10 +198,17 @@ def _apply_event(case: Case, item: SpoolItem) -> None:
         case.bbox_xyxy = list(ev.bbox_xyxy)
     if ev.event == EventKind.CLOSED:
         case.ended_at = _aware(case.started_at) + dt.timedelta(seconds=case.duration_s)
+    # the model seeing a known object there settles the kind; nothing makes a classified case 待分类 again
+    case.unclassified = bool(case.unclassified) and ev.unclassified
+    stream = item.context.evidence_stream
+    if stream and case.evidence_stream != "sub_fallback":  # one fallback frame marks the whole case
+        case.evidence_stream = stream
     case.description = describe_case(
         case.kind,
         case.address,
         case.duration_s,
+        name_zh=case.kind_name_zh,
+        unclassified=case.unclassified,
         zone_name=item.context.zone_name,
         object_count=case.object_count,
         escalation=case.escalation,
@@ -263,6 +296,61 @@ def evidence_complete(case: Case) -> bool:
 # --- review ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Classification:
+    """A reviewer's kind for a case (待分类 or mis-kinded): the kind with its code and names, and the object's
+    box (``xyxy`` pixels of evidence frame ``seq``, possibly adjusted) with the object class it shows."""
+
+    kind: str
+    gbt_code: str
+    gbt_name: str
+    kind_name_zh: str
+    label: str  # an ObjectKind value: the training label of the box
+    bbox_xyxy: tuple[float, float, float, float]
+    seq: int = 2
+
+
+def classify_case(session: Session, case: Case, c: Classification, actor: str) -> None:
+    """Give ``case`` the reviewer's kind: kind, code and names replace the case's, it is no longer 待分类, and
+    the box with its object class becomes a training correction (``adjust`` of the case's box, as the dataset
+    builder reads corrections). Audited as ``classify``. Does not commit."""
+    detail = {
+        "from_kind": case.kind,
+        "to_kind": c.kind,
+        "gbt_code": c.gbt_code,
+        "label": c.label,
+        "bbox_xyxy": [round(float(v), 1) for v in c.bbox_xyxy],
+        "was_unclassified": bool(case.unclassified),
+    }
+    case.kind, case.gbt_code, case.gbt_name, case.kind_name_zh = (
+        c.kind,
+        c.gbt_code,
+        c.gbt_name,
+        c.kind_name_zh,
+    )
+    case.unclassified = False
+    correction = {
+        "action": "adjust",
+        "xyxy": detail["bbox_xyxy"],
+        "label": c.label,
+        "kind": c.kind,
+        "seq": c.seq,
+    }
+    case.corrections = [*(case.corrections or []), correction]
+    zone = session.scalar(select(Zone).where(Zone.camera_id == case.camera_id, Zone.zone_id == case.zone_id))
+    case.description = describe_case(
+        case.kind,
+        case.address,
+        case.duration_s,
+        name_zh=case.kind_name_zh,
+        zone_name=ZoneConfig.model_validate(zone.config).name if zone is not None else "",
+        object_count=case.object_count,
+        escalation=case.escalation,
+        closed=case.ended_at is not None,
+    )
+    append_audit(session, actor, "classify", "case", case.id, case.status, case.status, detail)
+
+
 def review_case(
     session: Session,
     case_id: str,
@@ -272,12 +360,22 @@ def review_case(
     note: str = "",
     corrections: list | None = None,
     duration_ms: int | None = None,
+    classification: Classification | None = None,
 ) -> Case:
-    """A reviewer's verdict. Confirm queues the case for the hotline (push policy after_review)."""
+    """A reviewer's verdict. Confirm queues the case for the hotline (push policy after_review); a 待分类 case
+    is confirmed only with a ``classification`` (its kind), which is applied before the case is queued."""
     case = get_case(session, case_id, for_update=True)
     if case.status != CaseStatus.PENDING_REVIEW:
         raise CaseStateError(f"case {case_id} is {case.status}, not pending_review; reload and review again")
     actor = f"user:{user_id}"
+    if classification is not None and decision != "confirm":
+        raise CaseStateError("a kind is chosen only when confirming; reject without a kind")
+    if case.unclassified and decision == "confirm" and classification is None:
+        raise CaseStateError(f"案件 {case_id} 待分类：请先选择违规类型再确认，或驳回")
+    if corrections is not None:
+        case.corrections = list(corrections)
+    if classification is not None:
+        classify_case(session, case, classification, actor)
     if decision == "confirm":
         transition(session, case, CaseStatus.CONFIRMED, actor, {"note": note} if note else None)
         case.reject_reason = None
@@ -296,8 +394,6 @@ def review_case(
     case.review_note = note
     case.reviewed_by = user_id
     case.reviewed_at = utcnow()
-    if corrections is not None:
-        case.corrections = list(corrections)
     session.add(
         Review(
             case_id=case.id,
@@ -357,6 +453,7 @@ def hotline_payload(case: Case) -> dict[str, Any]:
         "event_code": case.gbt_code,
         "event_name": case.gbt_name,
         "kind": case.kind,
+        "kind_name": kind_name_zh(case.kind, case.kind_name_zh),
         "description": case.description,
         "camera_id": case.camera_id,
         "address": case.address,

@@ -185,8 +185,8 @@ class Case(Base):
     zone_id: Mapped[str] = mapped_column(String(64), default="")
     place_key: Mapped[str] = mapped_column(String(160), default="", index=True)  # camera/zone/frontage
     kind: Mapped[str] = mapped_column(String(32))  # a built-in ViolationKind or a configured kind's id
-    gbt_code: Mapped[str] = mapped_column(String(8))
-    gbt_name: Mapped[str] = mapped_column(String(32))
+    gbt_code: Mapped[str] = mapped_column(String(12))  # a configured kind's code may be longer than 4
+    gbt_name: Mapped[str] = mapped_column(String(60))
     kind_name_zh: Mapped[str] = mapped_column(String(60), default="", server_default="")  # 出店陈列, ...
     # 待分类: raised from a static-object region only (no known class there); a reviewer picks the kind
     unclassified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
