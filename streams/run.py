@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from streams.annotation_sampler import AnnotationSampler
 from streams.cameras_db import CameraRegistry
 from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
 from streams.leases import DbLeases, LeaseManager, RedisLeases, shard_of
@@ -173,6 +174,7 @@ class WorkerStack:
         """The frame observers of this worker's cameras (``streams.observers``); each feature that watches
         the cameras' pictures without being a rule adds its observer here."""
         observers: list[FrameObserver] = []
+        observers.append(AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model))
         return observers
 
     def _cameras_from_db(self, registry):  # noqa: ANN001, ANN202
