@@ -28,6 +28,7 @@ from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
 from streams.leases import DbLeases, LeaseManager, RedisLeases, shard_of
 from streams.metrics import get_metrics, serve_metrics
 from streams.observers import FrameObserver
+from streams.recheck import RecheckObserver, recheck_observer_for
 from streams.sources import mask_url
 from streams.status import BOARD, CameraHealth, write_statuses
 from streams.worker import DetectorPool, StreamWorker, default_worker_id
@@ -127,6 +128,7 @@ class WorkerStack:
         self.worker = None
         self.handoff = None
         self.detectors = None
+        self.recheck: RecheckObserver | None = None
 
     def start(self) -> WorkerStack:
         s = self.settings
@@ -175,6 +177,8 @@ class WorkerStack:
         the cameras' pictures without being a rule adds its observer here."""
         observers: list[FrameObserver] = []
         observers.append(AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model))
+        self.recheck = recheck_observer_for(self)  # camera re-checks of cases (issue 19)
+        observers.append(self.recheck)
         return observers
 
     def _cameras_from_db(self, registry):  # noqa: ANN001, ANN202
@@ -272,6 +276,8 @@ class WorkerStack:
             BOARD.unregister(health.camera_id)
         if self.worker is not None:
             self.worker.stop()
+        if self.recheck is not None:
+            self.recheck.close()
         if self.handoff is not None:
             self.handoff.close()
         if self.detectors is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from urbaneye.cases.service import HOTLINE_PROGRESS, CaseStateError, get_case, transition
 from urbaneye.db.models import Case, CaseStatus
 from urbaneye.hotline.signing import SignatureError, verify
+from urbaneye.rechecks import on_hotline_status
 from urbaneye.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ def apply_hotline_callback(
     settings: Settings | None = None,
 ) -> Case:
     """Verify and apply one callback; the caller commits. Repeats and out-of-date callbacks change nothing.
+
+    派遣/处置 also write a camera re-check request (``urbaneye.rechecks``) in the same transaction.
 
     ``settings`` are the caller's (the API passes its app's); default: the environment's.
     Raises ``SignatureError`` (answer 401), ``CaseNotFound`` (404), ``CaseStateError``/``ValueError`` (422).
@@ -89,4 +92,5 @@ def apply_hotline_callback(
             "at": body.get("at"),
         },
     )
+    on_hotline_status(session, case, target)
     return case

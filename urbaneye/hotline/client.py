@@ -33,12 +33,15 @@ class HotlineClient:
         self.secret = secret
         self.timeout_s = timeout_s
 
-    def deliver(self, case_id: str, payload: dict[str, Any]) -> DeliveryResult:
-        """POST the signed case. ``Idempotency-Key`` = case id, so a repeat is recognised by the intake."""
+    def deliver(
+        self, case_id: str, payload: dict[str, Any], idempotency_key: str | None = None
+    ) -> DeliveryResult:
+        """POST the signed body. ``Idempotency-Key`` = ``idempotency_key`` (default: the case id, for the
+        case itself), so a repeat is recognised by the intake."""
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            IDEMPOTENCY_HEADER: case_id,
+            IDEMPOTENCY_HEADER: idempotency_key or case_id,
             **signed_headers(self.secret, body),
         }
         try:

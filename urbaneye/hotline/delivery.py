@@ -12,6 +12,7 @@ from urbaneye.cases.service import transition
 from urbaneye.db.models import Case, CaseStatus, Outbox, OutboxStatus, utcnow
 from urbaneye.db.session import session_scope
 from urbaneye.hotline.client import HotlineClient, HotlineRejected, HotlineTransientError
+from urbaneye.rechecks import RECHECK_TOPIC, message_idempotency_key
 from urbaneye.settings import Settings, get_settings
 from urbaneye.storage import EvidenceStoreUnavailable, get_store
 
@@ -49,6 +50,34 @@ def _with_evidence(case: Case, payload: dict, expiry_s: int) -> dict:
     return {**payload, "evidence": evidence}
 
 
+def _with_after_photo(payload: dict, expiry_s: int) -> dict:
+    """A re-check message with links to its after-photo (clean, annotated), when it has one."""
+    store = get_store()
+    photos = []
+    for variant in ("clean", "annotated"):
+        key = payload.get(f"after_{variant}_key")
+        if key:
+            photos.append(
+                {
+                    "variant": variant,
+                    "key": key,
+                    "sha256": payload[f"after_{variant}_sha256"],
+                    "url": store.presigned_url(key, expiry_s),
+                }
+            )
+    return {**payload, "after_photo": photos}
+
+
+def _send(row: Outbox, case: Case, s: Settings):  # noqa: ANN202 - DeliveryResult
+    """POST one outbox row: the case with its evidence, or a re-check message to the case's intake."""
+    if row.topic == RECHECK_TOPIC:
+        payload = _with_after_photo(dict(row.payload), s.presign_expiry_s)
+        key = message_idempotency_key(payload)
+        return client_for(case.route, s).deliver(case.id, payload, idempotency_key=key)
+    payload = _with_evidence(case, dict(row.payload), s.presign_expiry_s)
+    return client_for(row.topic, s).deliver(case.id, payload)
+
+
 def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
     """One delivery attempt. Returns sent | retry | dead | waiting | skipped:<why>.
 
@@ -79,8 +108,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
         row.attempts += 1
         error = ""
         try:
-            payload = _with_evidence(case, dict(row.payload), s.presign_expiry_s)
-            result = client_for(row.topic, s).deliver(case.id, payload)
+            result = _send(row, case, s)
         except (HotlineTransientError, EvidenceStoreUnavailable) as exc:
             error = str(exc)
             permanent = False
@@ -91,7 +119,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
             row.status = OutboxStatus.SENT.value
             row.sent_at = utcnow()
             row.last_error = ""
-            if result.ref:
+            if result.ref and row.topic != RECHECK_TOPIC:
                 case.hotline_ref = result.ref
             append_audit(
                 session,
