@@ -11,8 +11,8 @@ Per camera it keeps frames worth a reviewer's labels:
   also holds day, dusk, night and empty scenes; the sampler asks for a full scan when one is due, so the
   frame carries fresh proposals.
 
-It is bounded: at most ``max_per_hour`` samples per camera per hour of stream time, ``min_gap_s`` between two
-non-periodic samples, ``max_pending_per_camera`` items waiting in the queue, and a frame whose thumbnail is
+It is bounded: at most ``max_per_hour`` samples per camera per hour of stream time, ``min_gap_s`` before a
+non-periodic sample follows any other, ``max_pending_per_camera`` items waiting in the queue, and a frame whose thumbnail is
 nearly identical (mean absolute difference below ``dedup_mad`` grey levels) to one of the camera's recent
 samples is not kept. ``observe`` only decides and copies the picture; JPEG encoding, the upload to the
 evidence store and the database row happen on the sampler's own thread, behind a bounded queue. A full
@@ -40,7 +40,8 @@ from urbaneye.storage import EvidenceStore
 from vision.config import CameraConfig, ModelConfig
 from vision.digest import sha256_hex
 from vision.geometry import iou_matrix
-from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT, Detections
+from vision.static_objects import UNKNOWN_OBJECT
+from vision.types import OBJECT_KINDS, Detections
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class SamplerConfig:
     near_margin: float = 0.15  # a score below threshold + margin is "near the threshold"
     unknown_iou: float = 0.3  # a static region overlapping a detection less than this is unexplained
     bucket_h: int = 4  # periodic samples: one per local day and bucket of this many hours
-    min_gap_s: float = 300.0  # between two non-periodic samples of one camera
+    min_gap_s: float = 300.0  # before a non-periodic sample follows any sample of the camera
     max_per_hour: int = 6  # samples of one camera per hour of stream time, all reasons
     max_pending_per_camera: int = 200  # the camera's items waiting for a reviewer
     dedup_mad: float = 4.0  # thumbnails closer than this (mean |difference|, grey levels) are duplicates
@@ -168,16 +169,15 @@ class SamplingPolicy:
         ts_s = view.ts_s
         day, b, label = self.bucket(cam, ts_s, state.live)
         reason = self.reason(view)
-        recent = state.last_sample_s is not None and ts_s - state.last_sample_s < self.config.min_gap_s
-        if recent:
+        if state.last_sample_s is not None and ts_s - state.last_sample_s < self.config.min_gap_s:
             reason = None
         if reason is None and (day, b) not in state.periodic_done and view.detected:
             reason = SampleReason.PERIODIC
         if reason is None or not self._budget_left(state, ts_s):
             return None
-        if reason is SampleReason.PERIODIC:
-            state.periodic_done = {k for k in state.periodic_done if k[0] >= day - dt.timedelta(days=1)}
-            state.periodic_done.add((day, b))
+        # any sample covers its time-of-day bucket: the periodic one is for buckets nothing else sampled
+        state.periodic_done = {k for k in state.periodic_done if k[0] >= day - dt.timedelta(days=1)}
+        state.periodic_done.add((day, b))
         thumb = thumbnail(view.frame.image)
         if any(float(np.abs(thumb - t).mean()) < self.config.dedup_mad for t in state.thumbs):
             self.duplicates += 1
@@ -186,8 +186,7 @@ class SamplingPolicy:
         while len(state.thumbs) > self.config.dedup_history:
             state.thumbs.popleft()
         state.recent_s.append(ts_s)
-        if reason is not SampleReason.PERIODIC:
-            state.last_sample_s = ts_s
+        state.last_sample_s = ts_s
         return Sample(
             cam.id,
             view.frame.image.copy(),
