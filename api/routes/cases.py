@@ -30,18 +30,21 @@ from api.schemas.cases import (
     ClaimOut,
     ErrorCode,
     EvidencePublic,
+    KindId,
     ReviewPublic,
     TimelineEntry,
     VerifyIn,
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
+from api.services.kinds import KindsSettings, list_kinds
 from urbaneye.cases import claims, service
+from urbaneye.cases.classify import Classification
 from urbaneye.cases.service import CaseNotFound, CaseStateError
 from urbaneye.db.models import AuditLog, Camera, Case, CaseStatus, Review, Role, User, Zone, utcnow
 from urbaneye.memory import MEMORY_REASONS, MemoryNotMade, forget_case, remember_rejection
 from urbaneye.storage import EvidenceNotFound, EvidenceStore, EvidenceStoreUnavailable
-from vision.types import Escalation, ViolationKind
+from vision.types import Escalation
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/cases", tags=["cases"], responses=AUTH_ERRORS)
@@ -57,7 +60,13 @@ class CaseFilters:
     def __init__(
         self,
         status: Annotated[list[CaseStatus] | None, Query(description="one or more statuses")] = None,
-        kind: Annotated[list[ViolationKind] | None, Query(description="violation kinds")] = None,
+        kind: Annotated[
+            list[KindId] | None,
+            Query(description="violation kinds: built-in or configured (GET /api/v1/kinds)"),
+        ] = None,
+        unclassified: Annotated[
+            bool | None, Query(description="true: only 待分类 cases; false: none")
+        ] = None,
         camera_id: Annotated[str | None, Query(max_length=64)] = None,
         zone_id: Annotated[str | None, Query(max_length=64)] = None,
         place_key: Annotated[str | None, Query(max_length=160)] = None,
@@ -75,7 +84,9 @@ class CaseFilters:
         if status:
             self.conds.append(Case.status.in_([s.value for s in status]))
         if kind:
-            self.conds.append(Case.kind.in_([k.value for k in kind]))
+            self.conds.append(Case.kind.in_(kind))
+        if unclassified is not None:
+            self.conds.append(Case.unclassified.is_(unclassified))
         if camera_id:
             self.conds.append(Case.camera_id == camera_id)
         if zone_id:
@@ -274,6 +285,7 @@ def _verify(
     ttl_days: float = 30.0,
 ) -> Case:
     check_reviewable(session, case_id, user)
+    classification = _classification(session, _case(session, case_id), body) if body.kind else None
     with service_errors(case_id):
         case = service.review_case(
             session,
@@ -284,6 +296,7 @@ def _verify(
             note=body.note,
             corrections=[c.model_dump(mode="json", exclude_none=True) for c in body.corrections],
             duration_ms=body.duration_ms,
+            classification=classification,
         )
         if store is not None and case.reject_reason in MEMORY_REASONS:
             _remember(session, store, case, user, ttl_days)
@@ -293,6 +306,36 @@ def _verify(
         body.decision.value, body.reason.value if body.reason else ""
     ).inc()
     return case
+
+
+def _classification(session: Session, case: Case, body: VerifyIn) -> Classification:
+    """The reviewer's kind for ``case`` checked against the kinds the API knows: 422 in Chinese when the kind,
+    the object class or the box does not fit."""
+    kinds = {k.id: k for k in list_kinds(session, KindsSettings().cameras_file)}
+    spec = kinds.get(body.kind)
+    if spec is None:
+        raise HTTPException(422, f"未知的违规类型 '{body.kind}'；可选：{'、'.join(kinds)}")
+    label = body.object_label.value if body.object_label else (spec.classes[0] if spec.classes else None)
+    if label is None:
+        raise HTTPException(422, f"类型“{spec.name_zh}”没有配置目标类别；请同时给出 object_label")
+    if spec.classes and label not in spec.classes:
+        raise HTTPException(
+            422, f"目标类别 {label} 不属于类型“{spec.name_zh}”（可选：{'、'.join(spec.classes)}）"
+        )
+    box = body.object_box if body.object_box is not None else case.bbox_xyxy
+    if len(box or []) != 4:
+        raise HTTPException(422, "案件没有目标框；请在图上框选目标（object_box）")
+    if len(case.frame_wh or []) == 2 and (box[2] > case.frame_wh[0] + 1 or box[3] > case.frame_wh[1] + 1):
+        raise HTTPException(422, f"目标框超出画面（{case.frame_wh[0]}×{case.frame_wh[1]} 像素）；请重新框选")
+    return Classification(
+        kind=spec.id,
+        gbt_code=spec.gbt_code,
+        gbt_name=spec.gbt_name,
+        kind_name_zh=spec.name_zh,
+        label=label,
+        bbox_xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        seq=body.object_seq,
+    )
 
 
 def check_reviewable(session: Session, case_id: str, user: User) -> None:
@@ -330,7 +373,9 @@ def verify_case(
 ) -> CasePublic:
     """Confirm, or reject with a reason code (误检 false_detection, 固定设施/常驻物体 fixed_object, 合规经营
     permitted_vending, 重复 duplicate, 证据不足 insufficient_evidence, 其他 other + note). Box/label corrections
-    are kept for retraining. 误检 and 固定设施 also teach the camera's false-alarm memory the object."""
+    are kept for retraining. 误检 and 固定设施 also teach the camera's false-alarm memory the object.
+    Confirming with ``kind`` classifies the case (a 待分类 case needs one): the kind's code and name replace the
+    case's, and ``object_box`` (default the case's box) with ``object_label`` is kept as a training label."""
     return CasePublic.model_validate(
         _verify(session, request, case_id, user, body, store, settings.memory_ttl_days)
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import ReaderUser, SessionDep
+from api.schemas.cases import KindId
 from api.schemas.common import AUTH_ERRORS
 from api.schemas.stats import Period, StatsPublic
 from api.services.stats import compute_stats, stats_csv
@@ -29,6 +30,9 @@ class _Range:
         ] = None,
         period: Period = Period.DAY,
         camera_id: Annotated[str | None, Query(max_length=64)] = None,
+        kind: Annotated[
+            list[KindId] | None, Query(description="only these kinds (built-in or configured ids)")
+        ] = None,
     ) -> None:
         self.until = _aware(until) if until else dt.datetime.now(dt.UTC)
         self.since = _aware(since) if since else self.until - dt.timedelta(days=30)
@@ -54,6 +58,7 @@ class _Range:
             )
         self.period = period
         self.camera_id = camera_id
+        self.kinds = kind
 
 
 def _aware(t: dt.datetime) -> dt.datetime:
@@ -63,7 +68,7 @@ def _aware(t: dt.datetime) -> dt.datetime:
 @router.get("", response_model=StatsPublic)
 def get_stats(session: SessionDep, _: ReaderUser, r: Annotated[_Range, Depends()]) -> StatsPublic:
     """受理/办结/办结率, confirmed vs rejected, precision per camera and kind, median review time."""
-    return compute_stats(session, r.since, r.until, r.period, r.camera_id)
+    return compute_stats(session, r.since, r.until, r.period, r.camera_id, kinds=r.kinds)
 
 
 @router.get(
@@ -74,7 +79,7 @@ def get_stats(session: SessionDep, _: ReaderUser, r: Annotated[_Range, Depends()
     },
 )
 def get_stats_csv(session: SessionDep, _: ReaderUser, r: Annotated[_Range, Depends()]) -> Response:
-    stats = compute_stats(session, r.since, r.until, r.period, r.camera_id)
+    stats = compute_stats(session, r.since, r.until, r.period, r.camera_id, kinds=r.kinds)
     name = f"urbaneye-stats-{r.since.date()}-{r.until.date()}.csv"
     return Response(
         stats_csv(stats),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.schemas.common import UtcDatetime
 from urbaneye.db.models import CaseStatus, RejectReason
-from vision.types import Escalation, ObjectKind, ViolationKind
+from vision.types import KIND_ID_PATTERN, Escalation, ObjectKind
 
 REJECT_REASON_ZH: dict[RejectReason, str] = {
     RejectReason.FALSE_DETECTION: "误检",
@@ -61,9 +61,14 @@ class CasePublic(BaseModel):
     camera_id: str
     zone_id: str
     place_key: str
-    kind: str
+    kind: str = Field(description="a built-in kind (street_vending, ...) or a configured kind's id")
     gbt_code: str
     gbt_name: str
+    kind_name_zh: str = Field(
+        description="the kind's Chinese name (empty on cases older than configured kinds)"
+    )
+    unclassified: bool = Field(description="待分类: raised from a static object; a reviewer picks the kind")
+    evidence_stream: str = Field(description="stream of the evidence frames: '', main or sub_fallback")
     source_channel: str
     address: str
     lon: float | None
@@ -111,6 +116,10 @@ class EvidencePublic(BaseModel):
     uploaded: bool
 
 
+#: A violation kind's id: a built-in kind or one configured in the cameras file (``vision.kinds``).
+KindId = Annotated[str, StringConstraints(pattern=KIND_ID_PATTERN)]
+
+
 class CorrectionIn(BaseModel):
     """A reviewer's fix of a detection, kept with the review for retraining."""
 
@@ -119,7 +128,7 @@ class CorrectionIn(BaseModel):
     action: Literal["relabel", "add", "remove", "move"] = Field(description="what the reviewer changed")
     bbox_xyxy: list[float] = Field(min_length=4, max_length=4, description="box in frame pixels, x1 y1 x2 y2")
     label: ObjectKind | None = Field(None, description="object kind the box really shows (relabel/add)")
-    kind: ViolationKind | None = Field(None, description="violation kind it really is, if different")
+    kind: KindId | None = Field(None, description="violation kind it really is, if different")
     seq: int = Field(2, ge=1, le=100, description="evidence frame the box refers to")
 
     @model_validator(mode="after")
@@ -136,6 +145,22 @@ class VerifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Decision
+    kind: KindId | None = Field(
+        None,
+        description="confirm as this kind (GET /api/v1/kinds): its code and name replace the case's, and the box "
+        "becomes a training label. A 待分类 (unclassified) case is confirmed only with a kind",
+    )
+    object_box: list[float] | None = Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="with kind: the object's box, x1 y1 x2 y2 pixels of evidence frame object_seq (default: "
+        "the case's box)",
+    )
+    object_label: ObjectKind | None = Field(
+        None, description="with kind: the object class in the box (default: the kind's first class)"
+    )
+    object_seq: int = Field(2, ge=1, le=100, description="evidence frame object_box refers to")
     reason: RejectReason | None = Field(
         None, description="required to reject: 误检/固定设施/合规经营/重复/证据不足/其他"
     )
@@ -156,11 +181,27 @@ class VerifyIn(BaseModel):
             raise ValueError("a confirmation takes no reason; drop 'reason' or reject instead")
         if self.reason == RejectReason.OTHER and not self.note.strip():
             raise ValueError("reason 'other' (其他) needs a note saying why")
+        if self.kind is not None and self.decision != Decision.CONFIRM:
+            raise ValueError("a kind is chosen only when confirming (选择类型即确认); reject without 'kind'")
+        if self.kind is None and (self.object_box is not None or self.object_label is not None):
+            raise ValueError("object_box and object_label go with 'kind'; add the kind the object shows")
+        if self.object_box is not None:
+            x1, y1, x2, y2 = self.object_box
+            if not (x2 > x1 and y2 > y1) or min(self.object_box) < 0:
+                raise ValueError(
+                    "object_box must be x1 < x2, y1 < y2, all >= 0 (pixels of the evidence frame)"
+                )
         return self
 
 
 class BulkVerifyIn(VerifyIn):
     case_ids: list[str] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def verify_one_box(self) -> BulkVerifyIn:
+        if self.object_box is not None:
+            raise ValueError("object_box belongs to one case; classify cases with a box one at a time")
+        return self
 
 
 class BulkItemResult(BaseModel):

@@ -16,6 +16,9 @@ class Period(StrEnum):
 class Figures(BaseModel):
     detected: int = Field(0, description="cases created (AI detections that became cases)")
     pending: int = Field(0, description="still awaiting review")
+    unclassified: int = Field(
+        0, description="待分类: awaiting review and a kind (raised from a static object)"
+    )
     confirmed: int = Field(0, description="confirmed by a reviewer (any later status included)")
     rejected: int = Field(0, description="rejected by a reviewer")
     received: int = Field(0, description="受理: accepted by the hotline (accepted … closed)")
@@ -27,12 +30,15 @@ class Figures(BaseModel):
 class StatsRow(Figures):
     period: str = Field(description="period start, local date YYYY-MM-DD")
     channel: str = Field(description="source channel, e.g. 视频抓拍")
-    kind: str
+    kind: str = Field(description="built-in or configured kind id")
+    kind_name_zh: str = Field(description="the kind's Chinese name")
+    gbt_code: str = Field(description="the kind's GB/T 30428.2 code (the latest case's)")
 
 
 class PrecisionRow(BaseModel):
     camera_id: str
     kind: str
+    kind_name_zh: str
     confirmed: int
     rejected: int
     precision: float | None

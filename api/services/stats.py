@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.schemas.stats import Figures, Period, PrecisionRow, StatsPublic, StatsRow, StatsTotals
+from urbaneye.cases.describe import kind_name_zh
 from urbaneye.db.models import Case, CaseStatus, Review
 
 RECEIVED = {
@@ -40,10 +41,11 @@ def _period_start(t: dt.datetime, period: Period, tz: ZoneInfo) -> str:
     return local.isoformat()
 
 
-def _count(fig: Figures, status: str) -> None:
+def _count(fig: Figures, status: str, unclassified: bool) -> None:
     fig.detected += 1
     if status == CaseStatus.PENDING_REVIEW.value:
         fig.pending += 1
+        fig.unclassified += int(unclassified)
     elif status == CaseStatus.REJECTED.value:
         fig.rejected += 1
     elif status in CONFIRMED_V:
@@ -67,25 +69,42 @@ def compute_stats(
     period: Period = Period.DAY,
     camera_id: str | None = None,
     tz_name: str = "Asia/Shanghai",
+    kinds: list[str] | None = None,
 ) -> StatsPublic:
+    """Figures of the cases created in [since, until) (one camera, some kinds, if given). Kinds are grouped by
+    id, configured kinds included, each named by its cases' Chinese name."""
     tz = ZoneInfo(tz_name)
     conds = [Case.created_at >= since, Case.created_at < until]
     if camera_id:
         conds.append(Case.camera_id == camera_id)
+    if kinds:
+        conds.append(Case.kind.in_(kinds))
     q = select(
-        Case.created_at, Case.reviewed_at, Case.source_channel, Case.kind, Case.camera_id, Case.status
+        Case.created_at,
+        Case.reviewed_at,
+        Case.source_channel,
+        Case.kind,
+        Case.camera_id,
+        Case.status,
+        Case.unclassified,
+        Case.kind_name_zh,
+        Case.gbt_code,
     ).where(*conds)
     rows: dict[tuple[str, str, str], StatsRow] = {}
     per_camera: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    names: dict[str, str] = {}
     totals = StatsTotals()
     to_review_s: list[float] = []
-    for created, reviewed, channel, kind, cam, status in session.execute(q):
+    for created, reviewed, channel, kind, cam, status, unclassified, name_zh, code in session.execute(q):
+        names[kind] = names.get(kind) or kind_name_zh(kind, name_zh)  # older cases carry no name
         key = (_period_start(created, period, tz), channel, kind)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = StatsRow(period=key[0], channel=channel, kind=kind)
-        _count(row, status)
-        _count(totals, status)
+            row = rows[key] = StatsRow(
+                period=key[0], channel=channel, kind=kind, kind_name_zh=names[kind], gbt_code=code
+            )
+        _count(row, status, unclassified)
+        _count(totals, status, unclassified)
         if status in CONFIRMED_V:
             per_camera[(cam, kind)][0] += 1
         elif status == CaseStatus.REJECTED.value:
@@ -95,6 +114,7 @@ def compute_stats(
             reviewed_a = reviewed if reviewed.tzinfo else reviewed.replace(tzinfo=dt.UTC)
             to_review_s.append((reviewed_a - created_a).total_seconds())
     for row in rows.values():
+        row.kind_name_zh = names[row.kind]
         _rates(row)
     _rates(totals)
     rq = (
@@ -107,14 +127,20 @@ def compute_stats(
     totals.median_time_to_review_s = round(statistics.median(to_review_s), 1) if to_review_s else None
     precision = [
         PrecisionRow(
-            camera_id=c, kind=k, confirmed=n[0], rejected=n[1], precision=round(n[0] / (n[0] + n[1]), 4)
+            camera_id=c,
+            kind=k,
+            kind_name_zh=names[k],
+            confirmed=n[0],
+            rejected=n[1],
+            precision=round(n[0] / (n[0] + n[1]), 4),
         )
         for (c, k), n in sorted(per_camera.items())
     ]
     rate = f"{totals.closure_rate * 100:.1f}%" if totals.closure_rate is not None else "—"
     report = [
         f"受理 {totals.received}件，办结 {totals.closed}件，办结率 {rate}",
-        f"AI 发现 {totals.detected}件：确认 {totals.confirmed}件，驳回 {totals.rejected}件，待审 {totals.pending}件",
+        f"AI 发现 {totals.detected}件：确认 {totals.confirmed}件，驳回 {totals.rejected}件，待审 {totals.pending}件"
+        + (f"（其中待分类 {totals.unclassified}件）" if totals.unclassified else ""),
     ]
     return StatsPublic(
         since=since,
@@ -132,8 +158,11 @@ CSV_FIELDS = [
     "period",
     "channel",
     "kind",
+    "kind_name_zh",
+    "gbt_code",
     "detected",
     "pending",
+    "unclassified",
     "confirmed",
     "rejected",
     "received",
@@ -157,8 +186,11 @@ def stats_csv(stats: StatsPublic) -> str:
             "total",
             "",
             "",
+            "",
+            "",
             t.detected,
             t.pending,
+            t.unclassified,
             t.confirmed,
             t.rejected,
             t.received,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from vision.evidence import format_duration_zh
-from vision.types import VIOLATION_NAMES_ZH, Escalation, ViolationKind
+from vision.kinds import kind_name_zh as catalogue_name_zh
+from vision.types import Escalation, ViolationKind
 
 _ESCALATION_ZH = {Escalation.YELLOW: "黄色", Escalation.RED: "红色"}
 #: Counting word per kind; a configured kind counts its places (处).
@@ -17,7 +18,7 @@ def kind_name_zh(kind: str, name_zh: str = "") -> str:
         >>> kind_name_zh("street_vending"), kind_name_zh("goods_display", "出店陈列"), kind_name_zh("x_y")
         ('占道经营', '出店陈列', 'x_y')
     """
-    return name_zh or VIOLATION_NAMES_ZH.get(kind, "") or kind
+    return name_zh or catalogue_name_zh(kind)
 
 
 def describe_case(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from urbaneye.audit import append_audit
+from urbaneye.cases.classify import Classification, classify_case, unclassify_case
 from urbaneye.cases.describe import describe_case, kind_name_zh
 from urbaneye.cases.spool import DEFAULT_TIMEZONE, Spool, SpoolItem, SpoolItemNotFound
 from urbaneye.cases.uploads import evidence_uploader, upload_spooled_evidence
@@ -36,13 +36,11 @@ from urbaneye.db.models import (
     OutboxStatus,
     RejectReason,
     Review,
-    Zone,
     utcnow,
 )
 from urbaneye.db.session import session_scope
 from urbaneye.settings import get_settings
 from urbaneye.storage import evidence_key
-from vision.config import ZoneConfig
 from vision.digest import sha256_hex
 from vision.types import GBT_CODES, Escalation, EventKind, ViolationEvent, ViolationKind
 
@@ -296,61 +294,6 @@ def evidence_complete(case: Case) -> bool:
 # --- review ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Classification:
-    """A reviewer's kind for a case (待分类 or mis-kinded): the kind with its code and names, and the object's
-    box (``xyxy`` pixels of evidence frame ``seq``, possibly adjusted) with the object class it shows."""
-
-    kind: str
-    gbt_code: str
-    gbt_name: str
-    kind_name_zh: str
-    label: str  # an ObjectKind value: the training label of the box
-    bbox_xyxy: tuple[float, float, float, float]
-    seq: int = 2
-
-
-def classify_case(session: Session, case: Case, c: Classification, actor: str) -> None:
-    """Give ``case`` the reviewer's kind: kind, code and names replace the case's, it is no longer 待分类, and
-    the box with its object class becomes a training correction (``adjust`` of the case's box, as the dataset
-    builder reads corrections). Audited as ``classify``. Does not commit."""
-    detail = {
-        "from_kind": case.kind,
-        "to_kind": c.kind,
-        "gbt_code": c.gbt_code,
-        "label": c.label,
-        "bbox_xyxy": [round(float(v), 1) for v in c.bbox_xyxy],
-        "was_unclassified": bool(case.unclassified),
-    }
-    case.kind, case.gbt_code, case.gbt_name, case.kind_name_zh = (
-        c.kind,
-        c.gbt_code,
-        c.gbt_name,
-        c.kind_name_zh,
-    )
-    case.unclassified = False
-    correction = {
-        "action": "adjust",
-        "xyxy": detail["bbox_xyxy"],
-        "label": c.label,
-        "kind": c.kind,
-        "seq": c.seq,
-    }
-    case.corrections = [*(case.corrections or []), correction]
-    zone = session.scalar(select(Zone).where(Zone.camera_id == case.camera_id, Zone.zone_id == case.zone_id))
-    case.description = describe_case(
-        case.kind,
-        case.address,
-        case.duration_s,
-        name_zh=case.kind_name_zh,
-        zone_name=ZoneConfig.model_validate(zone.config).name if zone is not None else "",
-        object_count=case.object_count,
-        escalation=case.escalation,
-        closed=case.ended_at is not None,
-    )
-    append_audit(session, actor, "classify", "case", case.id, case.status, case.status, detail)
-
-
 def review_case(
     session: Session,
     case_id: str,
@@ -429,6 +372,7 @@ def undo_review(session: Session, case_id: str, user_id: str) -> Case:
     for row in pending:
         row.status = OutboxStatus.CANCELLED.value
     transition(session, case, S.PENDING_REVIEW, f"user:{user_id}", {"undo": status.value})
+    unclassify_case(session, case, f"user:{user_id}")
     case.reject_reason = None
     case.reviewed_by = None
     case.reviewed_at = None
