@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from urbaneye.db.annotations import TRAINING_STATUSES, AnnotationItem, AnnotationStatus, SampleReason
@@ -171,7 +171,8 @@ def next_item(
     base = [AnnotationItem.status == AnnotationStatus.PENDING.value, _free_for(user_id, now)]
     if camera_id:
         base.append(AnnotationItem.camera_id == camera_id)
-    order = ((AnnotationItem.leased_by == user_id).desc(), AnnotationItem.created_at, AnnotationItem.id)
+    mine_first = case((AnnotationItem.leased_by == user_id, 0), else_=1)  # NULL-safe, unlike a bare ==
+    order = (mine_first, AnnotationItem.created_at, AnnotationItem.id)
     candidates = session.scalars(select(AnnotationItem.id).where(*base).order_by(*order).limit(20)).all()
     expires = now + dt.timedelta(seconds=lease_s)
     for item_id in candidates:
