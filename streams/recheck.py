@@ -137,14 +137,85 @@ def judge_window(tally: WindowTally, window_s: float) -> RecheckOutcome:
     )
 
 
+class PlaceWatch:
+    """One re-check window of one case: tallies the frames it is given, then judges them.
+
+    Example:
+        >>> watch = PlaceWatch(target, window_s=60)
+        >>> watch.add(view)  # each detected frame of the camera, until ``watch.done``
+        >>> watch.outcome().result
+        <RecheckResult.CLEARED: 'cleared'>
+    """
+
+    def __init__(self, target: RecheckTarget, window_s: float) -> None:
+        self.target = target
+        self.window_s = window_s
+        self.classes = presence_classes(target.kind)
+        self.tally = WindowTally()
+        self.done = False
+
+    def add(self, view: FrameView) -> None:
+        """Count one detected frame (carried frames are ignored: they say nothing new)."""
+        if self.done or not view.detected:
+            return
+        gray = cv2.cvtColor(view.frame.image, cv2.COLOR_BGR2GRAY)
+        luma, spread = float(gray.mean()), float(gray.std())
+        t = self.tally
+        if t.start_ts_s is None:
+            t.start_ts_s = view.ts_s
+        t.frames += 1
+        t.last_ts_s = view.ts_s
+        if luma < DARK_LUMA:
+            t.dark += 1
+        elif spread < BLOCKED_STD:
+            t.blocked += 1
+        else:
+            self._add_usable(view)
+        if view.ts_s - t.start_ts_s >= self.window_s:
+            self.done = True
+
+    def place_in(self, frame_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The case's box in a ``frame_wh`` frame (the case was seen at ``target.frame_wh``)."""
+        (w, h), (tw, th) = frame_wh, self.target.frame_wh
+        return scale_box(self.target.bbox_xyxy, w / tw, h / th) if tw and th else self.target.bbox_xyxy
+
+    def _add_usable(self, view: FrameView) -> None:
+        t = self.tally
+        dets = view.detections
+        relevant = np.isin(dets.class_id, list(self.classes)) if len(dets) else np.zeros(0, bool)
+        here = at_place(dets.xyxy, self.place_in(view.frame.wh)) & relevant
+        t.counts.append(int(here.sum()))
+        if here.any():
+            t.present += 1
+            best = int(np.argmax(np.where(here, dets.confidence, -1.0)))
+            score = float(dets.confidence[best])
+            if score > t.photo_score + 0.05 or t.photo_box is None:
+                _keep_photo(t, view, dets[relevant], tuple(float(v) for v in dets.xyxy[best]), score)
+        elif t.photo_box is None:
+            # the newest clear frame, until (if ever) the object shows up
+            _keep_photo(t, view, dets[relevant], None, -1.0)
+
+    def outcome(self) -> RecheckOutcome:
+        return judge_window(self.tally, self.window_s)
+
+
+def _keep_photo(t: WindowTally, view: FrameView, dets: Detections, box, score: float) -> None:  # noqa: ANN001
+    t.photo = view.frame.image.copy()
+    t.photo_at = view.frame.frame_time
+    t.photo_dets = dets
+    t.photo_box = box
+    t.photo_score = score
+
+
 @dataclass
 class _Task:
-    target: RecheckTarget
+    watch: PlaceWatch
     policy: RecheckConfig
     deadline_mono: float  # wall deadline: no frames by then = offline
-    classes: frozenset[int]
-    tally: WindowTally = field(default_factory=WindowTally)
-    done: bool = False
+
+    @property
+    def target(self) -> RecheckTarget:
+        return self.watch.target
 
 
 class RecheckObserver:
@@ -190,63 +261,13 @@ class RecheckObserver:
     # ----------------------------------------------------------------------- processing threads
     def wants_full_scan(self, camera_id: str, ts_s: float) -> bool:
         with self._lock:
-            return any(t.target.camera_id == camera_id and not t.done for t in self._tasks.values())
+            return any(t.target.camera_id == camera_id and not t.watch.done for t in self._tasks.values())
 
     def observe(self, view: FrameView) -> None:
-        if not view.detected:
-            return  # carried boxes say nothing new; the full scans give a detected frame each time
-        with self._lock:
-            tasks = [t for t in self._tasks.values() if t.target.camera_id == view.camera.id and not t.done]
-        if not tasks:
-            return
-        gray = cv2.cvtColor(view.frame.image, cv2.COLOR_BGR2GRAY)
-        luma, spread = float(gray.mean()), float(gray.std())
-        with self._lock:  # the poll thread judges a tally under the same lock
-            for task in tasks:
-                if not task.done:
-                    self._tally(task, view, luma, spread)
-
-    def _tally(self, task: _Task, view: FrameView, luma: float, spread: float) -> None:
-        t = task.tally
-        if t.start_ts_s is None:
-            t.start_ts_s = view.ts_s
-        t.frames += 1
-        t.last_ts_s = view.ts_s
-        if luma < DARK_LUMA:
-            t.dark += 1
-        elif spread < BLOCKED_STD:
-            t.blocked += 1
-        else:
-            self._tally_usable(task, view)
-        if view.ts_s - t.start_ts_s >= task.policy.window_s:
-            task.done = True
-
-    def _tally_usable(self, task: _Task, view: FrameView) -> None:
-        t, target = task.tally, task.target
-        w, h = view.frame.wh
-        tw, th = target.frame_wh
-        place = scale_box(target.bbox_xyxy, w / tw, h / th) if tw and th else target.bbox_xyxy
-        dets = view.detections
-        relevant = np.isin(dets.class_id, list(task.classes)) if len(dets) else np.zeros(0, bool)
-        here = at_place(dets.xyxy, place) & relevant
-        t.counts.append(int(here.sum()))
-        if here.any():
-            t.present += 1
-            best = int(np.argmax(np.where(here, dets.confidence, -1.0)))
-            score = float(dets.confidence[best])
-            if score > t.photo_score + 0.05 or t.photo_box is None:
-                self._keep_photo(t, view, dets[relevant], tuple(float(v) for v in dets.xyxy[best]), score)
-        elif t.photo_box is None:
-            # the newest clear frame, until (if ever) the object shows up
-            self._keep_photo(t, view, dets[relevant], None, -1.0)
-
-    @staticmethod
-    def _keep_photo(t: WindowTally, view: FrameView, dets: Detections, box, score: float) -> None:  # noqa: ANN001
-        t.photo = view.frame.image.copy()
-        t.photo_at = view.frame.frame_time
-        t.photo_dets = dets
-        t.photo_box = box
-        t.photo_score = score
+        with self._lock:  # the poll thread judges a window under the same lock
+            for task in self._tasks.values():
+                if task.target.camera_id == view.camera.id:
+                    task.watch.add(view)
 
     # ------------------------------------------------------------------------------ poll thread
     def start(self) -> RecheckObserver:
@@ -271,9 +292,9 @@ class RecheckObserver:
         now = time.monotonic()
         with self._lock:
             for task in self._tasks.values():
-                if not task.done and now >= task.deadline_mono:
-                    task.done = True  # no (or too few) frames in time: judged on what came
-            finished = [t for t in self._tasks.values() if t.done]
+                if not task.watch.done and now >= task.deadline_mono:
+                    task.watch.done = True  # no (or too few) frames in time: judged on what came
+            finished = [t for t in self._tasks.values() if t.watch.done]
         for task in finished:
             self._finish(task)
             with self._lock:
@@ -300,10 +321,7 @@ class RecheckObserver:
                     skip_recheck(session, target.recheck_id, why_not)
                     continue
                 task = _Task(
-                    target,
-                    policy,
-                    deadline_mono=now + policy.window_s + OFFLINE_GRACE_S,
-                    classes=presence_classes(target.kind),
+                    PlaceWatch(target, policy.window_s), policy, now + policy.window_s + OFFLINE_GRACE_S
                 )
                 with self._lock:
                     self._tasks[target.recheck_id] = task
@@ -317,7 +335,7 @@ class RecheckObserver:
 
     def _finish(self, task: _Task) -> None:
         with self._lock:
-            outcome = judge_window(task.tally, task.policy.window_s)
+            outcome = task.watch.outcome()
         photo = self._store_photo(task, outcome)
         with session_scope(self.db_url) as session:
             finish_recheck(
@@ -339,13 +357,13 @@ class RecheckObserver:
 
     def _store_photo(self, task: _Task, outcome: RecheckOutcome) -> AfterPhoto | None:
         """Render and store the after-photo (clean + annotated); None without a frame or a store."""
-        t, target = task.tally, task.target
+        t, target = task.watch.tally, task.target
         if t.photo is None:
             return None
         camera = self.cameras().get(target.camera_id)
         images = render_evidence(
             t.photo,
-            self._event(target, t, outcome),
+            self._event(task.watch, outcome),
             t.photo_dets,
             self._zone_px(camera, target.zone_id, t.photo),
             camera.name if camera is not None else target.camera_id,
@@ -363,11 +381,10 @@ class RecheckObserver:
         return AfterPhoto(keys["clean"], clean_sha, keys["annotated"], annotated_sha)
 
     @staticmethod
-    def _event(target: RecheckTarget, t: WindowTally, outcome: RecheckOutcome) -> ViolationEvent:
+    def _event(watch: PlaceWatch, outcome: RecheckOutcome) -> ViolationEvent:
         """The case as the annotated after-photo draws it: the object's box when present, else the place."""
-        h, w = t.photo.shape[:2]
-        tw, th = target.frame_wh
-        place = scale_box(target.bbox_xyxy, w / tw, h / th) if tw and th else target.bbox_xyxy
+        t, target = watch.tally, watch.target
+        place = watch.place_in((t.photo.shape[1], t.photo.shape[0]))
         return ViolationEvent(
             event=EventKind.UPDATED,
             violation_id=f"recheck:{target.recheck_id}",
