@@ -1,4 +1,4 @@
-"""Build a versioned YOLO dataset from reviewer verdicts (plus a share of synthetic images).
+"""Build a versioned YOLO dataset from reviewer verdicts and labelled real frames, plus synthetic images.
 
 What becomes a label (see docs/retraining.md for the reasoning):
 
@@ -9,6 +9,7 @@ What becomes a label (see docs/retraining.md for the reasoning):
   labelled, and any pseudo-label of the same kind over it is removed so the error cannot sneak back in.
 - cases rejected as ``permitted_vending``: the object was real (a licensed stall), only the rule said no
   violation, so the box is a positive. ``duplicate``, ``insufficient_evidence`` and ``other`` are skipped.
+- real frames labelled in full in the annotation queue, with their negatives (``datasets.real_frames``).
 - reviewer corrections (``Case.corrections``: ``{"xyxy", "label", "action": adjust|relabel|add|remove}``)
   are applied on top, in order.
 - A case knows only its violation box; the other objects in the frame (people, bins, bikes, ...) are
@@ -45,6 +46,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from datasets import real_frames
 from datasets.labels import (
     CLASSES,
     DatasetError,
@@ -55,12 +57,7 @@ from datasets.labels import (
     verdict_of,
 )
 from datasets.synth import generate_images
-from urbaneye.db.models import (
-    Camera,
-    Case,
-    DatasetVersion,
-    utcnow,
-)
+from urbaneye.db.models import Camera, Case, DatasetVersion, utcnow
 from urbaneye.settings import Settings, get_settings
 from urbaneye.storage import (
     EvidenceIntegrityError,
@@ -288,10 +285,12 @@ def build_dataset(
                         case.id, case.camera_id, ev.frame_ts or case.started_at, ev.key, ev.sha256, ev.seq
                     )
                 )
+    real = {r.ref_id: r for r in real_frames.real_frames(session, options.camera_group, options.since)}
+    frames += [FrameRef(ref, r.camera_id, r.at, r.key, r.sha256, 0) for ref, r in real.items()]
     if not frames:
         raise DatasetError(
-            f"no reviewed case with a clean evidence frame ({len(cases)} reviewed, skipped {skipped}); "
-            "review some cases first, or widen --group/--since"
+            f"no reviewed case with a clean evidence frame ({len(cases)} reviewed, skipped {skipped}) and no "
+            "labelled real frame; review some cases first or label frames (#/annotate), or widen --group/--since"
         )
 
     scenes = assign_scenes(frames, options.scene_gap_s, options.max_scene_s)
@@ -310,7 +309,7 @@ def build_dataset(
     # instead of several copies that each label only their own case's box.
     groups: dict[str, list[FrameRef]] = {}
     for f in sorted(frames, key=lambda f: (f.camera_id, f.at, f.case_id, f.seq)):
-        groups.setdefault(f.sha256, []).append(f)
+        groups.setdefault(f.case_id if f.case_id in real else f.sha256, []).append(f)
     items: list[dict[str, Any]] = []
     buffer_dropped = 0
     for i, group in enumerate(groups.values()):
@@ -323,6 +322,9 @@ def build_dataset(
             for t in val_times.get(g.camera_id, ())
         ):
             buffer_dropped += len(group)  # too close in time to a val frame of this camera: would leak
+            continue
+        if f.case_id in real:  # a real frame labelled in full by a reviewer: no pseudo-labels
+            items.append(real_frames.manifest_item(real[f.case_id], split, scenes, evidence_store, store))
             continue
         try:
             data = read_evidence(evidence_store, f.key, f.sha256)
@@ -421,6 +423,7 @@ def build_dataset(
         cases_skipped=skipped,
         buffer_dropped=buffer_dropped,
         scenes={"train": len(set(sizes) - val_scenes), "val": len(val_scenes)},
+        real_frames=real_frames.real_frame_counts(items),
     )
     if counts["val"]["images"] == 0:
         log.warning("dataset has no val images (one scene only); the gate will refuse to promote from it")
