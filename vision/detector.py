@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import ast
+import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,12 +30,19 @@ import numpy as np
 from vision.class_maps import ClassMapError, resolve_class_map
 from vision.config import ModelConfig
 from vision.digest import sha256_file
+from vision.ort_tuning import SessionTuning, ThreadAdapter
 from vision.types import OBJECT_KINDS, Detections
 
 #: Where the shipped model lives when neither ``path`` nor ``ModelConfig.path`` names one.
 BOOTSTRAP_MODEL_PATH = (
     Path(__file__).resolve().parent.parent / "models" / "bootstrap" / "urbaneye-bootstrap.onnx"
 )
+
+log = logging.getLogger(__name__)
+
+#: Idle intra-op threads sleep instead of spin-waiting: measured under load (``urbaneye bench --sections
+#: tuning --background-load 1``), spinning threads take the cores that decoding and other workers need.
+DEFAULT_ALLOW_SPINNING = False
 
 #: Execution providers tried in this order when present in ``onnxruntime.get_available_providers()``.
 PREFERRED_PROVIDERS: tuple[str, ...] = (
@@ -173,6 +182,10 @@ class OnnxDetector:
         config: class map, per-class score thresholds, IoU threshold, CPU threads.
         providers: onnxruntime execution providers; default: the fastest available of
             TensorRT, CUDA, OpenVINO, CoreML, then CPU.
+        tuning: session options; default ``config.intra_op_threads`` threads (0 = all cores), spinning
+            ``DEFAULT_ALLOW_SPINNING``, sequential.
+        adapt: on CPU, step threads/spinning down while inference is much slower than at start-up
+            (``vision.ort_tuning.ThreadAdapter``) and probe back up later; ``tuning`` is the current one.
 
     Attributes:
         labels: model class names from the ONNX metadata, in output order.
@@ -194,6 +207,9 @@ class OnnxDetector:
         path: str | Path | None = None,
         config: ModelConfig | None = None,
         providers: list[str] | None = None,
+        *,
+        tuning: SessionTuning | None = None,
+        adapt: bool = True,
     ) -> None:
         import onnxruntime as ort  # local: keep `import vision` cheap for pure uses
 
@@ -206,15 +222,12 @@ class OnnxDetector:
             )
         self.sha256 = sha256_file(self.path)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.config.intra_op_threads
-        options.inter_op_num_threads = 1  # one graph at a time; parallelism comes from camera workers
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only; provider fallback warnings are expected on CPU hosts
-        chosen = _select_providers(providers, ort.get_available_providers())
+        # One graph at a time (sequential, one inter-op thread); parallelism comes from camera workers.
+        default = SessionTuning(self.config.intra_op_threads, allow_spinning=DEFAULT_ALLOW_SPINNING)
+        self.tuning = (tuning or default).resolved(os.cpu_count() or 1)
+        self._chosen = _select_providers(providers, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
+            self.session = self._open_session(self.tuning)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(
@@ -222,6 +235,9 @@ class OnnxDetector:
                 "as written by `yolo export format=onnx`"
             ) from None
         self.providers: list[str] = self.session.get_providers()
+        # Only CPU sessions compete with decoding and the other workers for cores.
+        on_cpu = self.providers[0] == "CPUExecutionProvider"
+        self.adapter: ThreadAdapter | None = ThreadAdapter(self.tuning) if adapt and on_cpu else None
 
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self._inspect_model()
@@ -391,11 +407,43 @@ class OnnxDetector:
                 tensor, boxes = self._preprocess(chunk)
             with self.times.infer:
                 (out,) = self.session.run(None, {self.input_name: tensor})
+            self.observe_infer_ms(self.times.infer.last_ms)
             with self.times.postprocess:
                 results.extend(
                     self._postprocess(out[i], boxes[i], chunk[i].shape[:2]) for i in range(len(chunk))
                 )
         return results
+
+    def _open_session(self, tuning: SessionTuning) -> Any:
+        import onnxruntime as ort
+
+        options = tuning.session_options(ort)
+        return ort.InferenceSession(str(self.path), sess_options=options, providers=self._chosen)
+
+    def observe_infer_ms(self, infer_ms: float) -> None:
+        """Feed one inference latency to the adapter (``detect`` feeds each run's); when the adapter steps,
+        the session is rebuilt with its new tuning (same model file, same providers)."""
+        tuning = self.adapter.observe(infer_ms) if self.adapter is not None else None
+        if tuning is None or tuning == self.tuning:
+            return
+        state = self.adapter.state() if self.adapter else None
+        try:
+            self.session = self._open_session(tuning)
+        except Exception as exc:  # keep serving with the session we have
+            log.error(
+                "detector %s: cannot rebuild the session as %s (%s); adaptation off", self.path, tuning, exc
+            )
+            self.adapter = None
+            return
+        log.warning(
+            "detector %s: inference at %.2fx its calibrated latency (%s ms); session now %s (was %s)",
+            self.path.name,
+            state.last_ratio if state and state.last_ratio else 0.0,
+            round(state.baseline_ms, 1) if state and state.baseline_ms else "?",
+            tuning.label(),
+            self.tuning.label(),
+        )
+        self.tuning = tuning
 
     def input_tensor(self, frame_bgr: np.ndarray) -> np.ndarray:
         """The NCHW tensor ``detect(frame_bgr)`` feeds the session, as a copy (for benchmarks that time a

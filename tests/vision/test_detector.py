@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 
 from tests.vision.conftest import URBANEYE_LABELS, edit_onnx
 from vision.config import ModelConfig
-from vision.detector import ModelLoadError, OnnxDetector
+from vision.detector import DEFAULT_ALLOW_SPINNING, ModelLoadError, OnnxDetector
+from vision.ort_tuning import SPINNING_KEY, SessionTuning
 from vision.types import OBJECT_KINDS, ObjectKind
 
 
@@ -251,3 +253,39 @@ def test_runtime_does_not_import_torch_or_ultralytics(tiny_onnx: Path) -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120)
+
+
+# ------------------------------------------------------------------ session tuning and adaptation
+
+
+def test_default_session_sleeps_idle_threads_and_uses_the_configured_thread_count(tiny_onnx: Path) -> None:
+    det = OnnxDetector(tiny_onnx, ModelConfig(intra_op_threads=0))
+    assert det.tuning == SessionTuning(os.cpu_count() or 1, allow_spinning=DEFAULT_ALLOW_SPINNING)
+    options = det.session.get_session_options()
+    assert options.intra_op_num_threads == det.tuning.intra_op_threads
+    assert options.get_session_config_entry(SPINNING_KEY) == ("1" if DEFAULT_ALLOW_SPINNING else "0")
+    assert det.adapter is not None
+
+
+def test_oversubscribed_latencies_rebuild_the_session_cheaper_with_the_same_results(
+    tiny_onnx: Path, bus_bgr: np.ndarray
+) -> None:
+    det = OnnxDetector(tiny_onnx, tuning=SessionTuning(2, allow_spinning=True))
+    before, first_session = det.detect(bus_bgr), det.session
+    # injected latencies: the adapter already calibrated on the detect() call above counts as one sample
+    for ms in [10.0] * 19 + [30.0] * 20:
+        det.observe_infer_ms(ms)
+    assert det.tuning == SessionTuning(2, allow_spinning=False) and det.session is not first_session
+    assert det.session.get_session_options().get_session_config_entry(SPINNING_KEY) == "0"
+    for ms in [30.0] * 20:
+        det.observe_infer_ms(ms)
+    assert det.tuning == SessionTuning(1) and det.session.get_session_options().intra_op_num_threads == 1
+    _same_detections(before, det.detect(bus_bgr))
+
+
+def test_adaptation_off_keeps_the_session(tiny_onnx: Path) -> None:
+    det = OnnxDetector(tiny_onnx, tuning=SessionTuning(2, allow_spinning=True), adapt=False)
+    session = det.session
+    for ms in [10.0] * 20 + [100.0] * 100:
+        det.observe_infer_ms(ms)
+    assert det.adapter is None and det.session is session and det.tuning.allow_spinning
