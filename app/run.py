@@ -71,9 +71,14 @@ def start_demo_hotline(
 
 
 def quiet_embedded_task_log(settings: Settings) -> None:
-    """In-process broker: each task run (an outbox row waiting for its push, every few seconds) is not news."""
+    """Keep the main job's INFO log to what happens: with the in-process broker each task run (an outbox row
+    waiting for its push, every few seconds) is not news, nor is kombu's note that the in-memory transport
+    has no host name; httpx's line per request (each push, each demo-hotline callback) repeats what our own
+    loggers say about it."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.broker_url.startswith("memory://"):
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
 
 
 def demo_cameras(settings: Settings) -> Path:
@@ -190,12 +195,19 @@ def run_main(
     gating: bool = True,
     cameras_file_wins: bool = False,
     strict: bool = False,
+    speed: float = 1.0,
 ) -> int:
-    """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM."""
+    """``urbaneye run``: migrations, (demo users), workers, then the API + UI until Ctrl-C/SIGTERM.
+
+    ``speed`` > 1 plays file sources (the demo clips) that many times faster and has the demo hotline answer
+    that many times sooner: the demo on accelerated time (tests, a quick look)."""
+    if speed != 1.0 and processes > 1:
+        raise SystemExit("urbaneye run: --speed needs the in-process workers; leave out --processes")
     settings = get_settings()
     demo_hotline = None
     if demo:
-        settings, demo_hotline = start_demo_hotline(settings, port or settings.port)
+        timings = DemoHotlineTimings().sped_up(speed)
+        settings, demo_hotline = start_demo_hotline(settings, port or settings.port, timings)
     quiet_embedded_task_log(settings)
     cameras_path = cameras_to_run(settings, cameras_path, demo=demo, strict=strict)
     checkpoints = prepare_database(settings, demo=demo)
@@ -205,6 +217,7 @@ def run_main(
         gating=gating,
         cameras_file_wins=cameras_file_wins,
         strict=strict,
+        speed=speed,
     )
     host = host or settings.host
     port = port or settings.port
@@ -213,8 +226,9 @@ def run_main(
     try:
         serve_api(host, port)
     finally:
-        checkpoints.stop()
-        workers.stop()
+        # the demo hotline first: it calls the API back, which has stopped answering
         if demo_hotline is not None:
             demo_hotline.stop()
+        checkpoints.stop()
+        workers.stop()
     return 0

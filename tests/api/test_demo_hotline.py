@@ -6,6 +6,7 @@ statistics read 受理/办结 with a non-zero 办结率."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import httpx
 from sqlalchemy import select
@@ -13,6 +14,8 @@ from sqlalchemy import select
 from tests.conftest import free_port
 from tests.waiting import wait_for
 from urbaneye.db.models import Case, CaseStatus, Outbox
+from urbaneye.hotline.demo_receiver import DemoHotline
+from urbaneye.hotline.signing import IDEMPOTENCY_HEADER, signed_headers
 
 
 def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
@@ -72,13 +75,35 @@ def test_demo_hotline_closes_a_confirmed_case_through_the_signed_callback(
 
 
 def test_demo_hotline_refuses_an_unsigned_push(settings_env):  # noqa: ANN001
-    from urbaneye.hotline.demo_receiver import DemoHotline
-
     hotline = DemoHotline("x" * 40, "http://127.0.0.1:9/unused")
     url = hotline.start()
     try:
         r = httpx.post(url, content=b"{}", headers={"Idempotency-Key": "c1"}, timeout=10)
         assert r.status_code == 401
         assert hotline.received == {}
+    finally:
+        hotline.stop()
+
+
+def test_demo_hotline_notes_a_recheck_report_without_steps() -> None:
+    secret = "x" * 40
+    hotline = DemoHotline(secret, "http://127.0.0.1:9/unused")
+    url = hotline.start()
+    try:
+        report = {
+            "message": "recheck",
+            "case_id": "c1",
+            "recheck_id": "r1",
+            "result": "cleared",
+            "result_zh": "已清除",
+        }
+        body = json.dumps(report, ensure_ascii=False).encode()
+        for _ in range(2):  # a repeat (the outbox's retry) is the same report
+            headers = {IDEMPOTENCY_HEADER: "recheck:r1", **signed_headers(secret, body)}
+            r = httpx.post(url, content=body, headers=headers, timeout=10)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"ref": "DEMO-RECHECK-000001"}
+        assert hotline.rechecks == ["recheck:r1"]
+        assert hotline.received == {}  # no case taken: no 受理..结案 steps for a report
     finally:
         hotline.stop()

@@ -47,6 +47,17 @@ class DemoHotlineTimings:
                 f"DemoHotlineTimings.after_s needs {len(DEMO_STEPS)} rising delays, got {self.after_s}"
             )
 
+    def sped_up(self, speed: float) -> DemoHotlineTimings:
+        """The same steps ``speed`` times sooner (``urbaneye run --demo --speed``: demos on accelerated time).
+
+        Example:
+            >>> DemoHotlineTimings((5.0, 10.0, 15.0, 20.0, 25.0)).sped_up(5).after_s
+            (1.0, 2.0, 3.0, 4.0, 5.0)
+        """
+        if speed <= 0:
+            raise ValueError(f"DemoHotlineTimings.sped_up: speed {speed} must be > 0 (1.0 = as is)")
+        return DemoHotlineTimings(tuple(t / speed for t in self.after_s))
+
 
 @dataclass(order=True)
 class _Step:
@@ -72,6 +83,7 @@ class DemoHotline:
         self.timings = timings or DemoHotlineTimings()
         self.host = host
         self.received: dict[str, str] = {}  # case id -> our reference number
+        self.rechecks: list[str] = []  # idempotency keys of the re-check reports noted (no steps follow)
         self.callbacks_sent: list[tuple[str, str]] = []  # (case id, status) acknowledged by the API
         self._lock = threading.Lock()
         self._steps: list[_Step] = []
@@ -123,6 +135,20 @@ class DemoHotline:
             self._wake.notify_all()
         log.info("DEMO hotline took case %s as %s", case_id, ref)
         return ref
+
+    def note_recheck(self, key: str, report: dict) -> str:
+        """A re-check report on a case we have (``urbaneye.rechecks``): noted once per key, answered with a
+        reference; it starts no steps (the case's own steps go on)."""
+        with self._lock:
+            if key not in self.rechecks:
+                self.rechecks.append(key)
+                log.info(
+                    "DEMO hotline noted re-check %s of case %s: %s",
+                    key,
+                    report["case_id"],
+                    report["result_zh"],
+                )
+            return f"DEMO-RECHECK-{self.rechecks.index(key) + 1:06d}"
 
     def _run_steps(self) -> None:
         while True:
@@ -193,10 +219,25 @@ class DemoHotline:
                 except SignatureError as exc:
                     self._answer(401, {"error": str(exc)})
                     return
-                case_id = self.headers.get(IDEMPOTENCY_HEADER) or ""
-                if not case_id:
+                key = self.headers.get(IDEMPOTENCY_HEADER) or ""
+                if not key:
                     self._answer(422, {"error": f"missing {IDEMPOTENCY_HEADER} header (the case id)"})
                     return
-                self._answer(200, {"ref": hotline.take(case_id)})
+                report = _recheck_report(body)
+                if report is not None:
+                    self._answer(200, {"ref": hotline.note_recheck(key, report)})
+                    return
+                self._answer(200, {"ref": hotline.take(key)})
 
         return Handler
+
+
+def _recheck_report(body: bytes) -> dict | None:
+    """The body as a re-check report (``urbaneye.rechecks``: ``"message": "recheck"`` with the case id and
+    the result in Chinese), or None for a new case (or anything else, which the steps take as a case)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    is_report = isinstance(doc, dict) and doc.get("message") == "recheck"
+    return doc if is_report and {"case_id", "result_zh"} <= doc.keys() else None
