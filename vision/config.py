@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vision.types import OBJECT_KINDS, ViolationKind
+from vision.kinds import KindSpec, RoadClass, ZoneKind
+from vision.types import OBJECT_KINDS, ViolationKind, kind_of
 
 
 class ConfigError(ValueError):
@@ -24,23 +25,6 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RoadClass(StrEnum):
-    """主干道严禁、次干道严控、小街巷规范."""
-
-    MAIN = "main"
-    SECONDARY = "secondary"
-    LANE = "lane"
-
-
-class ZoneKind(StrEnum):
-    NO_VENDING = "no_vending"
-    NO_PARKING = "no_parking"
-    MONITORED = "monitored"  # garbage and barbecue watched
-    ALLOWED_VENDING = "allowed_vending"  # 便民摊区 / 夜市, legal during its schedule
-    BIKE_BAY = "bike_bay"  # bikes inside never count
-    BIN_AREA = "bin_area"  # garbage inside never counts
 
 
 class Anchor(StrEnum):
@@ -95,6 +79,7 @@ DEFAULT_ANCHORS: dict[str, Anchor] = {
     "trash_bin": Anchor.BOTTOM_CENTER,
     "grill": Anchor.OVERLAP,
     "smoke": Anchor.CENTER,
+    "unknown_object": Anchor.OVERLAP,  # a static-object region (vision.static_objects), like a pile
 }
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -158,28 +143,56 @@ class ZoneConfig(_Model):
     kind: ZoneKind
     polygon: list[Point] = Field(description="points in normalised [0,1] image coordinates, in order")
     road_class: RoadClass = RoadClass.SECONDARY
-    violations: list[ViolationKind] | None = Field(
+    violations: list[ViolationKind | str] | None = Field(
         None,
-        description="watching zones: the kinds watched (default by zone kind); exemption zones "
-        "(allowed_vending, bike_bay, bin_area): the kinds the zone permits",
+        description="watching zones: the kinds watched (default by zone kind, plus configured kinds "
+        "naming the zone kind); exemption zones (allowed_vending, bike_bay, bin_area): the kinds the zone "
+        "permits. Built-in kinds or ids of the cameras file's violations:",
     )
     schedule: Schedule | None = Field(None, description="when in force; None = always")
-    dwell_s: dict[ViolationKind, Annotated[float, Field(ge=5, le=86400)]] = Field(default_factory=dict)
+    dwell_s: dict[ViolationKind | str, Annotated[float, Field(ge=5, le=86400)]] = Field(
+        default_factory=dict,
+        description="dwell per kind in this zone, overriding the kind's road-class dwell",
+    )
+    unknown_object_kinds: list[ViolationKind | str] | None = Field(
+        None,
+        description="kinds an unknown_object region (static-object detector) may raise here, as 待分类 "
+        "cases; None = exposed_garbage in monitored and no_vending zones, nothing elsewhere",
+    )
     frontage_id: str | None = Field(None, description="shop frontage for 门前三包 / escalation grouping")
     gbt_code: str | None = Field(None, description="override, e.g. '0504' 店外经营 for a shop frontage")
+
+    @field_validator("violations", "unknown_object_kinds")
+    @classmethod
+    def _kinds(cls, v: list[ViolationKind | str] | None) -> list[ViolationKind | str] | None:
+        return None if v is None else [kind_of(k) for k in v]
+
+    @field_validator("dwell_s")
+    @classmethod
+    def _dwell_kinds(cls, v: dict[ViolationKind | str, float]) -> dict[ViolationKind | str, float]:
+        return {kind_of(k): d for k, d in v.items()}
 
     @model_validator(mode="after")
     def verify_polygon(self) -> ZoneConfig:
         verify_polygon(self.id, [tuple(p) for p in self.polygon])
         return self
 
-    def watches(self) -> tuple[ViolationKind, ...]:
+    def unknown_kinds(self) -> tuple[ViolationKind | str, ...]:
+        """Kinds an ``unknown_object`` region may raise in this zone (if the zone watches them)."""
+        if self.unknown_object_kinds is not None:
+            return tuple(self.unknown_object_kinds)
+        if self.kind in (ZoneKind.MONITORED, ZoneKind.NO_VENDING):
+            return (ViolationKind.EXPOSED_GARBAGE,)
+        return ()
+
+    def watches(self) -> tuple[ViolationKind | str, ...]:
         """Kinds this zone raises violations for (exemption zones raise none)."""
         if self.kind in (ZoneKind.ALLOWED_VENDING, ZoneKind.BIKE_BAY, ZoneKind.BIN_AREA):
             return ()
         return tuple(self.violations) if self.violations is not None else DEFAULT_ZONE_VIOLATIONS[self.kind]
 
     def dwell_for(self, kind: ViolationKind) -> float:
+        """Dwell of a built-in kind here (configured kinds: ``vision.kinds.dwell_for``)."""
         return float(self.dwell_s.get(kind, DEFAULT_DWELL_S[self.road_class][kind]))
 
 
@@ -351,6 +364,11 @@ class RulesConfig(_Model):
     escalation_yellow_at: Annotated[int, Field(ge=2, le=100)] = 2
     escalation_red_at: Annotated[int, Field(ge=3, le=100)] = 3
     update_interval_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    kinds: tuple[KindSpec, ...] = Field(
+        (),
+        exclude=True,
+        description="configured violation kinds; filled from the cameras file's top-level violations:",
+    )
 
     @model_validator(mode="after")
     def verify_escalation(self) -> RulesConfig:
@@ -391,6 +409,34 @@ class CamerasFile(_Model):
         default_factory=dict,
         description="re-check policy per camera group; groups not named use the defaults",
     )
+    violations: list[KindSpec] = Field(
+        default_factory=list, description="violation kinds beside the built-in four (vision.kinds)"
+    )
+
+    @model_validator(mode="after")
+    def verify_violations(self) -> CamerasFile:
+        """Kind ids are unique and new; zones name known kinds; the rules carry the kinds to every pipeline."""
+        builtin = {str(k) for k in ViolationKind}
+        seen: set[str] = set()
+        for k in self.violations:
+            if k.id in builtin or k.id in seen:
+                what = "a built-in kind" if k.id in builtin else "defined twice"
+                raise ValueError(f"violations[{k.id}]: id '{k.id}' is {what}; give the kind its own id")
+            seen.add(k.id)
+        if self.rules.kinds and tuple(self.rules.kinds) != tuple(self.violations):
+            raise ValueError("rules.kinds is filled from the top-level violations: list; define kinds there")
+        known = builtin | seen
+        for cam in self.cameras:
+            for z in cam.zones:
+                named = [*(z.violations or ()), *z.dwell_s, *(z.unknown_object_kinds or ())]
+                bad = sorted({str(k) for k in named if str(k) not in known})
+                if bad:
+                    raise ValueError(
+                        f"cameras[{cam.id}].zones[{z.id}] names unknown violation kind(s) {bad}; use one of "
+                        f"{sorted(known)} or define it under violations:"
+                    )
+        object.__setattr__(self, "rules", self.rules.model_copy(update={"kinds": tuple(self.violations)}))
+        return self
 
     @model_validator(mode="after")
     def verify_unique_cameras(self) -> CamerasFile:

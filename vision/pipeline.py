@@ -20,11 +20,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from vision.config import CameraConfig, RulesConfig
-from vision.rules import RULES
+from vision.kinds import catalogue_of, zone_watches
+from vision.rules import rules_for
 from vision.rules.common import Rule, RuleState, remap_zones, rescale
 from vision.rules.escalation import EscalationBook
-from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent, ViolationKind
-from vision.zones import ZoneIndex, watched_kinds
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind, ViolationEvent
+from vision.zones import ZoneIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class CameraPipeline:
 
     Args:
         camera: the camera's config (zones, schedules, time zone).
-        rules: rule settings (grace, cooldown, score gate, escalation).
+        rules: rule settings (grace, cooldown, score gate, escalation) and the configured violation kinds
+            (``rules.kinds``; the built-in four always run where a zone watches them).
         escalation_history: ``place_key -> offence times`` from the database, for 三色单 escalation.
         tracker: ``"auto"`` builds ``vision.tracking.Tracker`` if importable; None runs untracked;
             or pass any object with ``update(Detections) -> Detections``.
@@ -69,6 +71,10 @@ class CameraPipeline:
     skipped the detector, the stream loop steps with the last detections carried over, so dwell keeps
     counting for static objects. It returns ``sighting`` events (internal) besides ``opened``,
     ``updated`` and ``closed``.
+
+    Detections may include the static-object detector's ``unknown_object`` rows (``class_id ==
+    UNKNOWN_OBJECT_CLASS_ID``): they bypass the tracker and raise the kinds their zones allow
+    (``ZoneConfig.unknown_kinds``), as unclassified events unless a model label joins them.
     """
 
     def __init__(
@@ -81,7 +87,8 @@ class CameraPipeline:
     ) -> None:
         self.camera = camera
         self.rules = rules
-        self.zones = ZoneIndex(camera, live=live)
+        self.kinds = catalogue_of(rules)
+        self.zones = ZoneIndex(camera, live=live, kinds=self.kinds)
         self.escalation = (
             escalation_history
             if isinstance(escalation_history, EscalationBook)
@@ -90,17 +97,27 @@ class CameraPipeline:
         self.tracker: TrackerLike | None = (
             default_tracker(camera.detect_fps) if tracker == "auto" else tracker
         )
-        watched = {k for z in camera.zones for k in watched_kinds(z)}
+        watched = self._watched(camera)
         # only rules some zone watches run: a bikes-only camera pays nothing for the others
         self._rules: list[tuple[Rule, RuleState]] = [
             (rule, rule.init_state(camera.id, rules, self.escalation))
-            for kind, rule in RULES.items()
+            for kind, rule in rules_for(self.kinds).items()
             if kind in watched
         ]
-        self._class_ids = sorted({c for rule, _ in self._rules for c in rule.spec.class_ids})
+        self._class_ids = self._touch_class_ids()
         self._last_ts_s: float | None = None
         self._frame_wh: tuple[int, int] | None = None
-        self._failures: dict[ViolationKind, RuleFailure] = {}
+        self._failures: dict[str, RuleFailure] = {}
+
+    def _watched(self, camera: CameraConfig) -> set[str]:
+        return {k for k, spec in self.kinds.items() if any(zone_watches(z, spec) for z in camera.zones)}
+
+    def _touch_class_ids(self) -> list[int]:
+        """Class ids whose zone touches the running rules need (unknown_object where a zone allows it)."""
+        ids = {c for rule, _ in self._rules for c in rule.spec.class_ids}
+        if any(self.zones.unknown_raises(rule.spec.kind) for rule, _ in self._rules):
+            ids.add(UNKNOWN_OBJECT_CLASS_ID)
+        return sorted(ids)
 
     def step(
         self, detections: Detections, ts_s: float, frame_wh: tuple[int, int], *, fresh: bool = True
@@ -124,7 +141,7 @@ class CameraPipeline:
         self._frame_wh = (int(frame_wh[0]), int(frame_wh[1]))
         detections = admissible(detections, self._frame_wh)
         if self.tracker is not None:
-            detections = self.tracker.update(detections, ts_s=ts_s)  # empty frames too: tracks age out
+            detections = self._tracked(detections, ts_s)
         zones = self.zones.frame(frame_wh, ts_s)
         if len(detections) and self._rules:
             detections = zones.with_touch(detections, self._class_ids)
@@ -132,6 +149,20 @@ class CameraPipeline:
         for i, (rule, state) in enumerate(self._rules):
             events.extend(self._step_rule(i, rule, state, detections, zones, ts_s, fresh))
         return events
+
+    def _tracked(self, detections: Detections, ts_s: float) -> Detections:
+        """The model's detections through the tracker (empty frames too: tracks age out); unknown_object
+        regions bypass it (they stand still by construction) with tracker id -1."""
+        assert self.tracker is not None
+        unknown = detections.class_id == UNKNOWN_OBJECT_CLASS_ID
+        if not unknown.any():
+            return self.tracker.update(detections, ts_s=ts_s)
+        tracked = self.tracker.update(detections[~unknown], ts_s=ts_s)
+        regions = detections[unknown]
+        regions = regions.with_(tracker_id=np.full(len(regions), -1, np.int64))
+        if not len(tracked):
+            return regions
+        return Detections.merge([tracked, regions])
 
     def _step_rule(
         self,
@@ -213,9 +244,9 @@ class CameraPipeline:
         old_zones = self.zones.zones
         position = {z.id: j for j, z in enumerate(camera.zones)}
         remap = [position.get(z.id, -1) for z in old_zones]
-        watched = {k for z in camera.zones for k in watched_kinds(z)}
+        watched = self._watched(camera)
         events: list[ViolationEvent] = []
-        running: dict[ViolationKind, tuple[Rule, RuleState]] = {}
+        running: dict[str, tuple[Rule, RuleState]] = {}
         for rule, state in self._rules:
             kind = rule.spec.kind
             events += remap_zones(state, rule.spec, old_zones, remap, ts_s, close_all=kind not in watched)
@@ -223,12 +254,12 @@ class CameraPipeline:
                 running[kind] = (rule, state)
         self._rules = [
             running.get(kind) or (rule, rule.init_state(camera.id, self.rules, self.escalation))
-            for kind, rule in RULES.items()
+            for kind, rule in rules_for(self.kinds).items()
             if kind in watched
         ]
-        self._class_ids = sorted({c for rule, _ in self._rules for c in rule.spec.class_ids})
         self.camera = camera
-        self.zones = ZoneIndex(camera, live=self.zones.live)
+        self.zones = ZoneIndex(camera, live=self.zones.live, kinds=self.kinds)
+        self._class_ids = self._touch_class_ids()
         return events
 
     def escalation_snapshot(self) -> dict[str, list[float]]:
@@ -249,7 +280,7 @@ class RuleFailure:
 
 
 def admissible(detections: Detections, frame_wh: tuple[int, int]) -> Detections:
-    """Detections the rules can reason about: finite, of a known kind, with a box of at least
+    """Detections the rules can reason about: finite, of a known kind (or ``unknown_object``), with a box of at least
     ``MIN_BOX_PX`` on each side inside the frame; scores clipped to [0, 1]. Boxes are clipped to the
     frame (an object cut by the frame edge is where its visible part is).
 
@@ -271,7 +302,7 @@ def admissible(detections: Detections, frame_wh: tuple[int, int]) -> Detections:
     xyxy = detections.xyxy
     conf = detections.confidence
     ok = np.isfinite(xyxy).all(axis=1) & np.isfinite(conf)
-    ok &= (detections.class_id >= 0) & (detections.class_id < len(OBJECT_KINDS))
+    ok &= (detections.class_id >= 0) & (detections.class_id <= UNKNOWN_OBJECT_CLASS_ID)
     clipped = np.empty_like(xyxy)
     np.clip(xyxy[:, 0::2], 0.0, w, out=clipped[:, 0::2])
     np.clip(xyxy[:, 1::2], 0.0, h, out=clipped[:, 1::2])

@@ -35,13 +35,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vision.types import OBJECT_KINDS, Detections
-
-#: Label of what this detector reports; it is no ``ObjectKind`` (the model's classes).
-UNKNOWN_OBJECT = "unknown_object"
-#: ``class_id`` of an unknown object: one past ``OBJECT_KINDS``, so indexing ``OBJECT_KINDS`` with it fails
-#: loudly instead of naming one of the model's classes.
-UNKNOWN_OBJECT_CLASS_ID = len(OBJECT_KINDS)
+from vision.types import UNKNOWN_OBJECT, UNKNOWN_OBJECT_CLASS_ID, Detections
 
 
 @dataclass(frozen=True)

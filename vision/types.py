@@ -6,6 +6,7 @@ rule state -> ``ViolationEvent``. Boxes are always ``xyxy`` pixels of the frame 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
@@ -30,12 +31,45 @@ class ObjectKind(StrEnum):
 #: Class order of the bootstrap model; ``class_id`` indexes this tuple for our own models.
 OBJECT_KINDS: tuple[ObjectKind, ...] = tuple(ObjectKind)
 
+#: Label of what the static-object detector (``vision.static_objects``) reports: something new that stays,
+#: of no class the model knows. It is no ``ObjectKind``.
+UNKNOWN_OBJECT = "unknown_object"
+#: ``class_id`` of an unknown object: one past ``OBJECT_KINDS``, so indexing ``OBJECT_KINDS`` with it fails
+#: loudly instead of naming one of the model's classes.
+UNKNOWN_OBJECT_CLASS_ID = len(OBJECT_KINDS)
+
 
 class ViolationKind(StrEnum):
+    """The four built-in violation kinds. Kinds configured in a cameras file (``vision.kinds``) are plain
+    strings (their ``id``); a StrEnum compares equal to its value, so both mix in one ``str`` field."""
+
     STREET_VENDING = "street_vending"
     EXPOSED_GARBAGE = "exposed_garbage"
     BIKE_MISPARKING = "bike_misparking"
     OPEN_AIR_BARBECUE = "open_air_barbecue"
+
+
+_BUILTIN_VALUES = frozenset(str(k) for k in ViolationKind)
+
+#: A configured kind's id: it is the event's and the case's ``kind`` (cases.kind is String(32)).
+KIND_ID_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
+_KIND_ID_RE = re.compile(KIND_ID_PATTERN)
+
+
+def kind_of(value: str) -> ViolationKind | str:
+    """A violation kind read back from text: the ``ViolationKind`` member for a built-in, else the
+    configured kind's id.
+
+    Example:
+        >>> kind_of("street_vending") is ViolationKind.STREET_VENDING, kind_of("goods_display")
+        (True, 'goods_display')
+    """
+    value = str(value)
+    if value in _BUILTIN_VALUES:
+        return ViolationKind(value)
+    if not _KIND_ID_RE.match(value):
+        raise ValueError(f"violation kind {value!r} is not a kind id (lower-case letters, digits, _; 2-32)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -257,13 +291,18 @@ class ViolationEvent:
 
     ``evidence_request`` is True when the event asks the stream worker to keep the current frame as
     evidence (first sighting and dwell crossing of a stationary violation, >= 10 s apart).
+
+    ``kind`` is a ``ViolationKind`` for the built-in four, else a configured kind's id (``vision.kinds``).
+    ``gbt_name`` and ``kind_name_zh`` name the code and the kind in Chinese; ``unclassified`` is True when
+    the violation was raised from static-object regions only (``unknown_object``, no model detection of a
+    known class there): the case is 待分类.
     """
 
     event: EventKind  # plain strings are accepted and converted (``EventKind("opened")``)
     violation_id: str
     camera_id: str
     zone_id: str
-    kind: ViolationKind
+    kind: ViolationKind | str
     ts_s: float
     bbox_xyxy: tuple[float, float, float, float]
     score: float
@@ -274,10 +313,15 @@ class ViolationEvent:
     object_count: int = 1
     evidence_request: bool = False
     place_key: str = ""  # camera/zone/kind/frontage-or-cell: where repeat offences are counted
+    gbt_name: str = ""  # GB/T 30428.2 name of gbt_code, e.g. 店外经营
+    kind_name_zh: str = ""  # the kind in Chinese, e.g. 占道经营
+    unclassified: bool = False  # raised from unknown_object regions only: 待分类
 
     def __post_init__(self) -> None:
         if type(self.event) is not EventKind:
             object.__setattr__(self, "event", EventKind(self.event))
+        if type(self.kind) is not ViolationKind:
+            object.__setattr__(self, "kind", kind_of(self.kind))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -296,6 +340,9 @@ class ViolationEvent:
             "object_count": int(self.object_count),
             "evidence_request": bool(self.evidence_request),
             "place_key": self.place_key,
+            "gbt_name": self.gbt_name,
+            "kind_name_zh": self.kind_name_zh,
+            "unclassified": bool(self.unclassified),
         }
 
     @classmethod
@@ -315,7 +362,7 @@ class ViolationEvent:
             violation_id=str(data["violation_id"]),
             camera_id=str(data["camera_id"]),
             zone_id=str(data["zone_id"]),
-            kind=ViolationKind(data["kind"]),
+            kind=kind_of(data["kind"]),
             ts_s=float(data["ts_s"]),
             bbox_xyxy=tuple(float(v) for v in data["bbox_xyxy"]),  # type: ignore[arg-type]
             score=float(data["score"]),
@@ -326,6 +373,9 @@ class ViolationEvent:
             object_count=int(data["object_count"]),
             evidence_request=bool(data["evidence_request"]),
             place_key=str(data["place_key"]),
+            gbt_name=str(data["gbt_name"]),
+            kind_name_zh=str(data["kind_name_zh"]),
+            unclassified=bool(data["unclassified"]),
         )
 
 

@@ -12,7 +12,7 @@ while in force they exempt objects inside them from the violations they permit.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -20,7 +20,8 @@ import numpy as np
 
 from vision.config import DEFAULT_ANCHORS, Anchor, CameraConfig, ZoneConfig, ZoneKind
 from vision.geometry import polygon_px
-from vision.types import OBJECT_KINDS, Detections, ViolationKind
+from vision.kinds import BUILTIN_KINDS, KindSpec, unknown_may_raise, zone_exempts, zone_watches
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT, UNKNOWN_OBJECT_CLASS_ID, Detections, ViolationKind
 
 #: Box fraction inside a polygon for overlap-anchored kinds (stalls, garbage, grills).
 OVERLAP_MIN = 0.5
@@ -45,10 +46,12 @@ _ANCHOR_CODE = np.array(
         {Anchor.BOTTOM_CENTER: _BOTTOM, Anchor.CENTER: _CENTER, Anchor.OVERLAP: _OVERLAP}[
             DEFAULT_ANCHORS[str(k)]
         ]
-        for k in OBJECT_KINDS
+        for k in (*OBJECT_KINDS, UNKNOWN_OBJECT)  # class ids of the model's kinds, then unknown_object
     ],
     np.intp,
 )
+#: Class ids rules may see: the model's kinds and the static-object detector's unknown_object.
+N_CLASS_IDS = UNKNOWN_OBJECT_CLASS_ID + 1
 
 
 def is_exemption(zone: ZoneConfig) -> bool:
@@ -207,20 +210,26 @@ class ZoneFrame:
     geometry: ZoneGeometry
     now_s: float
     active: np.ndarray
-    _watch: dict[ViolationKind, np.ndarray] = field(default_factory=dict, repr=False)
-    _exempt: dict[ViolationKind, np.ndarray] = field(default_factory=dict, repr=False)
+    _watch: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _exempt: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _unknown: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def frame_wh(self) -> tuple[int, int]:
         return self.geometry.frame_wh
 
-    def watching(self, kind: ViolationKind) -> np.ndarray:
+    def watching(self, kind: str) -> np.ndarray:
         """(z,) bool: zones that watch ``kind`` (ignoring schedules)."""
         return self._watch[kind]
 
-    def exempting(self, kind: ViolationKind) -> np.ndarray:
+    def exempting(self, kind: str) -> np.ndarray:
         """(z,) bool: exemption zones that permit ``kind`` (ignoring schedules)."""
         return self._exempt[kind]
+
+    def watching_unknown(self, kind: str) -> np.ndarray:
+        """(z,) bool: zones that watch ``kind`` and let an ``unknown_object`` region raise it."""
+        found = self._unknown.get(kind)
+        return found if found is not None else np.zeros(len(self.zones), bool)
 
     def membership(self, det: Detections) -> np.ndarray:
         """(n, z) bool membership of detections by their kinds' anchors."""
@@ -233,12 +242,31 @@ class ZoneFrame:
             touch = self.geometry.touches(det.xyxy, det.class_id)
         return touch
 
-    def relevant(self, det: Detections, kind: ViolationKind) -> np.ndarray:
-        """(n,) bool: the detection touches a zone that watches ``kind`` (worth following)."""
+    def relevant(self, det: Detections, kind: str) -> np.ndarray:
+        """(n,) bool: the detection touches a zone that watches ``kind`` (worth following); an
+        ``unknown_object`` row only counts in zones that let unknown objects raise ``kind``."""
         watch = self._watch[kind]
         if len(det) == 0 or not watch.any():
             return np.zeros(len(det), bool)
-        return (self.touches(det) & watch).any(axis=1)
+        touch = self.touches(det)
+        out = (touch & watch).any(axis=1)
+        unknown = det.class_id == UNKNOWN_OBJECT_CLASS_ID
+        if unknown.any():
+            out[unknown] = (touch[unknown] & self.watching_unknown(kind)).any(axis=1)
+        return out
+
+    def rule_rows(self, det: Detections, kind: str, class_ids: tuple[int, ...]) -> np.ndarray:
+        """(n,) bool: detections a rule of ``kind`` follows: of its ``class_ids`` (or unknown objects where a
+        zone lets them raise the kind), touching a zone that watches it."""
+        cid = det.class_id
+        mine = cid == class_ids[0]
+        for other in class_ids[1:]:
+            mine |= cid == other
+        if self.watching_unknown(kind).any():
+            mine |= cid == UNKNOWN_OBJECT_CLASS_ID
+        if mine.any():
+            mine &= self.relevant(det, kind)
+        return mine
 
     def with_touch(self, det: Detections, class_ids: Iterable[int] | None = None) -> Detections:
         """``det`` with ``data["zone_touch"]`` (n, z) computed once for all rules of a frame.
@@ -250,7 +278,7 @@ class ZoneFrame:
             if class_ids is None:
                 rows = np.ones(len(det), bool)
             else:
-                wanted = np.zeros(len(OBJECT_KINDS), bool)
+                wanted = np.zeros(N_CLASS_IDS, bool)
                 wanted[list(class_ids)] = True
                 rows = wanted[det.class_id]
             if rows.all():
@@ -266,6 +294,7 @@ class ZoneIndex:
     Args:
         camera: the camera config (zones, time zone, ``start_time`` for replays).
         live: ``ts_s`` values are epoch seconds rather than seconds since the stream's t=0.
+        kinds: the kind catalogue (``vision.kinds.catalogue_of``); None = the built-in four.
 
     Example:
         >>> index = ZoneIndex(camera)
@@ -273,19 +302,29 @@ class ZoneIndex:
         >>> zones.membership(det)            # (n, z) bool
     """
 
-    def __init__(self, camera: CameraConfig, live: bool = False) -> None:
+    def __init__(
+        self, camera: CameraConfig, live: bool = False, kinds: Mapping[str, KindSpec] | None = None
+    ) -> None:
         self.camera = camera
         self.live = live
         self.zones = tuple(camera.zones)
         self._geometry: dict[tuple[int, int], ZoneGeometry] = {}
         self._scheduled = [i for i, z in enumerate(self.zones) if z.schedule is not None]
         self._active_cache: tuple[int, np.ndarray] | None = None
-        self._watch = {
-            k: np.array([k in watched_kinds(z) for z in self.zones], bool).reshape(-1) for k in ViolationKind
+        catalogue: Mapping[str, KindSpec] = kinds if kinds is not None else BUILTIN_KINDS  # type: ignore[assignment]
+        self._watch = {k: self._flags(zone_watches, spec) for k, spec in catalogue.items()}
+        self._exempt = {k: self._flags(zone_exempts, spec) for k, spec in catalogue.items()}
+        self._unknown = {
+            k: self._watch[k] & self._flags(unknown_may_raise, spec) for k, spec in catalogue.items()
         }
-        self._exempt = {
-            k: np.array([k in exempted_kinds(z) for z in self.zones], bool).reshape(-1) for k in ViolationKind
-        }
+
+    def unknown_raises(self, kind: str) -> bool:
+        """Whether an ``unknown_object`` region may raise ``kind`` in some zone of this camera."""
+        found = self._unknown.get(kind)
+        return found is not None and bool(found.any())
+
+    def _flags(self, test: Callable[[ZoneConfig, KindSpec], bool], spec: KindSpec) -> np.ndarray:
+        return np.array([test(z, spec) for z in self.zones], bool).reshape(-1)
 
     def geometry(self, frame_wh: tuple[int, int]) -> ZoneGeometry:
         key = (int(frame_wh[0]), int(frame_wh[1]))
@@ -322,4 +361,5 @@ class ZoneIndex:
             active=self.active(now_s),
             _watch=self._watch,
             _exempt=self._exempt,
+            _unknown=self._unknown,
         )

@@ -3,15 +3,14 @@
 Dwell 120 s on main roads, 300 s secondary. Bikes whose centres are within 1.5 box widths of each
 other form one cluster and one violation (a row of ten shared bikes is one case, not ten); bikes in
 a ``bike_bay`` never count; a bike moved and re-parked restarts its dwell (new stationary episode).
+
+An instance of the ``stationary_object`` template (``vision.kinds.BUILTIN_KINDS``).
 """
 
 from __future__ import annotations
 
-from vision.rules.common import RuleSpec
-from vision.types import ObjectKind, ViolationKind
+from vision.kinds import BUILTIN_KINDS
+from vision.rules.templates import rule_spec
+from vision.types import ViolationKind
 
-SPEC = RuleSpec(
-    kind=ViolationKind.BIKE_MISPARKING,
-    object_kinds=(ObjectKind.BICYCLE, ObjectKind.E_BIKE),
-    merge_widths=1.5,
-)
+SPEC = rule_spec(BUILTIN_KINDS[ViolationKind.BIKE_MISPARKING])

@@ -24,7 +24,7 @@ import numpy as np
 
 from vision.config import RulesConfig
 from vision.geometry import box_diag, box_iou, centre_dist, iou_matrix, scale_box
-from vision.types import Detections
+from vision.types import UNKNOWN_OBJECT_CLASS_ID, Detections
 from vision.zones import ZoneFrame
 
 if TYPE_CHECKING:  # annotations only: common imports this module
@@ -374,6 +374,8 @@ def _update_eligibility(c: Candidate, zones: ZoneFrame, spec: RuleSpec, now_s: f
         box = np.array([a], np.float64)
         member = geo.membership(box, np.array([c.class_id]))[0]
         watch = member & zones.watching(spec.kind)
+        if c.class_id == UNKNOWN_OBJECT_CLASS_ID:  # raised from an unknown object only where the zone says so
+            watch &= zones.watching_unknown(spec.kind)
         overlap = geo.overlap(box)[0]
         # prefer the zone holding most of the object; ties go to config order
         c.geo_watch = tuple(sorted(np.flatnonzero(watch).tolist(), key=lambda j: (-float(overlap[j]), j)))
@@ -400,10 +402,18 @@ def _absorb_duplicate(state: RuleState, new: Candidate) -> None:
         if old is new or old.anchor is None or old.merged_into or old.cand_id > new.cand_id:
             continue
         if box_iou(old.anchor, new.anchor) >= DUPLICATE_IOU:
+            _take_label(old, new.class_id)
             old.last_seen_s = max(old.last_seen_s, new.last_seen_s)
             old.box = new.box
             new.merged_into = old.cand_id
             return
+
+
+def _take_label(c: Candidate, class_id: int) -> None:
+    """The model's label wins over the static-object detector's unknown_object for the same object."""
+    if c.class_id == UNKNOWN_OBJECT_CLASS_ID and class_id != UNKNOWN_OBJECT_CLASS_ID:
+        c.class_id = class_id
+        c.geo_of = None  # its zone membership follows its kind's anchor
 
 
 def update_candidates(
@@ -418,14 +428,9 @@ def update_candidates(
     rules = state.rules
     objs = None
     if len(detections):
-        cid = detections.class_id
-        mine = cid == spec.class_ids[0]
-        for other in spec.class_ids[1:]:
-            mine |= cid == other
+        mine = zones.rule_rows(detections, spec.kind, spec.class_ids)
         if mine.any():
-            mine &= zones.relevant(detections, spec.kind)
-            if mine.any():
-                objs = detections[mine]
+            objs = detections[mine]
     if objs is not None:
         ann = spec.annotate(objs, detections) if spec.annotate else None
         boxes = objs.xyxy.tolist()
@@ -438,6 +443,7 @@ def update_candidates(
             support = float(ann.support[i]) if ann is not None else 0.0
             if assign[i] >= 0:
                 c = state.candidates[assign[i]]
+                _take_label(c, int(objs.class_id[i]))
             else:
                 c = Candidate(state.next_cand_id, int(objs.class_id[i]), now_s, now_s, box, tid)  # type: ignore[arg-type]
                 state.next_cand_id += 1

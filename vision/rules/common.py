@@ -8,7 +8,7 @@ Two layers, both pure (time is an argument; no clock, disk or network):
 2. **Places** (``vision.rules.places``) group eligible candidates of one zone and carry one violation
    each: ``sighting`` -> ``opened`` -> ``updated`` -> ``closed``, re-opened within a cooldown.
 
-Escalation (三色单) is in ``vision.rules.escalation``, GB/T codes in ``vision.rules.codes``.
+Escalation (三色单) is in ``vision.rules.escalation``, GB/T codes and names in ``vision.kinds``.
 
 Rule state is owned by the caller: ``step`` updates it and returns it (copying it every frame would
 cost more than the rule itself).
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vision.config import RulesConfig, ZoneConfig
+from vision.kinds import BUILTIN_KINDS, KindSpec
 from vision.rules.candidates import (
     Candidate,
     remap_candidates,
@@ -58,18 +59,33 @@ class RuleSpec:
             widths (0: only boxes that overlap merge).
         annotate: optional per-frame context (blocked flags, supporting evidence).
         support_weight: how much mean support raises the score: 1 - (1 - s)(1 - w * support).
+        min_count: objects a place needs (template ``cluster``; 1 for the others).
+        definition: the kind's catalogue entry (codes, names, dwell, escalation, evidence); None for a
+            built-in kind means ``vision.kinds.BUILTIN_KINDS[kind]``.
+
+    ``vision.rules.templates.rule_spec`` builds one from a ``KindSpec``.
     """
 
-    kind: ViolationKind
+    kind: ViolationKind | str
     object_kinds: tuple[ObjectKind, ...]
     merge_widths: float = 0.0
     annotate: Annotator | None = None
     support_weight: float = 0.0
+    min_count: int = 1
+    definition: KindSpec | None = field(default=None, repr=False)
 
     class_ids: tuple[int, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_ids", tuple(OBJECT_KINDS.index(k) for k in self.object_kinds))
+        if self.definition is None:
+            object.__setattr__(self, "definition", BUILTIN_KINDS[ViolationKind(self.kind)])
+
+    @property
+    def kind_spec(self) -> KindSpec:
+        """The kind's catalogue entry."""
+        assert self.definition is not None
+        return self.definition
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from vision.config import ZoneConfig
 from vision.geometry import box_diag, box_iou, box_union, centre_dist, scale_box
+from vision.kinds import dwell_for, gbt_code_for, gbt_name_for
 from vision.rules.candidates import Candidate
-from vision.rules.codes import gbt_code_for
 from vision.rules.escalation import escalation_level, place_key
-from vision.types import Escalation, EventKind, ViolationEvent
+from vision.types import UNKNOWN_OBJECT_CLASS_ID, Escalation, EventKind, ViolationEvent
 from vision.zones import ZoneFrame
 
 if TYPE_CHECKING:  # annotations only: common imports this module
@@ -64,6 +64,13 @@ class Place:
     closed_s: float | None = None
     evidenced_count: int = 0
     dwell_s: float = 0.0
+    unclassified: bool = False  # all its objects are unknown_object regions (no known label there)
+
+    def take_members(self, members: list[Candidate]) -> None:
+        """The objects standing on the place now; a known label among them makes it classified."""
+        self.members = frozenset(m.cand_id for m in members)
+        self.object_count = len(members)
+        self.unclassified = all(m.class_id == UNKNOWN_OBJECT_CLASS_ID for m in members)
 
 
 @dataclass(slots=True)
@@ -159,6 +166,8 @@ def _event_in_zone(
     now_s: float,
     evidence: bool,
 ) -> ViolationEvent:
+    kind = spec.kind_spec
+    code = gbt_code_for(zone, kind)
     return ViolationEvent(
         event=name,
         violation_id=place.violation_id,
@@ -168,13 +177,16 @@ def _event_in_zone(
         ts_s=now_s,
         bbox_xyxy=tuple(float(v) for v in place.bbox),  # type: ignore[arg-type]
         score=float(place.score),
-        gbt_code=gbt_code_for(zone, spec.kind),
+        gbt_code=code,
         escalation=place.escalation,
         dwell_s=float(place.dwell_s),
         first_seen_s=float(place.first_seen_s),
         object_count=int(place.object_count),
         evidence_request=evidence,
         place_key=place.place_key,
+        gbt_name=gbt_name_for(code, kind),
+        kind_name_zh=kind.name_zh,
+        unclassified=place.unclassified,
     )
 
 
@@ -220,13 +232,12 @@ def _advance_open(
 ) -> None:
     rules = state.rules
     if len(cl.members) != place.object_count:
-        place.members = frozenset(m.cand_id for m in cl.members)
-        place.object_count = len(cl.members)
-    grew = place.object_count > place.evidenced_count
+        place.take_members(cl.members)
+    grew = place.object_count > place.evidenced_count and spec.kind_spec.evidence.on_growth
     evidence_ok = now_s - place.last_evidence_s >= rules.evidence_min_gap_s
     if not ((grew and evidence_ok) or now_s - place.last_update_s >= rules.update_interval_s):
         return
-    place.members = frozenset(m.cand_id for m in cl.members)
+    place.take_members(cl.members)
     score = _cluster_stats(state, spec, cl, now_s)[0]
     place.score = score or place.score
     place.dwell_s = now_s - place.first_seen_s
@@ -277,6 +288,8 @@ def _clusters_and_places(state: RuleState, spec: RuleSpec) -> tuple[list[_Cluste
         clusters = state.cluster_cache[1]
     else:
         clusters = _clusters(eligible, spec.merge_widths) if eligible else []
+        if spec.min_count > 1:  # template cluster: fewer objects are no place of this kind
+            clusters = [cl for cl in clusters if len(cl.members) >= spec.min_count]
         state.cluster_cache = (signature, clusters)
     assigned: dict[int, int] = {}
     if clusters and state.places:
@@ -311,15 +324,14 @@ def _advance_cluster(
             _advance_open(state, spec, zones, place, cl, now_s, events)
             return None
     zone = zones.zones[cl.zone_idx]
-    dwell_needed = zone.dwell_for(spec.kind)
+    dwell_needed = dwell_for(zone, spec.kind_spec)
     score, dwell, first_seen = _cluster_stats(state, spec, cl, now_s)
     confirmed = fresh and dwell >= _confirm_s(dwell_needed)
     if place is None:
         if not confirmed:
             return None
         return _sight(state, spec, zones, cl, score, dwell, first_seen, present_s, now_s, events)
-    place.members = frozenset(m.cand_id for m in cl.members)
-    place.object_count = len(cl.members)
+    place.take_members(cl.members)
     if place.status is PlaceStatus.PENDING:
         place.score = score
         place.dwell_s = dwell
@@ -350,17 +362,26 @@ def _sight(
         status=PlaceStatus.PENDING,
         first_seen_s=first_seen,
         bbox=cl.bbox,
-        members=frozenset(m.cand_id for m in cl.members),
-        object_count=len(cl.members),
+        members=frozenset(),
+        object_count=0,
         score=score,
         last_present_s=present_s,
         last_evidence_s=now_s,
         dwell_s=dwell,
     )
+    place.take_members(cl.members)
     place.place_key = place_key(state.camera_id, zone, spec.kind, cl.bbox, zones.frame_wh)
-    place.escalation = escalation_level(state.book.count(place.place_key, now_s) + 1, state.rules)
-    events.append(_event(state, spec, zones, place, EventKind.SIGHTING, now_s, evidence=True))
+    place.escalation = _escalation(state, spec, place.place_key, now_s)
+    evidence = spec.kind_spec.evidence.on_sighting
+    events.append(_event(state, spec, zones, place, EventKind.SIGHTING, now_s, evidence=evidence))
     return place
+
+
+def _escalation(state: RuleState, spec: RuleSpec, key: str, now_s: float) -> Escalation:
+    """三色单 level of a new offence at ``key``; always blue for a kind with escalation off."""
+    if not spec.kind_spec.escalation:
+        return Escalation.BLUE
+    return escalation_level(state.book.count(key, now_s) + 1, state.rules)
 
 
 def _advance_pending(
@@ -378,9 +399,9 @@ def _advance_pending(
     rules = state.rules
     evidence_ok = now_s - place.last_evidence_s >= rules.evidence_min_gap_s
     if due and score >= rules.min_score and evidence_ok:
-        count = state.book.count(place.place_key, now_s) + 1
-        place.escalation = escalation_level(count, rules)
-        state.book.record(place.place_key, now_s)
+        place.escalation = _escalation(state, spec, place.place_key, now_s)
+        if spec.kind_spec.escalation:
+            state.book.record(place.place_key, now_s)
         place.status = PlaceStatus.OPEN
         place.opened_s = place.last_update_s = place.last_evidence_s = now_s
         place.evidenced_count = place.object_count
