@@ -1,10 +1,12 @@
 """One retraining run for a camera group: dataset -> fine-tune -> evaluate -> gate -> registry (-> promote).
 
     parent = the group's active model (the shipped bootstrap is registered on first use)
-    dataset = build_dataset(reviewed cases, pseudo-labels by the parent, synthetic share)  (or a given version)
+    dataset = build_dataset(reviewed cases, pseudo-labels by the parent, labelled real frames, synthetic share)
+              (or a given version)
     new = train_model(dataset, init_weights=parent.pt, recipe="finetune")   (ONNX at the parent's shape)
     both models evaluated through our ONNX path (models.evaluate) on the dataset's val split and on a fixed
-    synthetic regression set (seed REGRESSION_SEED) -> models.gate.decide -> registry.register(new)
+    synthetic regression set (seed REGRESSION_SEED) -> models.gate.decide -> registry.register(new);
+    the real frames of val (the annotation queue's) are also scored alone: metrics["real_frames"]
     gate passed and promote=True -> registry.promote(new): stream workers hot-reload it
 
 The Celery task (``models.tasks.retrain_task``) and ``urbaneye retrain`` both call ``run_retraining``.
@@ -31,6 +33,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from datasets.builder import BuildOptions, build_dataset, datasets_store, load_manifest, materialize
+from datasets.real_frames import SPLIT as REAL_FRAMES_SPLIT
+from datasets.real_frames import write_real_frames_split
 from datasets.synth import generate_images
 from models.evaluate import evaluate_model
 from models.gate import MAX_CLASS_DROP_AP50, MIN_VAL_GAIN_MAP50, GateDecision, decide
@@ -217,13 +221,14 @@ def regression_set(
 
 
 def reviewed_classes(manifest: dict[str, Any], split: str) -> set[str]:
-    """Classes with at least one reviewer-made box (case or correction, not pseudo/synth) in ``split``."""
+    """Classes with at least one reviewer-made box (case, correction, or a real frame labelled in the
+    annotation queue; not pseudo/synth) in ``split``."""
     return {
         lb["label"]
         for it in manifest.get("items", [])
         if it.get("split") == split
         for lb in it.get("labels", [])
-        if lb.get("source") in ("case", "correction")
+        if lb.get("source") in ("case", "correction", "annotation")
     }
 
 
@@ -244,6 +249,33 @@ def restrict_to_classes(report: dict[str, Any], classes: set[str]) -> dict[str, 
     out["map50"] = sum(aps) / len(aps) if aps else None
     out["per_class"] = {k: v for k, v in (report.get("per_class") or {}).items() if k in classes}
     return out
+
+
+def evaluate_real_frames(
+    evaluate: Callable[[Path, Path, str], dict[str, Any]],
+    new_onnx: Path,
+    parent_onnx: Path,
+    manifest: dict[str, Any],
+    data_yaml: Path,
+) -> dict[str, Any]:
+    """Both models on the real frames of val alone (``datasets.real_frames``: frames from the cameras,
+    labelled in full in the annotation queue), reported apart from the val split as a whole and from the
+    synthetic regression set: ``{"images", "negatives", "new", "parent"}`` (``new``/``parent`` None when
+    val holds no real frame)."""
+    n = write_real_frames_split(manifest, data_yaml)
+    negatives = sum(
+        1
+        for it in manifest["items"]
+        if it["source"] == "real_frame" and it["split"] == "val" and not it["labels"]
+    )
+    if not n:
+        return {"images": 0, "negatives": 0, "new": None, "parent": None}
+    return {
+        "images": n,
+        "negatives": negatives,
+        "new": _slim(evaluate(new_onnx, data_yaml, REAL_FRAMES_SPLIT)),
+        "parent": _slim(evaluate(parent_onnx, data_yaml, REAL_FRAMES_SPLIT)),
+    }
 
 
 def finetune_train_args(options: RetrainOptions) -> dict[str, Any]:
@@ -374,6 +406,7 @@ def _run(
     empty = {"map50": None, "map50_95": None, "per_class": {}}
     new_val = evaluate(trained.onnx_path, data_yaml, "val") if has_val else empty
     parent_val = evaluate(parent_onnx, data_yaml, "val") if has_val else empty
+    real_frames = evaluate_real_frames(evaluate, trained.onnx_path, parent_onnx, manifest, data_yaml)
     progress("evaluate regression", 5, steps)
     new_reg = evaluate(trained.onnx_path, reg_yaml, "val")
     parent_reg = evaluate(parent_onnx, reg_yaml, "val")
@@ -396,6 +429,7 @@ def _run(
         "regression": _slim(new_reg),
         "parent": {"version": parent_version, "val": _slim(parent_val), "regression": _slim(parent_reg)},
         "val_dataset": dataset_version,
+        "real_frames": real_frames,
         "val_gate": {
             "classes": sorted(val_classes),
             "map50": gate_new_val.get("map50"),

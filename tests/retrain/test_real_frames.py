@@ -10,7 +10,8 @@ import pytest
 from datasets.builder import BuildOptions, DatasetError, build_dataset, datasets_store, materialize
 from datasets.real_frames import write_real_frames_split
 from models.data_yaml import split_images
-from models.evaluate import label_path, read_yolo_labels
+from models.evaluate import evaluate_model, label_path, read_yolo_labels
+from models.retrain import evaluate_real_frames
 from tests.retrain.conftest import T0, add_case, jpeg
 from urbaneye import annotations as queue
 from urbaneye.db.annotations import SampleReason
@@ -120,3 +121,25 @@ def test_a_changed_frame_names_the_item(db, fs_store, settings_env):  # noqa: AN
         (fs_store.root / item.key).write_bytes(jpeg(401))  # the bytes under the key changed
         with pytest.raises(DatasetError, match=f"annotation item {item.id}"):
             build_dataset(s, options=BuildOptions(synth_share=0.0))
+
+
+def test_retraining_scores_the_real_frames_of_val_apart(db, fs_store, settings_env, tmp_path, tiny_parent):  # noqa: ANN001
+    _, onnx = tiny_parent
+    with db() as s:
+        for day in range(4):  # each scene (a day) holds a labelled frame and a negative
+            add_item(s, fs_store, at=T0 + dt.timedelta(days=day), seed=500 + day)
+            at = T0 + dt.timedelta(days=day, minutes=10)
+            add_item(s, fs_store, at=at, seed=600 + day, answer="negative")
+        add_case(s, fs_store, at=T0 + dt.timedelta(days=9), seed=5)
+        result = build_dataset(
+            s, options=BuildOptions(synth_share=0.0, val_fraction=0.5), out_dir=tmp_path / "ds"
+        )
+        s.commit()
+    val = [it for it in _real(result.manifest) if it["split"] == "val"]
+    report = evaluate_real_frames(evaluate_model, onnx, onnx, result.manifest, result.data_yaml)
+    assert report["images"] == len(val) and report["negatives"] == sum(1 for it in val if not it["labels"])
+    assert val, "the split (stable hash of the scenes) puts some real frames in val"
+    assert report["new"]["images"] == len(val)  # only the real frames, not the case frames of val
+    garbage = sum(1 for it in val for lb in it["labels"] if lb["label"] == "garbage")
+    assert garbage and report["new"]["per_class"]["garbage"]["instances"] == garbage
+    assert report["new"] == report["parent"]  # the same model scored twice
