@@ -118,6 +118,7 @@ def render_evidence(
     camera_name: str,
     local_time: dt.datetime | str,
     *,
+    zone_name: str = "",
     jpeg_quality: int = 90,
     crop_margin: float = 0.5,
 ) -> EvidenceImages:
@@ -130,11 +131,14 @@ def render_evidence(
         zone_polygon_px: (k, 2) zone outline in frame px, or None.
         camera_name: shown in the caption.
         local_time: camera local time of the frame (datetime, or preformatted text).
+        zone_name: the zone's name for the caption (its id when empty).
         jpeg_quality: 1-100.
         crop_margin: the crop extends the bbox by this fraction of its size on each side.
     """
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-    annotated = annotate(frame_bgr, event, detections, zone_polygon_px, camera_name, local_time)
+    annotated = annotate(
+        frame_bgr, event, detections, zone_polygon_px, camera_name, local_time, zone_name=zone_name
+    )
     crop = crop_around(frame_bgr, event.bbox_xyxy, crop_margin)
     return EvidenceImages(
         clean_jpg=_encode(frame_bgr, params),
@@ -168,8 +172,10 @@ def annotate(
     zone_polygon_px: np.ndarray | list[tuple[float, float]] | None,
     camera_name: str,
     local_time: dt.datetime | str,
+    *,
+    zone_name: str = "",
 ) -> np.ndarray:
-    """A copy of the frame with zone, boxes and a Chinese caption drawn on it (BGR uint8)."""
+    """A copy of the frame with zone, boxes and a Chinese caption (``caption_lines``) drawn on it (BGR uint8)."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise ValueError(
             f"evidence frame must be uint8 (h, w, 3) BGR; got {frame_bgr.dtype} {frame_bgr.shape}"
@@ -189,9 +195,10 @@ def annotate(
     relevant = set(VIOLATION_OBJECTS.get(event.kind, ()))
     labels: list[tuple[str, tuple[int, int], tuple[int, int, int]]] = []
     for i in range(len(detections)):
-        kind = OBJECT_KINDS[int(detections.class_id[i])]
+        cid = int(detections.class_id[i])
+        kind = OBJECT_KINDS[cid] if 0 <= cid < len(OBJECT_KINDS) else None  # None: an unknown object
         x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
-        if kind not in relevant:
+        if kind is None or kind not in relevant:
             cv2.rectangle(img, (x1, y1), (x2, y2), _GREY, 1, cv2.LINE_AA)
             continue
         color = _KIND_BGR[kind]
@@ -206,13 +213,7 @@ def annotate(
     title_px = max(16, round(34 * scale))
     small_px = max(12, round(22 * scale))
     pad = max(4, round(10 * scale))
-    when = (
-        local_time.strftime("%Y-%m-%d %H:%M:%S") if isinstance(local_time, dt.datetime) else str(local_time)
-    )
-    code = GBT_CODES.get(event.gbt_code)
-    title = f"{VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))}  持续 {format_duration_zh(event.dwell_s)}"
-    line2 = f"{camera_name}  {when}"
-    line3 = f"区域 {event.zone_id}  编码 {event.gbt_code}{' ' + code.name if code else ''}  置信度 {event.score:.2f}"
+    title, line2, line3 = caption_lines(event, camera_name, local_time, zone_name)
     escalation = ESCALATION_NAMES_ZH.get(str(event.escalation), str(event.escalation))
     banner_h = min(h, pad * 4 + title_px + 2 * small_px + pad)
     img[:banner_h] = (img[:banner_h].astype(np.float32) * 0.35).astype(np.uint8)
@@ -239,6 +240,61 @@ def annotate(
         draw.rectangle([lx, top, lx + tw, top + label_px + 6], fill=color)
         _draw_text(draw, (lx + 3, top + 1), text, label_px, (0, 0, 0))
     return np.asarray(pil).copy()
+
+
+def caption_lines(
+    event: ViolationEvent, camera_name: str, local_time: dt.datetime | str, zone_name: str = ""
+) -> tuple[str, str, str]:
+    """The three lines of the burned-in caption: violation and dwell; camera and local time; zone (its
+    name, the id when it has none), GB/T code and score.
+
+    Example:
+        >>> caption_lines(event, "人民路-01", "2025-06-01 10:00:00", "人民路东口")[2]  # doctest: +SKIP
+        '区域 人民路东口  编码 0102 暴露垃圾  置信度 0.91'
+    """
+    when = (
+        local_time.strftime("%Y-%m-%d %H:%M:%S") if isinstance(local_time, dt.datetime) else str(local_time)
+    )
+    code = GBT_CODES.get(event.gbt_code)
+    title = f"{VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))}  持续 {format_duration_zh(event.dwell_s)}"
+    line2 = f"{camera_name}  {when}"
+    zone = zone_name or event.zone_id
+    line3 = f"区域 {zone}  编码 {event.gbt_code}{' ' + code.name if code else ''}  置信度 {event.score:.2f}"
+    return title, line2, line3
+
+
+def render_strip_frame(
+    frame_bgr: np.ndarray,
+    bbox_xyxy: tuple[float, float, float, float],
+    zone_polygon_px: np.ndarray | None,
+    caption: str,
+    *,
+    jpeg_quality: int = 80,
+) -> bytes:
+    """One frame of the frame strip (frames across the dwell), as JPEG: the zone outline, the violation's
+    box and a one-line caption (e.g. the local time), sized for a thumbnail that also opens full size.
+
+    Args:
+        frame_bgr: (h, w, 3) uint8 frame, already downscaled for the strip.
+        bbox_xyxy: the violation's box in this frame's pixels.
+        zone_polygon_px: (k, 2) zone outline in this frame's pixels, or None.
+        caption: text drawn in the top-left corner.
+    """
+    img = np.ascontiguousarray(frame_bgr).copy()
+    h, w = img.shape[:2]
+    thick = max(1, round(max(h, w) / 400))
+    if zone_polygon_px is not None and len(zone_polygon_px) >= 3:
+        pts = np.round(np.asarray(zone_polygon_px, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(img, [pts], True, _ZONE, thick, cv2.LINE_AA)
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox_xyxy)
+    cv2.rectangle(img, (x1, y1), (x2, y2), _RED, thick + 1, cv2.LINE_AA)
+    size_px = max(12, round(h / 18))
+    pad = max(2, size_px // 4)
+    band = min(h, size_px + 2 * pad)
+    img[:band, : min(w, _text_width(caption, size_px) + 2 * pad)] //= 3
+    pil = Image.fromarray(img)
+    _draw_text(ImageDraw.Draw(pil), (pad, pad), caption, size_px, _WHITE)
+    return _encode(np.asarray(pil), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
 
 
 # ---------------------------------------------------------------------------------------------- fonts

@@ -13,10 +13,12 @@ from vision.evidence import (
     FONT_PATH,
     EvidenceImages,
     annotate,
+    caption_lines,
     crop_around,
     font_for,
     format_duration_zh,
     render_evidence,
+    render_strip_frame,
 )
 from vision.types import OBJECT_KINDS, Detections, Escalation, ObjectKind, ViolationEvent, ViolationKind
 
@@ -153,3 +155,40 @@ def test_crop_around(bbox: tuple[float, float, float, float], expected_hw: tuple
 def test_bad_frame_is_refused() -> None:
     with pytest.raises(ValueError, match=r"uint8 \(h, w, 3\)"):
         annotate(np.zeros((10, 10), np.uint8), make_event(), Detections.empty(), None, "cam", LOCAL)
+
+
+def test_caption_names_the_zone_and_falls_back_to_its_id() -> None:
+    event = make_event(zone_id="renmin-rd-n", gbt_code="0501")
+    assert caption_lines(event, "人民路北口-01", LOCAL, "人民路北侧")[2].startswith(
+        "区域 人民路北侧  编码 0501"
+    )
+    assert caption_lines(event, "人民路北口-01", LOCAL)[2].startswith("区域 renmin-rd-n  编码 0501")
+    assert caption_lines(event, "人民路北口-01", LOCAL)[1] == "人民路北口-01  2024-05-01 18:32:10"
+
+
+def test_the_burned_in_caption_draws_the_zone_name(zidane_bgr: np.ndarray) -> None:
+    det, args = scene_detections(), (ZONE_PX, "人民路北口-01", LOCAL)
+    by_id = annotate(zidane_bgr, make_event(), det, *args)
+    by_name = annotate(zidane_bgr, make_event(), det, *args, zone_name="人民路北侧")
+    same_name = annotate(zidane_bgr, make_event(), det, *args, zone_name="人民路北侧")
+    third_line = slice(75, 110), slice(0, 500)
+    assert (np.abs(by_id[third_line].astype(int) - by_name[third_line]).max(axis=2) > 100).sum() > 100
+    assert np.array_equal(by_name, same_name)
+    rendered = render_evidence(zidane_bgr, make_event(), det, *args, zone_name="人民路北侧")
+    assert np.abs(decode(rendered.annotated_jpg).astype(int) - by_name).mean() < 4
+
+
+def test_unknown_objects_get_a_grey_box_not_an_error(zidane_bgr: np.ndarray) -> None:
+    det = Detections(xyxy=[[100, 300, 180, 420]], confidence=[0.5], class_id=[len(OBJECT_KINDS)])
+    img = annotate(zidane_bgr, make_event(), det, None, "cam", "2024-05-01 18:32:10")
+    assert np.abs(img[300, 100:180].astype(int) - zidane_bgr[300, 100:180]).mean() > 5
+
+
+def test_strip_frame_draws_box_zone_and_caption_at_thumbnail_size(zidane_bgr: np.ndarray) -> None:
+    small = cv2.resize(zidane_bgr, (640, 360), interpolation=cv2.INTER_AREA)
+    jpg = render_strip_frame(small, (350, 190, 500, 350), ZONE_PX / 2, "18:32:10  3/8")
+    img = decode(jpg)
+    assert img.shape == small.shape
+    red = img[190:350, 349:352]  # the left edge of the violation's box is red (BGR)
+    assert (red[..., 2].astype(int) - red[..., 0] > 80).mean() > 0.8
+    assert (img[2:22, 4:120].min(axis=2) > 200).sum() > 30  # white caption text in the corner

@@ -41,20 +41,31 @@ class EvidenceRuleError(ValueError):
 def verify_evidence_frames(
     event: ViolationEvent, frames: list[EvidenceFrame], min_gap_s: float = 10.0
 ) -> None:
-    """Stationary violations need >= 2 frames >= ``min_gap_s`` apart (first sighting + dwell crossing)."""
+    """Stationary violations need >= 2 frames >= ``min_gap_s`` apart (first sighting + dwell crossing).
+
+    Only the legal moments count (seq below ``STRIP_SEQ_BASE``): frame-strip frames span the dwell too,
+    but they are downscaled review aids and never stand in for a missing first sighting; they must be
+    ``annotated`` (nothing else may take them as a full-resolution clean frame).
+    """
     for f in frames:
         if f.variant not in VARIANTS:
             raise EvidenceRuleError(f"evidence frame variant {f.variant!r} is not one of {VARIANTS}")
         if not f.jpeg:
             raise EvidenceRuleError(f"evidence frame {f.seq}-{f.variant} of {event.violation_id} is empty")
+        if f.strip and f.variant != "annotated":
+            raise EvidenceRuleError(
+                f"frame-strip frame {f.seq}-{f.variant} of {event.violation_id} must be 'annotated'"
+            )
     if event.event != EventKind.OPENED:
         return
-    times = sorted({f.frame_ts for f in frames if f.frame_ts is not None})
-    if len({f.seq for f in frames}) < 2 or not times or (times[-1] - times[0]).total_seconds() < min_gap_s:
+    legal = [f for f in frames if not f.strip]
+    times = sorted({f.frame_ts for f in legal if f.frame_ts is not None})
+    if len({f.seq for f in legal}) < 2 or not times or (times[-1] - times[0]).total_seconds() < min_gap_s:
         raise EvidenceRuleError(
             f"violation {event.violation_id}: an 'opened' event needs evidence frames from >= 2 moments "
-            f">= {min_gap_s:g}s apart (seq 1 = first sighting, seq 2 = dwell crossing); got "
-            f"{sorted({(f.seq, f.frame_ts.isoformat() if f.frame_ts else None) for f in frames})}"
+            f">= {min_gap_s:g}s apart (seq 1 = first sighting, seq 2 = dwell crossing; frame-strip frames "
+            f"do not count); got "
+            f"{sorted({(f.seq, f.frame_ts.isoformat() if f.frame_ts else None) for f in legal})}"
         )
 
 

@@ -119,14 +119,35 @@ class CaseContext:
         return cls(**given)
 
 
+#: Evidence seqs from here on are the frame strip (downscaled frames across the dwell, variant
+#: "annotated" only): shown to reviewers, never counted as the legal evidence moments (seq 1 = first
+#: sighting, 2 = dwell crossing, 3.. = updates, all below this).
+STRIP_SEQ_BASE = 1001
+
+
+def is_strip_seq(seq: int) -> bool:
+    """Whether evidence ``seq`` is a frame-strip frame (not a legal evidence moment).
+
+    Example:
+        >>> is_strip_seq(2), is_strip_seq(STRIP_SEQ_BASE + 3)
+        (False, True)
+    """
+    return int(seq) >= STRIP_SEQ_BASE
+
+
 @dataclass(frozen=True)
 class EvidenceFrame:
     """One evidence image on its way into the spool."""
 
-    seq: int  # 1 = first sighting, 2 = dwell crossing, 3.. = updates
+    seq: int  # 1 = first sighting, 2 = dwell crossing, 3.. = updates, STRIP_SEQ_BASE.. = frame strip
     variant: str  # "clean" | "annotated" | "crop"
     jpeg: bytes
     frame_ts: dt.datetime | None  # wall-clock time of the frame
+
+    @property
+    def strip(self) -> bool:
+        """A frame-strip frame (see ``STRIP_SEQ_BASE``), not a legal evidence moment."""
+        return is_strip_seq(self.seq)
 
 
 @dataclass(frozen=True)
