@@ -25,6 +25,7 @@ import yaml
 from streams.annotation_sampler import AnnotationSampler
 from streams.cameras_db import CameraRegistry
 from streams.config_watch import CONFIG_POLL_S, ConfigWatcher
+from streams.frame_strip import FRAME_STRIPS
 from streams.leases import DbLeases, LeaseManager, RedisLeases, shard_of
 from streams.metrics import get_metrics, serve_metrics
 from streams.observers import FrameObserver
@@ -176,6 +177,7 @@ class WorkerStack:
         """The frame observers of this worker's cameras (``streams.observers``); each feature that watches
         the cameras' pictures without being a rule adds its observer here."""
         observers: list[FrameObserver] = []
+        observers.append(FRAME_STRIPS)  # frames across each dwell for the case's frame strip
         observers.append(AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model))
         self.recheck = recheck_observer_for(self)  # camera re-checks of cases (issue 19)
         observers.append(self.recheck)
