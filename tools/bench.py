@@ -40,6 +40,11 @@ from tools.bench_plan import FULL, QUICK, BenchPlan
 from tools.bench_sections import DEFAULT_SECTIONS, SECTIONS
 from tools.bench_stages import evidence_cost, guess_cameras, profile_stages
 
+try:  # int8 model cards arrive with issue 17's quantisation work; the bench runs without them
+    from urbaneye.model_card import ModelCard, int8_card_path
+except ImportError:
+    ModelCard = int8_card_path = None
+
 log = logging.getLogger(__name__)
 
 
@@ -47,16 +52,18 @@ def _cores() -> int:
     return min(os.cpu_count() or 1, 2)  # the documented box: 2 cores
 
 
-def int8_map50_delta(model: Path, int8: Path) -> tuple[float | None, str]:
-    """int8 mAP50 minus fp32 mAP50 (points, 0..1 scale) from the int8 model's card, and where it came from."""
-    try:
-        from models.quantize import accuracy_delta  # the INT8 helper's quantisation records it
-    except ImportError:
-        return None, "models.quantize not available: int8_map50_delta not measured"
-    try:
-        return accuracy_delta(model, int8)
-    except Exception as exc:  # a card without the figure must not cost the rest of the bench
-        return None, f"int8 accuracy delta unavailable: {type(exc).__name__}: {exc}"
+def int8_map50_delta(int8: Path) -> tuple[float | None, str]:
+    """int8 mAP50 minus its fp32 parent's on the held-out set (0..1 scale), as ``urbaneye quantize``
+    measured it into the int8 model's card, and where the figure came from."""
+    if int8_card_path is None:
+        return None, "urbaneye.model_card has no int8 cards in this build: int8_map50_delta not measured"
+    card_path = int8_card_path(int8)
+    if not card_path.is_file():
+        return None, f"no {card_path.name} beside {int8.name}: run urbaneye quantize with a held-out set"
+    quantization = ModelCard.load(card_path).quantization
+    if quantization is None or "map50_delta" not in quantization.accuracy:
+        return None, f"{card_path.name} records no held-out accuracy: quantize again with a held-out set"
+    return float(quantization.accuracy["map50_delta"]), f"{card_path.name} (urbaneye quantize, held-out set)"
 
 
 # ------------------------------------------------------------------------------------------ detector
@@ -67,7 +74,7 @@ def detector_section(model: Path, plan: BenchPlan, load: int) -> dict[str, Any]:
     layouts = default_layouts(cores)
     out = bench_detector(model, frame, plan.detector_frames, cores, int8)
     out["layout"] = layout_summary(bench_layouts(model, frame, plan.layout_frames, layouts), cores)
-    delta, source = int8_map50_delta(model, int8) if int8 else (None, "no int8 model next to the model")
+    delta, source = int8_map50_delta(int8) if int8 else (None, "no int8 model next to the model")
     out["int8_map50_delta"], out["int8_map50_source"] = delta, source
     if load:
         with BackgroundLoad(load):
