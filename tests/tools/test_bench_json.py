@@ -55,6 +55,7 @@ def tiny_plan(tmp_path: Path) -> BenchPlan:
     )
 
 
+@pytest.mark.slow  # a whole bench run, small: ~1 min idle, several on a busy machine
 def test_bench_json_has_every_figure_loaded_and_unloaded(
     settings_env, tiny_plan: BenchPlan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
