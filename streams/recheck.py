@@ -50,9 +50,10 @@ from urbaneye.rechecks import (
     skip_recheck,
 )
 from urbaneye.storage import EvidenceStore, get_store
-from vision.config import CameraConfig, RecheckConfig
-from vision.evidence import VIOLATION_OBJECTS, render_evidence
+from vision.config import CameraConfig, CamerasFile, RecheckConfig
+from vision.evidence import render_evidence
 from vision.geometry import box_iou, polygon_px, scale_box
+from vision.kinds import Catalogue, kind_catalogue
 from vision.types import OBJECT_KINDS, Detections, Escalation, EventKind, ObjectKind, ViolationEvent
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,18 @@ MIN_USABLE_FRACTION = 0.5
 OFFLINE_GRACE_S = 10.0
 
 
-def presence_classes(kind: str) -> frozenset[int]:
-    """Class ids whose object at the place means the violation is still there: the kind's objects but
-    people (a passer-by at a cleared place is no stall). Unknown kinds: every class but people."""
-    objects = VIOLATION_OBJECTS.get(kind, tuple(OBJECT_KINDS))
-    return frozenset(i for i, k in enumerate(OBJECT_KINDS) if k in objects and k != ObjectKind.PERSON)
+def presence_classes(kind: str, catalogue: Catalogue | None = None) -> frozenset[int]:
+    """Class ids whose object at the place means the violation is still there: the kind's classes
+    (``vision.kinds``: built-ins and the cameras file's ``violations:``) but people — a passer-by at a
+    cleared place is no stall. A kind the catalogue does not know: every class but people.
+
+    Example:
+        >>> sorted(str(OBJECT_KINDS[i]) for i in presence_classes("bike_misparking"))
+        ['bicycle', 'e_bike']
+    """
+    spec = (catalogue or kind_catalogue(CamerasFile())).get(kind)
+    names = set(spec.classes) if spec is not None else {str(k) for k in OBJECT_KINDS}
+    return frozenset(i for i, k in enumerate(OBJECT_KINDS) if str(k) in names and k != ObjectKind.PERSON)
 
 
 def at_place(boxes_xyxy: np.ndarray, place_xyxy: tuple[float, float, float, float]) -> np.ndarray:
@@ -141,16 +149,16 @@ class PlaceWatch:
     """One re-check window of one case: tallies the frames it is given, then judges them.
 
     Example:
-        >>> watch = PlaceWatch(target, window_s=60)
-        >>> watch.add(view)  # each detected frame of the camera, until ``watch.done``
-        >>> watch.outcome().result
+        >>> watch = PlaceWatch(target, window_s=60)  # doctest: +SKIP
+        >>> watch.add(view)  # each detected frame of the camera, until ``watch.done``  # doctest: +SKIP
+        >>> watch.outcome().result  # doctest: +SKIP
         <RecheckResult.CLEARED: 'cleared'>
     """
 
-    def __init__(self, target: RecheckTarget, window_s: float) -> None:
+    def __init__(self, target: RecheckTarget, window_s: float, catalogue: Catalogue | None = None) -> None:
         self.target = target
         self.window_s = window_s
-        self.classes = presence_classes(target.kind)
+        self.classes = presence_classes(target.kind, catalogue)
         self.tally = WindowTally()
         self.done = False
 
@@ -231,6 +239,7 @@ class RecheckObserver:
             is down at start is used once it is up (until then finished re-checks wait and are retried).
         poll_s: seconds between polls for new requests and finished windows.
         schedule_s: seconds between looks for due scheduled re-checks.
+        catalogue: the violation kinds (``vision.kinds.kind_catalogue``) whose classes are looked for.
     """
 
     def __init__(
@@ -243,7 +252,9 @@ class RecheckObserver:
         *,
         poll_s: float = 2.0,
         schedule_s: float = 60.0,
+        catalogue: Catalogue | None = None,
     ) -> None:
+        self.catalogue = catalogue
         self.db_url = db_url
         self.worker_id = worker_id
         self.policies = dict(policies)
@@ -321,7 +332,9 @@ class RecheckObserver:
                     skip_recheck(session, target.recheck_id, why_not)
                     continue
                 task = _Task(
-                    PlaceWatch(target, policy.window_s), policy, now + policy.window_s + OFFLINE_GRACE_S
+                    PlaceWatch(target, policy.window_s, self.catalogue),
+                    policy,
+                    now + policy.window_s + OFFLINE_GRACE_S,
                 )
                 with self._lock:
                     self._tasks[target.recheck_id] = task
@@ -427,4 +440,5 @@ def recheck_observer_for(stack) -> RecheckObserver:  # noqa: ANN001 - streams.ru
         stack.cameras_file.recheck,
         lambda: owned_cameras(stack.worker),
         lambda: get_store(stack.settings),
+        catalogue=kind_catalogue(stack.cameras_file),
     ).start()
