@@ -1,4 +1,4 @@
-"""Per-camera processing: motion gate → detector → false-alarm memory → rules → events.
+"""Per-camera processing: motion gate → detector → false-alarm memory → static objects → rules → events.
 
 ``CameraProcessor`` runs on the worker's processing thread, which shares one detector (one ONNX session)
 across all cameras of the process; frames come from the camera's capture (``streams.capture``).
@@ -21,9 +21,12 @@ from streams.status import CameraHealth
 from vision.config import CameraConfig, RulesConfig
 from vision.memory import MemoryBook
 from vision.pipeline import CameraPipeline
-from vision.types import Detections, ViolationEvent
+from vision.static_objects import StaticObjectDetector, with_unknown
+from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
 
 log = logging.getLogger(__name__)
+
+_PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
 
 
 class Detector(Protocol):
@@ -86,6 +89,9 @@ class CameraProcessor:
         sink: where events go (``HandoffQueue``), or None to only return them.
         gating: False detects every sampled frame (``--no-motion-gating``).
         live: stream times are epoch seconds (the rules' schedules then use them as wall clock).
+        static_objects: run the static-object detector (``vision.static_objects``) on every processed frame,
+            gated or not (~1.3 ms a frame); its ``unknown_object`` regions that no model detection explains
+            join what the rules see. None = the camera's ``static_objects``, else on for live cameras.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class CameraProcessor:
         on_shadow_opened: Callable[[str, ViolationEvent], None] | None = None,
         memory: MemoryBook | None = None,
         observers: Sequence[FrameObserver] = (),
+        static_objects: bool | None = None,
     ) -> None:
         if pipeline is None:
             pipeline = CameraPipeline(camera, rules, escalation_history=escalation_history, live=live)
@@ -126,6 +133,9 @@ class CameraProcessor:
         #: worker-wide frame observers (``streams.observers``): annotation sampling, camera re-checks
         self.observers = tuple(observers)
         self._kept = self._kept_of = Detections.empty()
+        self._static_wanted = static_objects
+        self.static = self._static_detector(camera, live)
+        self._absorbed: set[str] = set()  # false-alarm memory entries whose place became background
         self.health = health
         self.on_detect = on_detect
         self.gating = gating
@@ -137,6 +147,12 @@ class CameraProcessor:
         self._pending_timeline: bool | None = None  # live flag of a new timeline, None = same timeline
         self.detector_calls = 0
         self.frames = 0
+
+    def _static_detector(self, camera: CameraConfig, live: bool) -> StaticObjectDetector | None:
+        wanted = self._static_wanted
+        if wanted is None:
+            wanted = camera.static_objects if camera.static_objects is not None else live
+        return StaticObjectDetector() if wanted else None
 
     def _gate(self, camera: CameraConfig) -> MotionGate:
         motion = camera.motion if self.gating else camera.motion.model_copy(update={"enabled": False})
@@ -174,6 +190,8 @@ class CameraProcessor:
             self.pipeline = CameraPipeline(camera, self.rules, escalation_history=book, live=live)
         self.camera, self.live = camera, live
         self.gate = self._gate(camera)
+        self.static = self._static_detector(camera, live)  # its clock starts over too
+        self._absorbed = set()
         self._carried = Detections.empty()
         self._last_ts_s = None
         self._last_wh = None
@@ -193,6 +211,9 @@ class CameraProcessor:
         if camera.zones != old.zones or camera.motion != old.motion:
             # Motion only counts in and around zones; the new gate also detects the next frame afresh.
             self.gate = self._gate(camera)
+        if camera.static_objects != old.static_objects:
+            self.static = self._static_detector(camera, self.live)
+            self._absorbed = set()
         self.camera = camera
         self._shadow_pipeline = None  # rebuilt with the new zones at its next frame
         return events
@@ -230,12 +251,12 @@ class CameraProcessor:
         if self.shadow is not None:
             self._step_shadow(frame, ts_s, decision.detect)
         kept = self._remembered(detections, frame, ts_s, decision.detect)
+        unknown = self._static_regions(frame, ts_s, detections)
         if self.observers:
-            view = FrameView(
-                self.camera, frame, ts_s, kept, Detections.empty(), decision.detect, model_version
-            )
+            view = FrameView(self.camera, frame, ts_s, kept, unknown, decision.detect, model_version)
             notify(self.observers, view)
-        events += self.pipeline.step(kept, ts_s, frame.wh, fresh=decision.detect)
+        seen = with_unknown(kept, unknown)
+        events += self.pipeline.step(seen, ts_s, frame.wh, fresh=decision.detect)
         if self.health is not None:
             # a failing rule does not stop the camera; its status names the rule and the error
             failing = "; ".join(f"rule {k} failed: {e}" for k, e in self.pipeline.rule_errors().items())
@@ -244,6 +265,24 @@ class CameraProcessor:
             for event in events:
                 self.sink.put(event, frame, detections, model_version)
         return ProcessResult(decision, detections, events, inference_ms)
+
+    def _static_regions(self, frame: SampledFrame, ts_s: float, detections: Detections) -> Detections:
+        """The static-object detector's ``unknown_object`` regions of this frame (empty when it is off).
+
+        It sees every processed frame, gated or not, with the model's person boxes (carried ones when the
+        gate skipped the detector: people who stand still are still masked). What the false-alarm memory
+        remembers (a reviewer's 误检 / 固定设施) becomes background once, so it is not reported again.
+        """
+        if self.static is None:
+            return Detections.empty()
+        persons = detections.xyxy[detections.class_id == _PERSON]
+        found = self.static.update(frame.image, ts_s, persons)
+        if self.memory is not None and len(self.memory):
+            for entry in self.memory.active(ts_s):
+                if entry.entry_id not in self._absorbed:
+                    self.static.absorb(entry.box_in(frame.wh))
+                    self._absorbed.add(entry.entry_id)
+        return found
 
     def _remembered(
         self, detections: Detections, frame: SampledFrame, ts_s: float, detect: bool

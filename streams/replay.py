@@ -64,19 +64,23 @@ def replay_video(
     gating: bool = True,
     sink: EventSink | None = None,
     memory: MemoryBook | None = None,
+    static_objects: bool | None = None,
 ) -> ReplayStats:
     """Run one camera's pipeline over one video file; ``on_event`` gets every event (sightings too).
 
     ``sink`` (e.g. a ``streams.events.HandoffQueue``) also receives each event with its frame, as in a
     worker: evidence rendering and the hand-off to cases, driven by video time. ``memory``: the camera's
     false-alarm memory (``vision.memory``; its times in video seconds), as a worker loads it.
+    ``static_objects``: run the static-object detector (None = the camera's ``static_objects``, off for files).
     """
     stats = ReplayStats(camera.id, str(video))
     source = VideoSource(SourceConfig(url=str(video)), decode_threads=0)  # 0 = FFmpeg's choice: one file
     source.open()  # SourceError names the file and the fix
     origin = file_origin(camera) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     sampler = Sampler(camera.detect_fps)
-    processor = CameraProcessor(camera, rules, detector, sink, gating=gating, live=False, memory=memory)
+    processor = CameraProcessor(
+        camera, rules, detector, sink, gating=gating, live=False, memory=memory, static_objects=static_objects
+    )
     t0 = time.perf_counter()
     try:
         while source.grab():

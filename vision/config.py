@@ -291,6 +291,11 @@ class CameraConfig(_Model):
     group: str = Field("default", description="camera group; selects the active model")
     bike_operator_routing: bool = Field(False, description="send shared-bike cases to the bike operator")
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    static_objects: bool | None = Field(
+        None,
+        description="run the static-object detector (unknown_object regions, 待分类 cases where zones allow); "
+        "None = on for live cameras, off in replays of files",
+    )
     zones: list[ZoneConfig] = Field(default_factory=list)
 
     @field_validator("timezone")

@@ -35,7 +35,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vision.types import UNKNOWN_OBJECT, UNKNOWN_OBJECT_CLASS_ID, Detections
+from vision.geometry import iou_matrix
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind
+
+_PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,54 @@ def _merge_touching(
             if merged:
                 break
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(c, np.float32), np.array(a, np.float32)
+
+
+#: An unknown region this similar to a model detection (IoU), or holding its centre, is that object.
+KNOWN_MATCH_IOU = 0.3
+
+
+def with_unknown(model: Detections, unknown: Detections) -> Detections:
+    """What the rules see: the model's detections plus the unknown regions no known object explains.
+
+    The known label wins: a region that overlaps a model detection of an object kind (IoU >=
+    ``KNOWN_MATCH_IOU``, or the detection's centre inside the region, or the region's centre inside the
+    detection) is that object and is dropped. People never explain a region (the detector masks them).
+
+    Args:
+        model: (n,) the trained detector's detections (any kinds).
+        unknown: (m,) ``StaticObjectDetector.update`` regions, ``class_id == UNKNOWN_OBJECT_CLASS_ID``.
+
+    Returns:
+        (n + k,) detections, k <= m; ``model`` itself when no region is left.
+
+    Example:
+        >>> len(with_unknown(garbage_on_the_pile, pile_region))  # the pile is garbage, not unknown
+        1
+    """
+    if not len(unknown):
+        return model
+    objects = model.xyxy[model.class_id != _PERSON]
+    if len(objects):
+        explained = iou_matrix(unknown.xyxy, objects) >= KNOWN_MATCH_IOU
+        explained |= _centre_inside(objects, unknown.xyxy).T | _centre_inside(unknown.xyxy, objects)
+        unknown = unknown[~explained.any(axis=1)]
+    if not len(unknown):
+        return model
+    if not len(model):
+        return unknown
+    return Detections.merge([model, unknown])  # data keys and tracker ids only where both have them
+
+
+def _centre_inside(points_of: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(n, m) bool: the centre of ``points_of[i]`` lies inside ``boxes[j]``."""
+    cx = (points_of[:, 0] + points_of[:, 2]) / 2
+    cy = (points_of[:, 1] + points_of[:, 3]) / 2
+    return (
+        (cx[:, None] >= boxes[None, :, 0])
+        & (cx[:, None] <= boxes[None, :, 2])
+        & (cy[:, None] >= boxes[None, :, 1])
+        & (cy[:, None] <= boxes[None, :, 3])
+    )
 
 
 def _empty() -> Detections:

@@ -436,6 +436,9 @@ def update_candidates(
         boxes = objs.xyxy.tolist()
         assign = _match(state.candidates, objs, boxes)
         tids = None if objs.tracker_id is None else objs.tracker_id.tolist()
+        # an unknown_object region is the static-object detector's own observation of this frame, new even
+        # when the model's detections are carried
+        observed = ((objs.class_id == UNKNOWN_OBJECT_CLASS_ID) | fresh).tolist()
         for i in range(len(objs)):
             box = tuple(boxes[i])
             tid = None if tids is None else tids[i]
@@ -450,7 +453,16 @@ def update_candidates(
                 state.candidates.append(c)
             settled_before = c.dwell_start_s
             _observe(
-                c, box, float(objs.confidence[i]), tid, blocked, support, now_s, state.frame, rules, fresh
+                c,
+                box,
+                float(objs.confidence[i]),
+                tid,
+                blocked,
+                support,
+                now_s,
+                state.frame,
+                rules,
+                observed[i],
             )
             if c.dwell_start_s is not None and c.dwell_start_s != settled_before:
                 _absorb_duplicate(state, c)
