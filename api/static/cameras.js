@@ -106,12 +106,7 @@ function mountCamera(root, cameraId) {
     }
     const img = el("img", { src: ed.snapshot, alt: "摄像头快照", draggable: "false", id: "snapshot" });
     const box = el("div", { class: "imgwrap snapshot" }, img, overlay);
-    // the whole snapshot fits the window (vertices at the bottom stay in view): cap the width by the
-    // height left under the header for the picture's aspect
-    img.addEventListener("load", () => {
-      const aspect = img.naturalWidth / Math.max(1, img.naturalHeight);
-      box.style.maxWidth = `calc((100vh - 190px) * ${aspect.toFixed(4)})`;
-    });
+    img.addEventListener("load", () => fitSnapshot(img, box));
     if (isAdmin) {
       box.addEventListener("click", (e) => {
         if (!ed.draft || ed.draft.closed) return;
@@ -266,9 +261,30 @@ function mountCamera(root, cameraId) {
     loadMemory();
   }
 
+  const refit = () => {
+    const img = stage.querySelector("#snapshot");
+    if (img && img.complete) fitSnapshot(img, img.parentElement);
+  };
+  window.addEventListener("resize", refit);
   load();
   loadMemory();
-  return () => { if (ed.snapshot) URL.revokeObjectURL(ed.snapshot); };
+  return () => {
+    window.removeEventListener("resize", refit);
+    if (ed.snapshot) URL.revokeObjectURL(ed.snapshot);
+  };
+}
+
+// Room kept under the snapshot for the drawing hint, px.
+const HINT_ROOM_PX = 44;
+
+// The whole snapshot fits the window (vertices at the bottom stay in view): its width is capped so that its
+// height is what is left under everything above it (header, camera details, an error line) at the top of
+// the page, less the hint line under it.
+function fitSnapshot(img, box) {
+  const aspect = img.naturalWidth / Math.max(1, img.naturalHeight);
+  const top = box.getBoundingClientRect().top + window.scrollY;
+  const room = Math.max(240, window.innerHeight - top - HINT_ROOM_PX);
+  box.style.maxWidth = `${Math.floor(room * aspect)}px`;
 }
 
 /** A zone the server refuses, in Chinese with its reason (vision.config.verify_polygon's messages). */

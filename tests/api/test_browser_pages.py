@@ -81,8 +81,8 @@ def chromium(server) -> Iterator:  # noqa: ANN001, F811
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
 
-        def open_page() -> Watched:
-            context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
+        def open_page(viewport: dict[str, int] = VIEWPORT) -> Watched:
+            context = browser.new_context(viewport=viewport, locale="zh-CN", timezone_id="Asia/Shanghai")
             page = context.new_page()
             page.set_default_timeout(20_000)
             page.base = server  # type: ignore[attr-defined]
@@ -123,4 +123,22 @@ def test_every_page_empty_has_no_console_error(chromium, db, role, shots) -> Non
     wait_for(watched.settled, what="the empty queue after the review keys")
     for name in PAGES[1:]:
         watched.show(name, shots, f"{role}-empty-{name}")
+    assert not watched.errors, watched.errors
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)], ids=["1366x768", "1920x1080"])
+def test_zone_editor_snapshot_fits_the_screen(chromium, seeded, size, shots) -> None:  # noqa: ANN001, F811
+    """The zone editor's snapshot, bottom vertices included, is in view without scrolling (issue 18 item 6)."""
+    width, height = size
+    watched = chromium({"width": width, "height": height})
+    page = watched.page
+    login(page, *LOGINS["admin"])
+    watched.show("cameras", shots, f"zone-editor-list-{width}")
+    page.click(".cam-card")
+    wait_js(page, "document.querySelector('#snapshot')?.naturalWidth > 0", "the snapshot loaded")
+    wait_for(watched.settled, what="the zone editor loaded")
+    box = page.locator("#snapshot").bounding_box()
+    page.screenshot(path=shots / f"zone-editor-{width}.png")
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, size)
+    assert page.evaluate("window.scrollY") == 0
     assert not watched.errors, watched.errors
