@@ -311,6 +311,11 @@ class LiveRingStream:
         with self._cond:
             self._cond.notify_all()
 
+    def wait_closed(self, timeout_s: float) -> bool:
+        """After ``close``: whether the reader thread ended within ``timeout_s`` (its read timeout bounds it)."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
 
 def open_main_stream(
     source: SourceConfig,

@@ -24,6 +24,7 @@ from streams.evidence_stream import (
     EvidenceMoment,
     EvidenceStreams,
     FileMainStream,
+    LiveRingStream,
     MainStreamError,
     below_legal_size,
     map_box,
@@ -33,7 +34,7 @@ from streams.frame_strip import FRAME_STRIPS
 from streams.status import StatusBoard
 from streams.worker import DetectorPool, StreamWorker
 from tests.streams.conftest import camera_dict
-from tests.streams.helpers import OracleAnchor, build_oracle_model, free_port, write_clip
+from tests.streams.helpers import MjpegServer, OracleAnchor, build_oracle_model, free_port, write_clip
 from tests.waiting import wait_for
 from urbaneye.cases.spool import STRIP_SEQ_BASE, CaseContext, EvidenceFrame
 from vision.config import SourceConfig, load_cameras
@@ -342,3 +343,38 @@ def test_a_failed_main_stream_is_not_retried_for_every_event(clips: dict[str, Pa
     with pytest.raises(MainStreamError, match="next try in"):
         streams.frame_at(camera, moment)
     assert (streams.failures, streams.main_frames) == (2, 0)
+
+
+@pytest.fixture
+def mjpeg_main() -> Iterator[MjpegServer]:
+    server = MjpegServer(fps=10, size=(1280, 720)).start()
+    yield server
+    server.stop()
+
+
+def test_live_main_stream_on_demand_and_kept_open(mjpeg_main: MjpegServer) -> None:
+    from vision.config import CameraConfig
+
+    on_demand = CameraConfig(id="cam-od", source={"url": "sub.mp4"}, evidence_source={"url": mjpeg_main.url})
+    streams = EvidenceStreams()
+    now = dt.datetime.now(dt.UTC)
+    frame = streams.frame_at(on_demand, EvidenceMoment(now, None))
+    assert frame.wh == (1280, 720) and streams.below_legal == {}
+    assert abs((frame.frame_time - now).total_seconds()) <= evidence_stream.MAX_SKEW_S
+
+    ring = LiveRingStream(SourceConfig(url=mjpeg_main.url), period_s=0.2, ring_frames=10)
+    try:
+        wait_for(lambda: ring.error == "", 30, "the kept-open main stream to deliver frames")
+        sent = wait_for(lambda: mjpeg_main.frames_sent >= 20 and mjpeg_main.frames_sent, 30, "frames")
+        moment = EvidenceMoment(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=0.5), None)
+        frame = ring.frame_at(moment)
+        assert frame.wh == (1280, 720)
+        assert abs((frame.frame_time - moment.frame_time).total_seconds()) <= evidence_stream.MAX_SKEW_S
+        assert (
+            ring.frame_at(moment).frame_time
+            <= ring.frame_at(EvidenceMoment(dt.datetime.now(dt.UTC), None)).frame_time
+        )
+        assert mjpeg_main.frames_sent > sent  # the one connection keeps streaming between grabs
+    finally:
+        ring.close()
+    assert ring.wait_closed(10)
