@@ -245,8 +245,9 @@ def annotate(
 def caption_lines(
     event: ViolationEvent, camera_name: str, local_time: dt.datetime | str, zone_name: str = ""
 ) -> tuple[str, str, str]:
-    """The three lines of the burned-in caption: violation and dwell; camera and local time; zone (its
-    name, the id when it has none), GB/T code and score.
+    """The three lines of the burned-in caption: violation (the event's Chinese kind name, else the
+    built-in's) and dwell; camera and local time; zone (its name, the id when it has none), GB/T code and
+    name, and score.
 
     Example:
         >>> caption_lines(event, "人民路-01", "2025-06-01 10:00:00", "人民路东口")[2]  # doctest: +SKIP
@@ -256,10 +257,14 @@ def caption_lines(
         local_time.strftime("%Y-%m-%d %H:%M:%S") if isinstance(local_time, dt.datetime) else str(local_time)
     )
     code = GBT_CODES.get(event.gbt_code)
-    title = f"{VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))}  持续 {format_duration_zh(event.dwell_s)}"
+    code_name = event.gbt_name or (code.name if code else "")
+    kind_name = event.kind_name_zh or VIOLATION_NAMES_ZH.get(event.kind, str(event.kind))
+    title = f"{kind_name}  持续 {format_duration_zh(event.dwell_s)}"
     line2 = f"{camera_name}  {when}"
     zone = zone_name or event.zone_id
-    line3 = f"区域 {zone}  编码 {event.gbt_code}{' ' + code.name if code else ''}  置信度 {event.score:.2f}"
+    line3 = (
+        f"区域 {zone}  编码 {event.gbt_code}{' ' + code_name if code_name else ''}  置信度 {event.score:.2f}"
+    )
     return title, line2, line3
 
 

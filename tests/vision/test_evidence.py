@@ -192,3 +192,11 @@ def test_strip_frame_draws_box_zone_and_caption_at_thumbnail_size(zidane_bgr: np
     red = img[190:350, 349:352]  # the left edge of the violation's box is red (BGR)
     assert (red[..., 2].astype(int) - red[..., 0] > 80).mean() > 0.8
     assert (img[2:22, 4:120].min(axis=2) > 200).sum() > 30  # white caption text in the corner
+
+
+def test_caption_names_a_configured_kind_and_its_code() -> None:
+    event = make_event(kind="goods_display", gbt_code="0599", gbt_name="店外经营", kind_name_zh="出店经营")
+    title, _, line3 = caption_lines(event, "cam", LOCAL, "人民路北侧")
+    assert title == "出店经营  持续 6分12秒"
+    assert line3 == "区域 人民路北侧  编码 0599 店外经营  置信度 0.82"
+    assert caption_lines(make_event(), "cam", LOCAL)[0] == "占道经营  持续 6分12秒"
