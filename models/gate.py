@@ -155,3 +155,71 @@ def decide(
         tail = f"; worst regression class: {worst.detail}" if worst else ""
         return GateDecision(True, f"promoted: {checks[0].detail}{tail}", tuple(checks))
     return GateDecision(False, "kept as candidate: " + "; ".join(c.detail for c in failed), tuple(checks))
+
+
+#: An int8 variant may lose at most this much overall mAP50 against its fp32 parent (0.5 point).
+MAX_INT8_MAP50_DROP = 0.005
+
+
+def decide_int8(
+    *,
+    int8: Mapping[str, Any],
+    fp32: Mapping[str, Any],
+    max_map50_drop: float = MAX_INT8_MAP50_DROP,
+    max_class_drop_ap50: float = MAX_CLASS_DROP_AP50,
+) -> GateDecision:
+    """Whether an int8 variant may stand in for its fp32 parent, from both models' ``evaluate_model``
+    reports on the same held-out set: overall mAP50 may drop by at most ``max_map50_drop`` (0.5 pt) and
+    each class's AP50 by at most ``max_class_drop_ap50`` (1 pt). Classes the parent has no AP for are
+    skipped; a class the int8 model lacks counts as AP50 0; no scored class at all refuses.
+
+    Example:
+        >>> fp = {"map50": 0.861, "per_class": {"garbage": {"ap50": 0.80}}}
+        >>> q = {"map50": 0.858, "per_class": {"garbage": {"ap50": 0.79}}}
+        >>> decide_int8(int8=q, fp32=fp).promote
+        True
+    """
+    checks: list[GateCheck] = []
+    new_m, old_m = _number(int8.get("map50")), _number(fp32.get("map50"))
+    if new_m is None or old_m is None:
+        checks.append(
+            GateCheck("int8_map50", False, new_m, old_m, "mAP50 undefined (empty set or failed eval)")
+        )
+    else:
+        ok = old_m - new_m <= max_map50_drop + 1e-9
+        checks.append(
+            GateCheck(
+                "int8_map50",
+                ok,
+                new_m,
+                old_m,
+                f"int8 mAP50 {new_m:.3f} vs fp32 {old_m:.3f} ({_pts(new_m - old_m)}; "
+                f"limit -{max_map50_drop * 100:.1f} pt)",
+            )
+        )
+    new_pc = int8.get("per_class") or {}
+    scored = 0
+    for name, row in sorted((fp32.get("per_class") or {}).items()):
+        old_ap = _number((row or {}).get("ap50"))
+        if old_ap is None:
+            continue
+        scored += 1
+        new_ap = _number((new_pc.get(name) or {}).get("ap50"))
+        drop = old_ap - (new_ap or 0.0)
+        checks.append(
+            GateCheck(
+                f"int8_ap50:{name}",
+                drop <= max_class_drop_ap50 + 1e-9,
+                new_ap,
+                old_ap,
+                f"AP50 of '{name}' {old_ap:.3f} -> {new_ap or 0.0:.3f} ({_pts(-drop)}; "
+                f"limit -{max_class_drop_ap50 * 100:.1f} pt)",
+            )
+        )
+    if not scored:
+        checks.append(GateCheck("int8_ap50:*", False, None, None, "no class with ground truth to compare"))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        return GateDecision(False, "int8 refused: " + "; ".join(c.detail for c in failed), tuple(checks))
+    worst = min(checks[1:], key=lambda c: (c.new or 0.0) - (c.active or 0.0))
+    return GateDecision(True, f"int8 passed: {checks[0].detail}; worst class: {worst.detail}", tuple(checks))

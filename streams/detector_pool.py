@@ -1,4 +1,10 @@
-"""The detectors of one stream worker: one per camera group, shared by all the group's cameras."""
+"""The detectors of one stream worker: one per camera group, shared by all the group's cameras.
+
+Which precision runs follows ``model.precision`` of the cameras file (``urbaneye.registry_precision``):
+``auto`` runs the int8 variant that passed its gate when the detector runs on the CPU, ``int8`` runs it
+wherever it runs, ``fp32`` never does. Without a registry the same rule applies to the shipped files: the
+configured fp32 ONNX's ``.int8.onnx`` sibling whose card says it passed.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,80 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from streams.camera import DetectorSource
-from urbaneye.hot_reload import ModelWatcher
+from urbaneye.db.models import ModelVersion
+from urbaneye.hot_reload import Loaded, ModelWatcher
+from urbaneye.registry_precision import resolve_precision, shipped_int8_passed
 from urbaneye.settings import get_settings
 from vision.config import CamerasFile
-from vision.detector import OnnxDetector
+from vision.detector import PREFERRED_PROVIDERS, OnnxDetector
 
 log = logging.getLogger(__name__)
+
+
+def runs_on_cpu() -> bool:
+    """True when ``OnnxDetector`` would pick the CPU provider here (no accelerator provider installed)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return next((p for p in PREFERRED_PROVIDERS if p in available), "CPUExecutionProvider") == (
+        "CPUExecutionProvider"
+    )
+
+
+def wants_int8(precision: str, on_cpu: bool) -> bool:
+    """Whether ``model.precision`` asks for the int8 variant on this machine (``auto``: only on the CPU)."""
+    return precision == "int8" or (precision == "auto" and on_cpu)
+
+
+def static_model_path(configured: str, precision: str, on_cpu: bool) -> str:
+    """The file to run for a configured fp32 ONNX without a registry: its passing int8 sibling when
+    ``precision`` wants int8, else the file itself (an explicitly int8 file is run as it is)."""
+    if wants_int8(precision, on_cpu):
+        int8 = shipped_int8_passed(configured)
+        if int8 is not None:
+            return str(int8)
+        if precision == "int8":
+            log.warning(
+                "model.precision int8: %s has no int8 sibling that passed its gate; running it", configured
+            )
+    return configured
+
+
+class PrecisionWatcher(ModelWatcher):
+    """A ``ModelWatcher`` that runs the variant ``model.precision`` chooses for the group's active version.
+
+    The registry keeps naming the fp32 version as active; this watcher loads the variant instead (cases
+    record the variant's version) and keeps it while the active version and its chosen variant stay the
+    same, so an int8 variant registered later is picked up on a later poll like any model change.
+    """
+
+    def __init__(self, group: str, *, precision: str, on_cpu: bool, **kwargs: Any) -> None:
+        super().__init__(group, **kwargs)
+        self.precision, self.on_cpu = precision, on_cpu
+
+    def _load_version(self, mv: ModelVersion) -> Loaded | None:
+        with self._sessions() as session:
+            target = self._target(session, mv)
+        for loaded in (self._active, self._shadow):
+            if loaded is not None and loaded.version == target.version:
+                return None  # already serving the chosen variant: nothing to swap
+        return super()._load_version(target)
+
+    def _target(self, session: Session, mv: ModelVersion) -> ModelVersion:
+        try:
+            target = resolve_precision(session, session.merge(mv), self.precision, on_cpu=self.on_cpu)
+            session.commit()  # the shipped int8 variant may have been registered just now
+        except Exception as exc:  # the variant choice must never stop the group's model from loading
+            log.warning(
+                "camera group %s: precision choice failed (%s); running %s", self.group, exc, mv.version
+            )
+            session.rollback()
+            return mv
+        session.expunge(target)
+        return target
 
 
 class DetectorPool:
@@ -48,7 +121,8 @@ class DetectorPool:
         if self.detector_factory is not None:
             return self.detector_factory(path or "")
         if path is None:
-            path = self.cameras_file.model.path or str(get_settings().model_path)
+            configured = self.cameras_file.model.path or str(get_settings().model_path)
+            path = static_model_path(configured, self.cameras_file.model.precision, runs_on_cpu())
         return OnnxDetector(path, self.cameras_file.model)
 
     def source(self, group: str) -> DetectorSource:
@@ -76,9 +150,15 @@ class DetectorPool:
         return lambda: watcher.shadow(camera_id)
 
     def _start_watcher(self, group: str) -> ModelWatcher | None:
-
-        watcher = ModelWatcher(
+        model, on_cpu = self.cameras_file.model, runs_on_cpu()
+        watcher = PrecisionWatcher(
             group,
+            precision=model.precision,
+            on_cpu=on_cpu,
+            # while the group has no active model: the configured file, or its int8 sibling
+            fallback_path=static_model_path(
+                model.path or str(get_settings().model_path), model.precision, on_cpu
+            ),
             poll_s=self.poll_s,
             model_config=self.cameras_file.model,
             session_factory=self.session_factory,

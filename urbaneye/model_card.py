@@ -4,7 +4,9 @@ The card is a JSON file beside the model (``card.json``). It is written by ``urb
 updated by ``urbaneye eval --card`` when the model is measured on a held-out set, so a reviewer can
 reproduce both the model and its figures from the card alone. ``urbaneye models import`` writes one for a
 model trained elsewhere: its labels, input size, sha256, where it came from and the class map applied.
-The model registry (``urbaneye.registry``) reads the shipped model's card to register it.
+The model registry (``urbaneye.registry``) reads the shipped model's card to register it. An int8 model
+(``urbaneye quantize``) has a card of its own, ``<stem>.card.json`` beside it (``int8_card_path``), with
+``precision: "int8"`` and its ``quantization`` (parent, calibration set, accuracy delta, gate).
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from typing import Any
 from vision.digest import sha256_file
 
 CARD_SCHEMA_VERSION = 1
+
+
+def int8_card_path(onnx_path: str | Path) -> Path:
+    """Where an int8 model's card lives: ``m.int8.onnx`` -> ``m.int8.card.json`` (beside the model).
+
+    Example:
+        >>> int8_card_path("models/bootstrap/urbaneye-bootstrap.int8.onnx").name
+        'urbaneye-bootstrap.int8.card.json'
+    """
+    return Path(onnx_path).with_suffix(".card.json")
 
 
 def _cpu_model() -> str:
@@ -93,6 +105,36 @@ class ModelSource:
     imported_at: str
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """How an int8 model was made from its fp32 parent, and what it costs in accuracy.
+
+    Attributes:
+        parent_file / parent_sha256: the fp32 ONNX it was quantised from.
+        method: e.g. ``"onnxruntime static QDQ, minmax"``; ``activation_type`` ``uint8``/``int8``; weights are
+            int8 per channel.
+        calibration: ``{"source": "reviews"|"dir"|"synthetic", "frames", "detail"}``.
+        float_nodes: nodes kept in float (the detect head's decode).
+        accuracy: fp32 vs int8 on the held-out set (``models.quantize.PrecisionComparison.to_json``:
+            ``fp32_map50``, ``int8_map50``, ``map50_delta``, ``per_class_ap50_delta``, ``fp32_ms``, ...).
+        gate: the int8 gate's decision against the parent (``models.gate.decide_int8``).
+    """
+
+    parent_file: str
+    parent_sha256: str
+    method: str
+    activation_type: str
+    calibration: dict[str, Any]
+    float_nodes: list[str]
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when the int8 gate accepted the model (an unmeasured model never passes)."""
+        return self.gate.get("promote") is True
+
+
 @dataclass
 class ArtifactInfo:
     """One file of the model: where it is (relative to the card), its hash and size."""
@@ -130,6 +172,8 @@ class ModelCard:
         class_map: every model label -> the object kind it becomes, or None (ignored); empty for our own
             models, whose labels are the kinds.
         source: for an imported model, the file it came from.
+        precision: ``"fp32"`` or ``"int8"``.
+        quantization: for an int8 model, how it was quantised and its accuracy against the fp32 parent.
     """
 
     name: str
@@ -144,6 +188,8 @@ class ModelCard:
     init_weights: str | None = None
     class_map: dict[str, str | None] = field(default_factory=dict)
     source: ModelSource | None = None
+    precision: str = "fp32"
+    quantization: Quantization | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     schema_version: int = CARD_SCHEMA_VERSION
 
@@ -170,6 +216,8 @@ class ModelCard:
         data["artifacts"] = {k: ArtifactInfo(**v) for k, v in data.get("artifacts", {}).items()}
         if data.get("source") is not None:
             data["source"] = ModelSource(**data["source"])
+        if data.get("quantization") is not None:
+            data["quantization"] = Quantization(**data["quantization"])
         return cls(**data)
 
     @classmethod
