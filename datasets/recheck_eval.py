@@ -9,7 +9,10 @@ frame, the bootstrap detector, the window of ``--window-s``):
 variant     the place after the handler's visit                                 expected
 ==========  =================================================================  ================
 gone        the objects are gone; a passer-by walks through the place           cleared
+passing     gone, but one of the kind passes through the place (a cart wheeled  cleared
+            past, a bike ridden past, a bag carried past)
 stays       the objects are still there                                         still_present
+ir          stays, at night in the camera's infrared mode                       still_present
 partly      some of the objects are gone, one remains (bikes 3 -> 1, bags 2->1)  still_present
 dark        ``stays`` with the picture darkened to 8 % (night without IR)       inconclusive
 blocked     ``stays`` with the lens covered (one flat grey)                     inconclusive
@@ -95,13 +98,15 @@ SCENES = (
 )
 EXPECTED = {
     "gone": RecheckResult.CLEARED,
+    "passing": RecheckResult.CLEARED,
     "stays": RecheckResult.STILL_PRESENT,
+    "ir": RecheckResult.STILL_PRESENT,
     "partly": RecheckResult.STILL_PRESENT,
     "dark": RecheckResult.INCONCLUSIVE,
     "blocked": RecheckResult.INCONCLUSIVE,
 }
 #: Variants rendered as scenes; dark and blocked are ``stays`` with the picture changed.
-RENDERED = ("stays", "gone", "partly")
+RENDERED = ("stays", "gone", "partly", "passing", "ir")
 
 
 def _stationary(actor: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +114,16 @@ def _stationary(actor: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in actor.items() if k not in ("from", "to", "enter_s", "leave_s", "exit_s")}
     out["arrive_s"] = 0
     return out
+
+
+def _passing(actor: dict[str, Any], place: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """One of the kind moving through the place without stopping (a bag is carried by a person)."""
+    route = {"from": {**place, "z_m": place["z_m"] + 7}, "to": {**place, "z_m": max(3.0, place["z_m"] - 7)}}
+    timing = {"enter_s": 1, "exit_s": max(2.0, duration_s - 1)}
+    if actor["kind"] == "garbage":
+        return {"id": "carried", "kind": "person", "seed": 8, "carries": "garbage_bag", **timing, **route}
+    moving = {"id": "mover", "kind": actor["kind"], "seed": actor.get("seed", 0), **timing, **route}
+    return {**moving, "rider": True} if actor["kind"] in ("bicycle", "e_bike") else moving
 
 
 def scene_doc(scene: Scene, variant: str, duration_s: float) -> dict[str, Any]:
@@ -121,11 +136,13 @@ def scene_doc(scene: Scene, variant: str, duration_s: float) -> dict[str, Any]:
     doc["must_not_alert"] = False
     actors = [a for a in doc["actors"] if a["id"] in scene.actor_ids] + list(scene.extra_actors)
     objects = [_stationary(a) for a in actors]
-    if variant == "gone":
-        objects = []
+    place = actors[0]["at"]
+    if variant in ("gone", "passing"):
+        objects = [_passing(actors[0], place, duration_s)] if variant == "passing" else []
     elif variant == "partly":
         objects = objects[:1]
-    place = actors[0]["at"]
+    elif variant == "ir":
+        doc["view"]["time_of_day"] = "ir"
     passer = {
         "id": "passer",
         "kind": "person",
