@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -42,12 +45,11 @@ def ensure_demo_clips(
     Example:
         >>> cameras_path = ensure_demo_clips(Path("var/demo"))  # doctest: +SKIP
     """
-    from datasets.synth.video import render_scenario
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = yaml.safe_load(DEMO_CAMERAS.read_text(encoding="utf-8"))
     doc = copy.deepcopy(doc)
+    missing: dict[Path, Path] = {}  # clip to render -> its scenario
     for cam in doc["cameras"]:
         url = cam["source"]["url"]
         name = Path(url).stem
@@ -59,12 +61,33 @@ def ensure_demo_clips(
             )
         clip = out_dir / f"{name}-{clip_hash(scenario_path, fps, size)}.mp4"
         if not clip.exists():
-            log.info("rendering demo clip %s", clip)
-            render_scenario(scenario_path, clip, seed=DEMO_SEED, fps=fps, size=size, progress=progress)
+            missing[clip] = scenario_path
         cam["source"]["url"] = str(clip.resolve())
         cam["source"]["loop"] = True
+    _render(missing, fps, size, progress)
     cameras_path = out_dir / "cameras.yaml"
     tmp = cameras_path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     tmp.replace(cameras_path)
     return cameras_path
+
+
+def _render(clips: dict[Path, Path], fps: float, size: tuple[int, int], progress: bool) -> None:
+    """Render ``clip -> scenario`` pairs, one process per CPU (a fresh clone's first start waits for them)."""
+    from datasets.synth.video import render_scenario
+
+    workers = min(len(clips), os.cpu_count() or 1)
+    for clip in clips:
+        log.info("rendering demo clip %s", clip)
+    if workers <= 1:
+        for clip, scenario in clips.items():
+            render_scenario(scenario, clip, seed=DEMO_SEED, fps=fps, size=size, progress=progress)
+        return
+    # spawn, not fork: the caller may already run threads (``urbaneye run --demo`` starts the demo hotline)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = [
+            pool.submit(render_scenario, scenario, clip, seed=DEMO_SEED, fps=fps, size=size)
+            for clip, scenario in clips.items()
+        ]
+        for future in done:
+            future.result()  # a failed render raises here, naming its scenario
