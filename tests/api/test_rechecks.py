@@ -94,7 +94,7 @@ def test_list_and_request_rechecks(client, users, db, store, make_case):
 
 
 @pytest.mark.browser
-def test_case_page_shows_before_and_after_and_the_timeline(chromium, people, db, store, make_case):  # noqa: F811
+def test_case_page_shows_before_and_after_and_the_timeline(chromium, people, db, store, make_case, tmp_path):  # noqa: F811
     case = make_case(status="dispatched")
     done = _done_recheck(db, store, case)
     waiting = make_case(status="dispatched")
@@ -114,6 +114,7 @@ def test_case_page_shows_before_and_after_and_the_timeline(chromium, people, db,
     timeline = page.inner_text("#case-timeline")
     assert "视频核查 已派遣 → 已结案 已清除" in timeline and "核查通过，已结案（视频核查）" in timeline
     assert page.query_selector("#request-recheck") is None  # closed: nothing to ask for
+    page.screenshot(path=str(tmp_path / "case-rechecked.png"), full_page=True)
 
     page.goto(f"{page.base}/#/case/{waiting.id}")
     page.click("#request-recheck")
