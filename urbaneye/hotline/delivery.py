@@ -55,7 +55,7 @@ def _with_after_photo(payload: dict, expiry_s: int) -> dict:
     store = get_store()
     photos = []
     for variant in ("clean", "annotated"):
-        key = payload.get(f"after_{variant}_key")
+        key = payload[f"after_{variant}_key"]  # "" when the re-check has no photo (camera offline)
         if key:
             photos.append(
                 {
