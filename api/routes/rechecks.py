@@ -38,9 +38,9 @@ def _public(row: CaseRecheck, store: EvidenceStore, expiry_s: int) -> RecheckPub
     return RecheckPublic.model_validate(row).model_copy(update={"photos": _photos(row, store, expiry_s)})
 
 
-def _case_or_404(session, case_id: str):  # noqa: ANN001, ANN202
+def _case_or_404(session, case_id: str, *, for_update: bool = False):  # noqa: ANN001, ANN202
     try:
-        return get_case(session, case_id, for_update=True)
+        return get_case(session, case_id, for_update=for_update)
     except CaseNotFound:
         raise HTTPException(404, f"没有案件 '{case_id}'；请用 GET /api/v1/cases 查看案件列表") from None
 
@@ -63,7 +63,7 @@ def request_manual_recheck(
     case_id: str, session: SessionDep, store: StoreDep, settings: SettingsDep, user: ReviewerUser
 ) -> RecheckPublic:
     """Ask the camera to look at the case's place again (the pending one, if a re-check is under way)."""
-    case = _case_or_404(session, case_id)
+    case = _case_or_404(session, case_id, for_update=True)  # one pending request per case
     try:
         row = request_recheck(session, case, RecheckTrigger.MANUAL, actor_of(user))
     except RecheckNotAllowed as exc:
