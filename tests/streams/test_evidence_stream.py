@@ -197,7 +197,7 @@ def test_substream_camera_takes_its_evidence_from_the_main_stream(
 
     with session_scope(embedded.db_url) as session:
         case = session.query(Case).filter_by(violation_id=event.violation_id).one()
-        assert list(case.frame_wh) == list(MAIN_WH)
+        assert list(case.frame_wh) == list(MAIN_WH) and case.evidence_stream == "main"
         assert np.allclose(case.bbox_xyxy, event.bbox_xyxy)
         seqs = sorted({e.seq for e in session.query(Evidence).filter_by(case_id=case.id)})
         assert seqs == [1, 2, *range(STRIP_SEQ_BASE, STRIP_SEQ_BASE + len(strip))]
@@ -218,6 +218,12 @@ def test_a_main_stream_that_fails_falls_back_to_the_substream_and_says_so(
     assert context.evidence_stream == "sub_fallback"
     assert context.frame_wh == SUB_WH
     assert np.allclose(event.bbox_xyxy, OBJECT_SUB, atol=2)
+    from urbaneye.db.models import Case
+    from urbaneye.db.session import session_scope
+
+    with session_scope(embedded.db_url) as session:
+        case = session.query(Case).filter_by(violation_id=event.violation_id).one()
+        assert (case.evidence_stream, list(case.frame_wh)) == ("sub_fallback", list(SUB_WH))
     clean = {f.seq: f for f in frames if f.variant == "clean"}
     assert sorted(clean) == [1, 2]
     for f in clean.values():
