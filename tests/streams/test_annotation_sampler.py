@@ -15,11 +15,14 @@ from streams.annotation_sampler import AnnotationSampler, SamplerConfig, Samplin
 from streams.camera import CameraProcessor
 from streams.capture import SampledFrame
 from streams.observers import FrameView
+from streams.run import WorkerOptions, WorkerStack
+from tests.streams.conftest import camera_dict
+from tests.streams.helpers import write_clip
 from tests.waiting import wait_for
 from urbaneye.db.annotations import AnnotationItem, SampleReason
 from urbaneye.db.migrate import upgrade
 from urbaneye.db.session import session_factory
-from urbaneye.storage import FsEvidenceStore, read_evidence
+from urbaneye.storage import FsEvidenceStore, get_store, read_evidence
 from vision.config import ModelConfig, parse_cameras
 from vision.static_objects import UNKNOWN_OBJECT_CLASS_ID
 from vision.types import OBJECT_KINDS, Detections, ObjectKind
@@ -275,3 +278,21 @@ def test_camera_processor_feeds_the_sampler(sessions, fs_store):  # noqa: ANN001
     items = _items(sessions)
     assert [i.camera_id for i in items] == ["cam-p", "cam-p"]
     assert {i.reason for i in items} <= {"near_threshold", "periodic"}
+
+
+def test_worker_stack_samples_its_cameras(tmp_path, cameras_yaml, settings_env):  # noqa: ANN001
+    """The production worker (and ``urbaneye run``, which starts the same ``WorkerStack``) has the sampler:
+    a camera's first detected frame of its time-of-day bucket lands in the queue, its frame in the store."""
+    url = f"sqlite:///{tmp_path / 'ue.db'}"
+    settings = settings_env(database_url=url, broker_url="memory://", evidence_backend="fs", metrics_port=0)
+    upgrade(url)
+    clip = write_clip(tmp_path / "loop.mp4", seconds=2, fps=10)
+    cams = cameras_yaml(camera_dict("cam-1", str(clip), source={"url": str(clip), "loop": True}))
+    stack = WorkerStack(WorkerOptions(cameras_path=cams, config_poll_s=0)).start()
+    try:
+        sessions = session_factory(url)
+        item = wait_for(lambda: next(iter(_items(sessions)), None), what="a sampled frame of cam-1")
+    finally:
+        stack.stop()
+    assert item.camera_id == "cam-1" and item.reason == "periodic" and item.time_bucket == "08-12"
+    read_evidence(get_store(settings), item.key, item.sha256)  # the frame is in the evidence store
