@@ -23,6 +23,7 @@ from tools.bench_clips import bench_dir
 DETECT_FPS = 5.0
 KEEP_UP_FRACTION = 0.9  # a camera keeps up when it processes >= 90 % of its detect fps …
 MAX_DROP_FRACTION = 0.05  # … and drops <= 5 % of its sampled frames
+READY_TIMEOUT_S = 60.0  # a trial's cameras must all be processing by then, or the trial counts them behind
 
 
 @dataclass
@@ -105,6 +106,11 @@ def _trial_process(
         cameras_file, DetectorPool(cameras_file, model_path=model), None, camera_ids=camera_ids, board=board
     ).start()
     try:
+        # Model load and the first decodes take seconds on a busy machine: the warm-up counts from the
+        # moment every camera has processed a frame, not from the start.
+        ready_by = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < ready_by and not _all_running(board.snapshots(), camera_ids):
+            time.sleep(0.2)
         time.sleep(warmup_s)
         before = {s.camera_id: s for s in board.snapshots()}
         t0 = time.monotonic()
@@ -131,6 +137,11 @@ def _trial_process(
             }
         )
     queue.put(out)
+
+
+def _all_running(snapshots: list[Any], camera_ids: list[str]) -> bool:
+    processed = {s.camera_id: s.frames_processed for s in snapshots}
+    return all(processed.get(cid, 0) > 0 for cid in camera_ids)
 
 
 def trial_verdict(rows: list[dict[str, Any]], cameras: int) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def pipeline_trial(
     rows: list[dict] = []
     try:
         for _ in procs:
-            rows += queue.get(timeout=warmup_s + measure_s + 120)
+            rows += queue.get(timeout=READY_TIMEOUT_S + warmup_s + measure_s + 120)
     finally:
         for p in procs:
             p.join(60)
