@@ -39,11 +39,7 @@ from tools.bench_pipeline import DETECT_FPS, bench_ceiling
 from tools.bench_plan import FULL, QUICK, BenchPlan
 from tools.bench_sections import DEFAULT_SECTIONS, SECTIONS
 from tools.bench_stages import evidence_cost, guess_cameras, profile_stages
-
-try:  # int8 model cards arrive with issue 17's quantisation work; the bench runs without them
-    from urbaneye.model_card import ModelCard, int8_card_path
-except ImportError:
-    ModelCard = int8_card_path = None
+from urbaneye.model_card import ModelCard, int8_card_path
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +51,6 @@ def _cores() -> int:
 def int8_map50_delta(int8: Path) -> tuple[float | None, str]:
     """int8 mAP50 minus its fp32 parent's on the held-out set (0..1 scale), as ``urbaneye quantize``
     measured it into the int8 model's card, and where the figure came from."""
-    if int8_card_path is None:
-        return None, "urbaneye.model_card has no int8 cards in this build: int8_map50_delta not measured"
     card_path = int8_card_path(int8)
     if not card_path.is_file():
         return None, f"no {card_path.name} beside {int8.name}: run urbaneye quantize with a held-out set"
