@@ -78,6 +78,9 @@ def test_bench_json_has_every_figure_loaded_and_unloaded(
     for key in ("fp32_fps", "int8_fps", "int8_over_fp32", "int8_map50_delta", "ours_over_raw"):
         assert key in det
     assert det["fp32_fps"] > 0 and det["ours_over_raw"] > 0
+    if det["int8_model"]:  # the int8 variant beside the shipped model, once it ships
+        assert det["int8_fps"] > 0 and det["int8_over_fp32"] > 0 and det["loaded"]["int8_over_fp32"] > 0
+        assert "main_int8" in result["pipeline"]["stage_split"]
     assert det["ours_over_ultralytics_pt"] > 0 and det["ours_over_ultralytics_onnx"] > 0
     assert det["loaded"]["background_load"] == 1
     assert set(RATIO_KEYS) <= set(det["loaded"])
