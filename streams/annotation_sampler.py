@@ -40,8 +40,7 @@ from urbaneye.storage import EvidenceStore
 from vision.config import CameraConfig, ModelConfig
 from vision.digest import sha256_hex
 from vision.geometry import iou_matrix
-from vision.static_objects import UNKNOWN_OBJECT
-from vision.types import OBJECT_KINDS, Detections
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT, Detections
 
 log = logging.getLogger(__name__)
 

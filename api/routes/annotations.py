@@ -40,14 +40,21 @@ def _refused(exc: queue.AnnotationError) -> HTTPException:
     return HTTPException(_STATUS[exc.code], str(exc), headers={"X-Error-Code": f"annotation_{exc.code}"})
 
 
+def _usernames(session: SessionDep, items: list[AnnotationItem]) -> dict[str, str]:
+    ids = {i.labelled_by for i in items if i.labelled_by}
+    if not ids:
+        return {}
+    return dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).tuples().all())
+
+
 def _public(
-    item: AnnotationItem, session: SessionDep, store: EvidenceStore, settings: Settings
+    item: AnnotationItem,
+    session: SessionDep,
+    store: EvidenceStore,
+    settings: Settings,
+    names: dict[str, str] | None = None,
 ) -> AnnotationItemPublic:
-    names = (
-        dict(session.execute(select(User.id, User.username).where(User.id == item.labelled_by)).all())
-        if item.labelled_by
-        else {}
-    )
+    names = _usernames(session, [item]) if names is None else names
     return AnnotationItemPublic(
         id=item.id,
         camera_id=item.camera_id,
@@ -110,7 +117,10 @@ def list_items(
 ) -> AnnotationItemsPublic:
     """Items newest first, filtered by status and camera."""
     rows, total = queue.list_items(session, status, camera_id, limit, offset)
-    return AnnotationItemsPublic(data=[_public(r, session, store, settings) for r in rows], count=total)
+    names = _usernames(session, rows)  # one query for the page, not one per item
+    return AnnotationItemsPublic(
+        data=[_public(r, session, store, settings, names) for r in rows], count=total
+    )
 
 
 @router.delete("/lease", response_model=Message)

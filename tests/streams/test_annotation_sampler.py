@@ -24,8 +24,7 @@ from urbaneye.db.migrate import upgrade
 from urbaneye.db.session import session_factory
 from urbaneye.storage import FsEvidenceStore, get_store, read_evidence
 from vision.config import ModelConfig, parse_cameras
-from vision.static_objects import UNKNOWN_OBJECT_CLASS_ID
-from vision.types import OBJECT_KINDS, Detections, ObjectKind
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind
 
 #: 2026-01-05 10:00 in Asia/Shanghai (UTC+8): bucket 08-12.
 T0 = dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC).timestamp()
