@@ -180,6 +180,7 @@ class SamplingPolicy:
         thumb = thumbnail(view.frame.image)
         if any(float(np.abs(thumb - t).mean()) < self.config.dedup_mad for t in state.thumbs):
             self.duplicates += 1
+            state.last_sample_s = ts_s  # a scene that stays the same is compared again after the gap only
             return None
         state.thumbs.append(thumb)
         while len(state.thumbs) > self.config.dedup_history:

@@ -159,6 +159,16 @@ def test_near_identical_frames_are_not_kept_twice():
     assert policy.decide(_view(T0 + 20, seed=8, detections=near)) is not None  # another picture
 
 
+def test_a_duplicate_restarts_the_gap():
+    """A scene that stays the same (a pile all afternoon) is compared once per gap, not on every frame."""
+    policy = _policy(min_gap_s=60.0)
+    near = _dets((0.40, PERSON, BOX))
+    assert policy.decide(_view(T0, seed=9, detections=near)) is not None
+    assert policy.decide(_view(T0 + 70, seed=9, detections=near)) is None and policy.duplicates == 1
+    assert policy.decide(_view(T0 + 80, seed=10, detections=near)) is None  # within the gap of the duplicate
+    assert policy.decide(_view(T0 + 131, seed=10, detections=near)) is not None
+
+
 def test_sample_carries_proposals_of_model_and_static_detector():
     policy = _policy()
     view = _view(T0, 3, _dets((0.9, GARBAGE, BOX)), _unknown(FAR_BOX))
