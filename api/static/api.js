@@ -8,6 +8,30 @@ export const KIND_ZH = {
   bike_misparking: "非机动车乱停放",
   open_air_barbecue: "露天烧烤",
 };
+/** A kind's Chinese name: the one the case (or statistics row) carries — configured kinds bring their own —
+ * else the built-in name, else its id. */
+export function kindName(kind, nameZh = "") {
+  return nameZh || KIND_ZH[kind] || kind;
+}
+
+/** Keys that pick a kind on a 待分类 case, in the order GET /kinds lists them (built-ins first). Letters only:
+ * digits are the reject reasons, and Y J K U A Z keep their meaning. */
+export const KIND_KEYS = "QWERTDFGHXCVBNM";
+
+let kindsRequest = null;
+/** Every violation kind the server knows (GET /api/v1/kinds), asked once per page (``fresh`` asks again).
+ * Configured kinds' names join KIND_ZH, so every view names them. */
+export function loadKinds(fresh = false) {
+  if (!kindsRequest || fresh) {
+    kindsRequest = get("kinds").then((res) => {
+      for (const k of res.data) if (!KIND_ZH[k.id]) KIND_ZH[k.id] = k.name_zh;
+      return res.data;
+    });
+    kindsRequest.catch(() => { kindsRequest = null; });
+  }
+  return kindsRequest;
+}
+
 export const STATUS_ZH = {
   pending_review: "待审核", confirmed: "已确认", rejected: "已驳回", queued: "待推送",
   accepted: "已受理", dispatched: "已派遣", handled: "已处置", verified: "已核查",

@@ -1,13 +1,19 @@
 // Review queue: one key per decision, the next case (and its images) preloaded, decisions sent in the
 // background so the step from one case to the next never waits on the network.
 import {
-  ESCALATION_ZH, fill, KIND_ZH, OBJECT_ZH, REASONS, STATUS_ZH, auth, del, dwellSeconds, el, fmtDuration, fmtShortTime, fmtTime,
-  get, onQueueChange, post, svg, toast,
+  ESCALATION_ZH, fill, KIND_KEYS, OBJECT_ZH, REASONS, STATUS_ZH, auth, del, dwellSeconds, el, fmtDuration, fmtShortTime, fmtTime,
+  get, kindName, loadKinds, onQueueChange, post, svg, toast,
 } from "./api.js";
 
 const PAGE = 50;
 const PRELOAD_AHEAD = 2;
 const RECLAIM_MS = 120_000; // the server leases a case for 5 minutes; renew well before
+const UNCLASSIFIED = "__unclassified"; // the kind filter's 待分类 entry
+
+/** Kinds a reviewer can give a 待分类 case, each with its key: those with object classes (a box's label). */
+export function kindChoices(kinds) {
+  return kinds.filter((k) => k.classes.length).slice(0, KIND_KEYS.length).map((k, i) => ({ ...k, key: KIND_KEYS[i] }));
+}
 
 /** Reject reasons that fit a case: 合规经营 (permitted vending) only where the case is vending. */
 export function reasonsFor(kind) {
@@ -32,6 +38,9 @@ export function mountQueue(root) {
     noteOpen: false,
     corrections: [],
     label: "",
+    classBox: null,       // {bbox_xyxy, seq}: the object's box a reviewer drew on a 待分类 case
+    kindFilter: localStorage.getItem("urbaneye.kindFilter") || "", // "", UNCLASSIFIED or a kind id
+    kinds: [],            // GET /kinds
     loading: false,
     claimed: null,        // id of the case this reviewer holds now
     claiming: new Map(),  // id -> Promise<bool>: the claim asked for when the case was shown
@@ -50,18 +59,34 @@ export function mountQueue(root) {
   } },
   el("option", { value: "oldest" }, "最早优先"), el("option", { value: "escalation" }, "升级（红/黄）优先"));
   orderSel.value = state.order;
+  const kindSel = el("select", { id: "kind-filter", "aria-label": "类型筛选", onchange: (e) => {
+    state.kindFilter = e.target.value;
+    localStorage.setItem("urbaneye.kindFilter", state.kindFilter);
+    reload();
+  } }, el("option", { value: "" }, "全部类型"), el("option", { value: UNCLASSIFIED }, "待分类"));
+  loadKinds(true).then((kinds) => {
+    state.kinds = kinds;
+    kindSel.append(...kinds.map((k) => el("option", { value: k.id }, `${k.name_zh}（${k.gbt_code}）`)));
+    kindSel.value = state.kindFilter;
+    if (kindSel.value !== state.kindFilter) { state.kindFilter = ""; reload(); } // a kind no longer known
+    if (state.shown?.unclassified && state.shown.id === current()?.id) renderCase(state.shown); // its kind keys
+  }).catch((err) => toast(err.message, "error"));
   const list = el("ol", { class: "qitems", id: "queue-list" });
   const counter = el("span", { id: "queue-total" });
   const doneCounter = el("span", { class: "muted", id: "done-count" });
   const notice = el("button", { class: "new-cases", id: "new-cases", hidden: true, onclick: () => jumpToFresh() });
   const aside = el("aside", { class: "qlist" },
-    el("div", { class: "qhead" }, el("h2", {}, "待审核 ", counter), orderSel), doneCounter, notice, list);
+    el("div", { class: "qhead" }, el("h2", {}, "待审核 ", counter), orderSel, kindSel), doneCounter, notice, list);
   const main = el("section", { class: "case", id: "case" });
   const page = el("div", { class: "queue-page" }, aside, main);
   root.append(page);
 
   // ---- data -----------------------------------------------------------------------------------
-  const queueQuery = () => ({ status: "pending_review", order: state.order, limit: PAGE, unclaimed: canDecide || undefined });
+  const queueQuery = () => ({
+    status: "pending_review", order: state.order, limit: PAGE, unclaimed: canDecide || undefined,
+    kind: state.kindFilter && state.kindFilter !== UNCLASSIFIED ? state.kindFilter : undefined,
+    unclassified: state.kindFilter === UNCLASSIFIED ? true : undefined,
+  });
 
   async function fetchPage() {
     const res = await get("cases", queueQuery());
@@ -182,7 +207,8 @@ export function mountQueue(root) {
       onclick: () => { state.index = i; show(); },
     },
     el("i", { class: `dot ${c.escalation}`, title: `${ESCALATION_ZH[c.escalation] || c.escalation}` }),
-    el("span", { class: "qkind" }, KIND_ZH[c.kind] || c.kind),
+    el("span", { class: "qkind" }, kindName(c.kind, c.kind_name_zh),
+      c.unclassified ? el("span", { class: "tag unclassified" }, "待分类") : null),
     el("span", { class: "qmeta" }, `${c.camera_name || c.camera_id} · ${fmtShortTime(c.created_at, c.camera_timezone)}`))));
     list.querySelector(".current")?.scrollIntoView({ block: "nearest" });
   }
@@ -204,6 +230,7 @@ export function mountQueue(root) {
     state.noteOpen = false;
     state.corrections = [];
     state.label = "";
+    state.classBox = null;
     if (!alive) return;
     const c = current();
     releaseClaim(c?.id);
@@ -250,6 +277,10 @@ export function mountQueue(root) {
       const [x1, y1, x2, y2] = d.bbox_xyxy;
       overlay.append(svg("rect", { class: "bbox", x: x1 / fw, y: y1 / fh, width: (x2 - x1) / fw, height: (y2 - y1) / fh }));
     }
+    if (state.classBox?.seq === seq) {
+      const [x1, y1, x2, y2] = state.classBox.bbox_xyxy;
+      overlay.append(svg("rect", { class: "corr classbox", x: x1 / fw, y: y1 / fh, width: (x2 - x1) / fw, height: (y2 - y1) / fh }));
+    }
     for (const corr of state.corrections.filter((k) => k.seq === seq)) {
       const [x1, y1, x2, y2] = corr.bbox_xyxy;
       overlay.append(svg("rect", { class: "corr", x: x1 / fw, y: y1 / fh, width: (x2 - x1) / fw, height: (y2 - y1) / fh }));
@@ -293,6 +324,12 @@ export function mountQueue(root) {
       start = null;
       ghost?.remove();
       if (box[2] - box[0] < 6 || box[3] - box[1] < 6) return; // a click, not a box
+      if (d.unclassified) { // a 待分类 case: the drawn box is the object's, sent with the kind key
+        state.classBox = { bbox_xyxy: box, seq };
+        renderCase(d);
+        toast("已调整目标框：按类型键确认分类");
+        return;
+      }
       state.corrections.push({ action: "add", bbox_xyxy: box, label: state.label || "vending_stall", seq });
       renderCase(d);
       toast(`已添加更正框：${OBJECT_ZH[state.label || "vending_stall"]}`);
@@ -307,7 +344,7 @@ export function mountQueue(root) {
     similar(d.id).then((res) => {
       similarBox.replaceChildren(...(res.data.length ? res.data.map((s) => el("li", {},
         el("span", { class: `status ${s.status}` }, STATUS_ZH[s.status] || s.status),
-        ` ${fmtTime(s.created_at, s.camera_timezone)} · ${KIND_ZH[s.kind] || s.kind}`,
+        ` ${fmtTime(s.created_at, s.camera_timezone)} · ${kindName(s.kind, s.kind_name_zh)}`,
         s.reject_reason ? ` · ${REASONS.find((r) => r.code === s.reject_reason)?.zh || s.reject_reason}` : "",
       )) : [el("li", { class: "muted" }, "此处此前无案件")]));
     }).catch(() => similarBox.replaceChildren(el("li", { class: "muted" }, "—")));
@@ -330,13 +367,17 @@ export function mountQueue(root) {
     if (state.claimed === d.id) main.dataset.claimedId = d.id;
     else delete main.dataset.claimedId;
     const zoomEv = mainFrame(d);
+    const choices = d.unclassified ? kindChoices(state.kinds) : [];
+    const pending = el("span", { class: "tag unclassified", id: "unclassified-badge" }, "待分类");
     fill(main,
       el("div", { class: "case-head" },
-        el("h2", {}, KIND_ZH[d.kind] || d.kind, " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
+        el("h2", {}, kindName(d.kind, d.kind_name_zh), " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
+        d.unclassified ? pending : null,
         el("span", { class: `badge ${d.escalation}` }, `${ESCALATION_ZH[d.escalation] || d.escalation}单`),
         el("span", { class: "pos muted", id: "queue-pos" }, `${state.index + 1} / ${state.total}`)),
       el("dl", { class: "meta", id: "facts" },
-        el("dt", {}, "类型"), el("dd", { id: "fact-kind" }, KIND_ZH[d.kind] || d.kind),
+        el("dt", {}, "类型"), el("dd", { id: "fact-kind" },
+          d.unclassified ? `待分类（疑似${kindName(d.kind, d.kind_name_zh)}）` : kindName(d.kind, d.kind_name_zh)),
         el("dt", {}, "区域"), el("dd", { id: "fact-zone" }, d.zone_name || "未命名区域"),
         el("dt", {}, "摄像头"), el("dd", { id: "fact-camera", title: d.camera_id }, d.camera_name || d.camera_id),
         el("dt", {}, "地点"), el("dd", { title: d.address }, d.address || "—"),
@@ -347,15 +388,15 @@ export function mountQueue(root) {
       el("div", { class: "frames" }, frame(d, 1, "① 首次发现"), frame(d, 2, "② 停留超时")),
       frameStrip(d),
       el("div", { class: "lower" },
-        el("div", { class: "crop" }, el("h3", {}, "目标特写 ", el("kbd", {}, "Z"), " 看原图"),
+        el("div", { class: "crop" }, el("h3", {}, "目标特写 ", d.unclassified ? el("span", { class: "tag unclassified" }, "待分类") : null, " ", el("kbd", {}, "Z"), " 看原图"),
           crop?.url ? el("img", { src: crop.url, alt: "目标特写", id: "crop", onclick: toggleZoom }) : el("div", { class: "noimg" }, "无特写")),
         el("div", { class: "history" }, el("h3", {}, "同一地点的早前案件"), similarBox),
-        el("div", { class: "corrections" }, el("h3", {}, "标注更正（用于再训练）"),
+        d.unclassified ? classifyPanel() : el("div", { class: "corrections" }, el("h3", {}, "标注更正（用于再训练）"),
           el("p", { class: "muted small" }, "在图上拖动框选漏检/错检目标；选择标签后按决定键一并提交。"),
           labelSel, corrList)),
       el("div", { class: "decide" },
-        el("button", { class: "confirm", id: "btn-confirm", disabled: !canDecide, onclick: () => decide("confirm") },
-          el("kbd", {}, "Y"), " 确认违规"),
+        ...(d.unclassified ? kindButtons(choices) : [el("button", { class: "confirm", id: "btn-confirm", disabled: !canDecide, onclick: () => decide("confirm") },
+          el("kbd", {}, "Y"), " 确认违规")]),
         ...reasonButtons,
         el("span", { class: "spacer" }),
         el("button", { onclick: prev, id: "btn-prev" }, el("kbd", {}, "K"), " 上一条"),
@@ -364,7 +405,9 @@ export function mountQueue(root) {
       el("div", { class: "note", id: "note", hidden: true },
         el("input", { id: "note-input", placeholder: "请说明驳回原因（其他），回车提交，Esc 取消", maxlength: "2000" })),
       el("footer", { class: "legend" },
-        "快捷键：", el("kbd", {}, "Y"), "/", el("kbd", {}, "Enter"), " 确认　",
+        "快捷键：",
+        ...(d.unclassified ? choices.flatMap((k) => [el("kbd", {}, k.key), ` ${k.name_zh}　`])
+          : [el("kbd", {}, "Y"), "/", el("kbd", {}, "Enter"), " 确认　"]),
         ...reasonsFor(d.kind).flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
         el("kbd", {}, "J"), "/", el("kbd", {}, "→"), " 下一条　", el("kbd", {}, "K"), "/", el("kbd", {}, "←"), " 上一条　",
         el("kbd", {}, "U"), "/", el("kbd", {}, "Ctrl+Z"), " 撤销　", el("kbd", {}, "A"), ` 标注/原图（当前：${state.variant === "annotated" ? "标注" : "原图"}）　`,
@@ -373,6 +416,28 @@ export function mountQueue(root) {
         el("img", { src: zoomEv.url, alt: "停留超时帧原图", id: "zoom-img" }),
         el("p", { class: "zoom-hint" }, "原始分辨率 · 滚动查看 · 点击或 Esc 关闭")) : null,
     );
+  }
+
+  /** 待分类: what the reviewer does here, and the box they dragged (sent with the kind, for retraining). */
+  function classifyPanel() {
+    return el("div", { class: "corrections classify", id: "classify" },
+      el("h3", {}, "待分类：选择违规类型"),
+      el("p", { class: "muted small" }, "识别到未知物体。可先在图上拖动框选目标，再按类型键确认（该框与类型用于再训练）；数字键驳回。"),
+      el("p", { class: state.classBox ? "classbox-set" : "muted small", id: "classbox-state" },
+        state.classBox ? `目标框已调整：${state.classBox.bbox_xyxy.join(", ")}` : "目标框：沿用检测框"));
+  }
+
+  /** One key per kind in the decision bar: the case is confirmed as that kind. */
+  function kindButtons(choices) {
+    if (!choices.length) return [el("span", { class: "muted" }, "类型加载中…")];
+    return choices.map((k) => el("button", {
+      class: "confirm kind-key", dataset: { kind: k.id }, disabled: !canDecide, onclick: () => classify(k),
+      title: `${k.gbt_code} ${k.gbt_name}`,
+    }, el("kbd", {}, k.key), ` ${k.name_zh}`));
+  }
+
+  function classify(k) {
+    decide("confirm", null, "", k);
   }
 
   const pickFrame = (d, seq) => {
@@ -414,14 +479,20 @@ export function mountQueue(root) {
   }, RECLAIM_MS);
 
   // ---- actions --------------------------------------------------------------------------------
-  function decide(decision, reason = null, note = "") {
+  function decide(decision, reason = null, note = "", kind = null) {
     const c = current();
     if (!c || !canDecide || state.shown?.id !== c.id) return; // not yet on screen
+    if (decision === "confirm" && c.unclassified && !kind) { toast("待分类案件：请按类型键选择违规类型（即确认），或按数字键驳回", "error"); return; }
     const body = { decision, duration_ms: Math.round(performance.now() - state.shownAt) };
     if (reason) body.reason = reason;
     if (note) body.note = note;
+    if (kind) {
+      body.kind = kind.id;
+      if (state.classBox) { body.object_box = state.classBox.bbox_xyxy; body.object_seq = state.classBox.seq; }
+      if (kind.classes.includes(state.label)) body.object_label = state.label;
+    }
     const corrections = [...state.corrections];
-    if (state.label && !corrections.some((k) => k.action === "add") && c.bbox_xyxy.length === 4) {
+    if (!kind && state.label && !corrections.some((k) => k.action === "add") && c.bbox_xyxy.length === 4) {
       corrections.push({ action: "relabel", bbox_xyxy: c.bbox_xyxy, label: state.label, seq: 2 });
     }
     if (corrections.length) body.corrections = corrections;
@@ -436,8 +507,8 @@ export function mountQueue(root) {
     state.done += 1;
     if (state.index >= state.queue.length) state.index = Math.max(state.queue.length - 1, 0);
     show(); // the next case is already loaded: show it before the server answers
-    const what = decision === "confirm" ? "已确认" : `已驳回（${REASONS.find((r) => r.code === reason)?.zh}）`;
-    record.request.then(() => toast(`${what}：${KIND_ZH[c.kind] || c.kind} · ${c.camera_name || c.camera_id}`)).catch((err) => {
+    const what = kind ? "已分类并确认" : decision === "confirm" ? "已确认" : `已驳回（${REASONS.find((r) => r.code === reason)?.zh}）`;
+    record.request.then(() => toast(`${what}：${kind ? kind.name_zh : kindName(c.kind, c.kind_name_zh)} · ${c.camera_name || c.camera_id}`)).catch((err) => {
       state.decided = state.decided.filter((r) => r !== record);
       state.done -= 1;
       if (err.lost) return; // the claim's own message is on screen
@@ -452,18 +523,19 @@ export function mountQueue(root) {
   async function undo() {
     const record = state.decided.pop();
     if (!record) { toast("没有可撤销的决定"); return; }
+    let back;
     try {
       await record.request; // the decision must have landed before it can be undone
-      await post(`cases/${record.c.id}/undo`);
+      back = await post(`cases/${record.c.id}/undo`); // as it is now: a classification is undone too
     } catch (err) {
       toast(`撤销失败：${err.message}`, "error");
       return;
     }
     state.details.delete(record.c.id);
-    state.queue.splice(state.index, 0, record.c);
+    state.queue.splice(state.index, 0, back);
     state.total += 1;
     state.done -= 1;
-    toast(`已撤销：${KIND_ZH[record.c.kind] || record.c.kind} · ${record.c.camera_name || record.c.camera_id} 回到队列`);
+    toast(`已撤销：${kindName(back.kind, back.kind_name_zh)} · ${back.camera_name || back.camera_id} 回到队列`);
     show();
   }
 
@@ -505,7 +577,9 @@ export function mountQueue(root) {
       return;
     }
     const reason = reasonsFor(current()?.kind).find((r) => r.key === key);
-    if (key === "y" || key === "Y" || key === "Enter") decide("confirm");
+    const kind = current()?.unclassified ? kindChoices(state.kinds).find((k) => k.key === key.toUpperCase()) : null;
+    if (kind) classify(kind);
+    else if (key === "y" || key === "Y" || key === "Enter") decide("confirm");
     else if (reason) (reason.code === "other" ? openNote() : decide("reject", reason.code));
     else if (key === "j" || key === "J" || key === "ArrowRight" || key === "ArrowDown") next();
     else if (key === "k" || key === "K" || key === "ArrowLeft" || key === "ArrowUp") prev();

@@ -1,9 +1,22 @@
 // Statistics: the bureau's figures and three charts drawn as inline SVG (no chart library).
-import { KIND_ZH, el, get, request, svg, toast } from "./api.js";
+import { KIND_ZH, el, get, kindName, loadKinds, request, svg, toast } from "./api.js";
 
 const KIND_COLOURS = {
   street_vending: "#d9534f", exposed_garbage: "#8e6c3a", bike_misparking: "#2f7fd1", open_air_barbecue: "#f0a030",
 };
+// colours of configured kinds, in the order of their ids (stable from one range to the next)
+const PALETTE = ["#16a085", "#8e44ad", "#2c3e50", "#c0392b", "#27ae60", "#d35400", "#7f8c8d", "#e84393", "#00838f", "#6d4c41"];
+
+/** The kinds a statistics answer shows, each with its Chinese name and colour: the built-in four, then every
+ * other kind found in its rows (configured kinds included). */
+export function statsKinds(s) {
+  const names = new Map(Object.keys(KIND_COLOURS).map((k) => [k, KIND_ZH[k]]));
+  const others = [...new Set(s.rows.map((r) => r.kind))].filter((k) => !(k in KIND_COLOURS)).sort();
+  for (const r of s.rows) names.set(r.kind, kindName(r.kind, r.kind_name_zh));
+  return [...names.keys()].map((id) => ({
+    id, name: names.get(id), colour: KIND_COLOURS[id] || PALETTE[others.indexOf(id) % PALETTE.length],
+  }));
+}
 
 export function mountStats(root) {
   const until = new Date();
@@ -11,14 +24,18 @@ export function mountStats(root) {
   const day = (d) => d.toISOString().slice(0, 10);
   const sinceIn = el("input", { type: "date", id: "stats-since", value: day(since) });
   const untilIn = el("input", { type: "date", id: "stats-until", value: day(until) });
+  const kindSel = el("select", { id: "stats-kind", "aria-label": "类型" }, el("option", { value: "" }, "全部类型"));
+  loadKinds(true).then((kinds) => kindSel.append(...kinds.map((k) => el("option", { value: k.id }, `${k.name_zh}（${k.gbt_code}）`))))
+    .catch((err) => toast(err.message, "error"));
   const body = el("div", { id: "stats-body" }, el("p", { class: "muted" }, "加载中…"));
   const range = () => ({
     since: `${sinceIn.value}T00:00:00+08:00`,
     until: new Date(new Date(`${untilIn.value}T00:00:00+08:00`).getTime() + 86400e3).toISOString(),
+    kind: kindSel.value || undefined,
   });
   root.append(el("section", { class: "page stats-page" },
     el("div", { class: "stats-head" }, el("h2", {}, "统计"),
-      el("label", {}, "从 ", sinceIn), el("label", {}, "到 ", untilIn),
+      el("label", {}, "从 ", sinceIn), el("label", {}, "到 ", untilIn), el("label", {}, "类型 ", kindSel),
       el("button", { onclick: load }, "查询"),
       el("button", { onclick: downloadCsv, id: "csv" }, "导出 CSV")),
     body));
@@ -45,14 +62,15 @@ export function mountStats(root) {
     const tiles = [
       ["受理", `${t.received} 件`], ["办结", `${t.closed} 件`], ["办结率", pct(t.closure_rate)],
       ["AI 发现", `${t.detected} 件`], ["确认 / 驳回", `${t.confirmed} / ${t.rejected}`], ["准确率", pct(t.precision)],
-      ["待审核", `${t.pending} 件`],
+      ["待审核", `${t.pending} 件`], ["待分类", `${t.unclassified} 件`],
       ["审核用时中位数", t.median_review_ms === null ? "—" : `${(t.median_review_ms / 1000).toFixed(1)} 秒`],
     ];
+    const kinds = statsKinds(s);
     body.replaceChildren(
       el("div", { class: "report" }, ...s.report.map((line) => el("p", {}, line))),
       el("div", { class: "tiles" }, ...tiles.map(([k, v]) => el("div", { class: "tile" }, el("span", {}, k), el("b", {}, v)))),
       el("div", { class: "charts" },
-        el("figure", { class: "chart" }, el("figcaption", {}, "每日案件数（按类型）"), casesPerDay(s), legend()),
+        el("figure", { class: "chart" }, el("figcaption", {}, "每日案件数（按类型）"), casesPerDay(s, kinds), legend(kinds)),
         el("figure", { class: "chart" }, el("figcaption", {}, "每日办结率（办结 / 受理）"), closureRate(s)),
         el("figure", { class: "chart wide" }, el("figcaption", {}, "各摄像头识别准确率（确认 / 已审）"), precisionByCamera(s))),
     );
@@ -68,9 +86,9 @@ export function mountStats(root) {
     return out.length ? out : [...new Set(s.rows.map((r) => r.period))].sort();
   }
 
-  function legend() {
-    return el("div", { class: "legend-row" }, ...Object.entries(KIND_ZH).map(([k, v]) =>
-      el("span", {}, swatch(KIND_COLOURS[k]), v)));
+  function legend(kinds) {
+    return el("div", { class: "legend-row", id: "stats-legend" }, ...kinds.map((k) =>
+      el("span", { dataset: { kind: k.id } }, swatch(k.colour), k.name)));
   }
 
   // colour set through the CSSOM: a style attribute would need 'unsafe-inline' in the page's CSP
@@ -96,7 +114,7 @@ export function mountStats(root) {
     });
   }
 
-  function casesPerDay(s) {
+  function casesPerDay(s, kinds) {
     const labels = days(s);
     const byDay = new Map(labels.map((d) => [d, {}]));
     for (const r of s.rows) {
@@ -113,13 +131,13 @@ export function mountStats(root) {
     const x = (i) => pad.l + bw * (i + 0.5);
     labels.forEach((d, i) => {
       let y = H - pad.b;
-      for (const kind of Object.keys(KIND_ZH)) {
-        const n = (byDay.get(d) || {})[kind] || 0;
+      for (const kind of kinds) {
+        const n = (byDay.get(d) || {})[kind.id] || 0;
         if (!n) continue;
         const h = ((H - pad.t - pad.b) * n) / max;
         y -= h;
-        g.append(svg("rect", { x: pad.l + bw * i + bw * 0.15, y, width: bw * 0.7, height: h, fill: KIND_COLOURS[kind] },
-          svg("title", {}, `${d} ${KIND_ZH[kind]} ${n} 件`)));
+        g.append(svg("rect", { x: pad.l + bw * i + bw * 0.15, y, width: bw * 0.7, height: h, fill: kind.colour, "data-kind": kind.id },
+          svg("title", {}, `${d} ${kind.name} ${n} 件`)));
       }
     });
     xLabels(g, labels, x, H, pad);

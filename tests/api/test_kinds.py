@@ -32,7 +32,7 @@ def cameras_file(path: Path, *violations: dict) -> Path:
 
 def made(db, make_case, **fields):  # noqa: ANN001, ANN003, ANN201
     """A case from the factory with some of its fixed fields (code, name, description) changed."""
-    case = make_case(kind=fields.pop("kind"))
+    case = make_case(**{k: fields.pop(k) for k in ("kind", "created_at") if k in fields})
     for name, value in fields.items():
         setattr(case, name, value)
     db.commit()
