@@ -166,6 +166,11 @@ def trial_verdict(rows: list[dict[str, Any]], cameras: int) -> dict[str, Any]:
     }
 
 
+def precision_of(model: Path) -> str:
+    """``int8`` for an ``M.int8.onnx`` file, else ``fp32``."""
+    return "int8" if model.name.endswith(".int8.onnx") else "fp32"
+
+
 def pipeline_trial(
     clip: Path, cameras: int, processes: int, model: Path, warmup_s: float, measure_s: float
 ) -> dict[str, Any]:
@@ -174,7 +179,8 @@ def pipeline_trial(
 
     doc = {
         "version": 1,
-        "model": {"path": str(model), "intra_op_threads": 1},
+        # the precision named, so that ``auto`` does not swap an fp32 trial's model for its int8 sibling
+        "model": {"path": str(model), "intra_op_threads": 1, "precision": precision_of(model)},
         "cameras": [
             {"id": f"bench-{i:03d}", "source": {"url": str(clip), "loop": True}, "detect_fps": DETECT_FPS}
             for i in range(cameras)
