@@ -19,7 +19,9 @@ from streams.motion import GateDecision, GateReason, MotionGate
 from streams.observers import FrameObserver, FrameView, notify, wants_full_scan
 from streams.status import CameraHealth
 from vision.config import CameraConfig, RulesConfig
-from vision.memory import MemoryBook
+from vision.geometry import box_iou
+from vision.kinds import catalogue_of
+from vision.memory import MemoryBook, describe, similarity
 from vision.pipeline import CameraPipeline
 from vision.static_objects import StaticObjectDetector, with_unknown
 from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
@@ -134,8 +136,11 @@ class CameraProcessor:
         self.observers = tuple(observers)
         self._kept = self._kept_of = Detections.empty()
         self._static_wanted = static_objects
+        #: model classes whose detection explains a static region: what some violation kind is made of
+        self._explaining = frozenset(
+            OBJECT_KINDS.index(ObjectKind(c)) for k in catalogue_of(rules).values() for c in k.classes
+        )
         self.static = self._static_detector(camera, live)
-        self._absorbed: set[str] = set()  # false-alarm memory entries whose place became background
         self.health = health
         self.on_detect = on_detect
         self.gating = gating
@@ -191,7 +196,6 @@ class CameraProcessor:
         self.camera, self.live = camera, live
         self.gate = self._gate(camera)
         self.static = self._static_detector(camera, live)  # its clock starts over too
-        self._absorbed = set()
         self._carried = Detections.empty()
         self._last_ts_s = None
         self._last_wh = None
@@ -213,7 +217,6 @@ class CameraProcessor:
             self.gate = self._gate(camera)
         if camera.static_objects != old.static_objects:
             self.static = self._static_detector(camera, self.live)
-            self._absorbed = set()
         self.camera = camera
         self._shadow_pipeline = None  # rebuilt with the new zones at its next frame
         return events
@@ -255,7 +258,7 @@ class CameraProcessor:
         if self.observers:
             view = FrameView(self.camera, frame, ts_s, kept, unknown, decision.detect, model_version)
             notify(self.observers, view)
-        seen = with_unknown(kept, unknown)
+        seen = with_unknown(kept, unknown, self._explaining)
         events += self.pipeline.step(seen, ts_s, frame.wh, fresh=decision.detect)
         if self.health is not None:
             # a failing rule does not stop the camera; its status names the rule and the error
@@ -270,19 +273,35 @@ class CameraProcessor:
         """The static-object detector's ``unknown_object`` regions of this frame (empty when it is off).
 
         It sees every processed frame, gated or not, with the model's person boxes (carried ones when the
-        gate skipped the detector: people who stand still are still masked). What the false-alarm memory
-        remembers (a reviewer's 误检 / 固定设施) becomes background once, so it is not reported again.
+        gate skipped the detector: people who stand still are still masked). A region that is an object the
+        false-alarm memory remembers (a reviewer rejected its case as 误检 / 固定设施: same place, same
+        appearance, as ``vision.memory`` matches detections) becomes background and is not reported.
         """
         if self.static is None:
             return Detections.empty()
         persons = detections.xyxy[detections.class_id == _PERSON]
         found = self.static.update(frame.image, ts_s, persons)
-        if self.memory is not None and len(self.memory):
-            for entry in self.memory.active(ts_s):
-                if entry.entry_id not in self._absorbed:
-                    self.static.absorb(entry.box_in(frame.wh))
-                    self._absorbed.add(entry.entry_id)
+        if len(found) and self.memory is not None and len(self.memory):
+            remembered = [self._remembers(box, frame, ts_s) for box in found.xyxy]
+            for box in found.xyxy[remembered]:
+                self.static.absorb(box)
+            found = found[~np.array(remembered, bool)]
         return found
+
+    def _remembers(self, box: np.ndarray, frame: SampledFrame, ts_s: float) -> bool:
+        assert self.memory is not None
+        params = self.memory.params
+        look = None
+        for entry in self.memory.active(ts_s):
+            if box_iou(box, entry.box_in(frame.wh)) < params.place_min_iou:
+                continue
+            look = describe(frame.image, box) if look is None else look
+            if (
+                look is not None
+                and similarity(look, np.asarray(entry.descriptor, np.float32)) >= params.appearance_min_sim
+            ):
+                return True
+        return False
 
     def _remembered(
         self, detections: Detections, frame: SampledFrame, ts_s: float, detect: bool

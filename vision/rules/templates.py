@@ -22,7 +22,7 @@ import numpy as np
 from vision.kinds import KindSpec, KindTemplate
 from vision.rules.common import Annotations, Annotator, RuleSpec
 from vision.rules.context import around, held_by_person, partner_support, same_box
-from vision.types import OBJECT_KINDS, Detections, ObjectKind, kind_of
+from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind, kind_of
 
 _PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
 
@@ -50,8 +50,10 @@ def annotator(kind: KindSpec) -> Annotator | None:
         blocked = np.zeros(len(objs), bool)
         if kind.not_held:
             blocked |= held_by_person(boxes, frame.xyxy[cls == _PERSON])
-        if len(same_ids):
-            blocked |= same_box(boxes, frame.xyxy[np.isin(cls, same_ids)])
+        if len(same_ids):  # the detector labelling one object twice; a static region is no label
+            blocked |= same_box(boxes, frame.xyxy[np.isin(cls, same_ids)]) & (
+                objs.class_id != UNKNOWN_OBJECT_CLASS_ID
+            )
         if len(around_ids):
             blocked |= around(boxes, frame.xyxy[np.isin(cls, around_ids)])
         support = np.zeros(len(objs), np.float32)
