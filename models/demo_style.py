@@ -108,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     from datasets.synth import generate_images
     from models.evaluate import evaluate_model
     from models.retrain import RetrainOptions, run_retraining
-    from urbaneye.db.models import Base, Case, DatasetVersion
+    from urbaneye.db.models import Case, DatasetVersion
     from urbaneye.db.session import get_engine, session_factory
+    from urbaneye.db.tables import metadata
     from vision.config import ModelConfig
     from vision.detector import OnnxDetector
 
-    Base.metadata.create_all(get_engine())
+    metadata.create_all(get_engine())
     sessions = session_factory()
 
     t_cases = time.monotonic()

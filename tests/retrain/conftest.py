@@ -49,11 +49,11 @@ def tiny_parent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def db(pg_url: str, settings_env):
     """Session factory over a fresh PostgreSQL database with every table; settings point at it."""
-    from urbaneye.db.models import Base
     from urbaneye.db.session import get_engine, session_factory
+    from urbaneye.db.tables import metadata
 
     settings_env(database_url=pg_url)
-    Base.metadata.create_all(get_engine(pg_url))
+    metadata.create_all(get_engine(pg_url))
     return session_factory(pg_url)
 
 

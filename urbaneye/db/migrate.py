@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from urbaneye.db.models import Base
+from urbaneye.db.tables import metadata
 from urbaneye.settings import get_settings
 
 DB_DIR = Path(__file__).resolve().parent
@@ -57,6 +57,6 @@ def pending_model_changes(url: str) -> list:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            return compare_metadata(ctx, Base.metadata)
+            return compare_metadata(ctx, metadata)
     finally:
         engine.dispose()
