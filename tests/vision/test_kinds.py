@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vision.factories import BAG, STALL, Obj, camera, of, rect, run, zone
+from tests.vision.factories import BAG, STALL, Obj, Scene, camera, of, rect, render, run, zone
 from vision.config import (
     DEFAULT_DWELL_S,
     DEFAULT_ZONE_VIOLATIONS,
@@ -198,3 +202,66 @@ def test_a_zone_list_is_exhaustive_and_dwell_overrides_apply_to_configured_kinds
     assert [e.kind for e in opened] == ["goods_display"] and opened[0].ts_s <= 16.0
     assert ZoneKind.MONITORED in kind_catalogue(cf)["goods_display"].zone_kinds
     assert [e.kind for e in of(run_file(cf, [Obj("garbage", BAG)], 30.0), "opened")] == []
+
+
+CONTRACT_YAML = """
+violations:
+  - id: goods_display          # the event/case kind
+    name_zh: 出店陈列
+    gbt_code: "0504"
+    template: stationary_object
+    classes: [vending_stall]
+    zone_kinds: [monitored]
+    dwell_s: 40                # a number, or per road class {main: …, secondary: …, lane: …}
+cameras:
+  - id: cam-1
+    source: {url: cam-1.mp4}
+    zones:
+      - {id: pavement, kind: monitored, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}
+"""
+
+
+def test_rules_replay_writes_the_configured_kind(tmp_path: Path) -> None:
+    """The issue's contract, through the ``urbaneye rules-replay`` command as operators run it."""
+    (tmp_path / "cameras.yaml").write_text(CONTRACT_YAML, encoding="utf-8")
+    with (tmp_path / "frames.jsonl").open("w", encoding="utf-8") as f:
+        for t, det in render(Scene([Obj("vending_stall", STALL, start_s=5.0)], 60.0, 2.5)):
+            boxes = [{"label": "vending_stall", "xyxy": b.tolist(), "score": 0.8} for b in det.xyxy]
+            f.write(
+                json.dumps({"camera_id": "cam-1", "ts_s": t, "frame_wh": [1000, 1000], "detections": boxes})
+                + "\n"
+            )
+    out = tmp_path / "events.jsonl"
+    args = [
+        "rules-replay",
+        "--cameras",
+        str(tmp_path / "cameras.yaml"),
+        "--detections",
+        str(tmp_path / "frames.jsonl"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "urbaneye.cli", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    opened = [
+        e for e in map(json.loads, out.read_text(encoding="utf-8").splitlines()) if e["event"] == "opened"
+    ]
+    assert [(e["kind"], e["gbt_code"], e["kind_name_zh"], e["unclassified"]) for e in opened] == [
+        ("goods_display", "0504", "出店陈列", False)
+    ]
+    assert 45.0 <= opened[0]["ts_s"] <= 52.0
+
+
+def test_the_documented_kinds_are_the_tested_ones() -> None:
+    """docs/cameras.md's full example defines 乱堆物料 and 垃圾桶满溢 as these tests run them."""
+    from tests.vision.test_cli import docs_example
+
+    catalogue = kind_catalogue(parse_cameras(docs_example(), origin="docs/cameras.md"))
+    for tested in (MATERIAL_PILING, BIN_OVERFLOW):
+        documented = catalogue[tested["id"]].model_dump(exclude={"dwell_s"})
+        assert documented == kind_catalogue(file_with(tested, zones=[]))[tested["id"]].model_dump(
+            exclude={"dwell_s"}
+        )
