@@ -114,11 +114,15 @@ def _headline(by_config: dict[str, dict[str, Any]], key: str = "cameras_realtime
 def pipeline_section(model: Path, plan: BenchPlan, load: int) -> dict[str, Any]:
     cores = _cores()
     configs = _configs(model, plan)
-    per_search_s = plan.pipeline_budget_s / (len(configs) * (2 if load else 1))
+    searches_left = [len(configs) * (2 if load else 1)]
+    deadline = time.monotonic() + plan.pipeline_budget_s
 
     def search(clip: Path, path: Path, guess: int) -> dict[str, Any]:
+        # each search gets an even share of the time left: a quick one leaves more to the next
+        budget_s = (deadline - time.monotonic()) / searches_left[0]
+        searches_left[0] -= 1
         return bench_ceiling(
-            clip, path, cores, guess=guess, windows_s=plan.trial_windows_s, budget_s=per_search_s,
+            clip, path, cores, guess=guess, windows_s=plan.trial_windows_s, budget_s=budget_s,
             max_trials=plan.max_trials,
         )  # fmt: skip
 

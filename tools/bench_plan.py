@@ -35,8 +35,8 @@ class BenchPlan:
     substream_wh: tuple[int, int] = SUBSTREAM_WH
     evidence_scene: Path = SCENARIOS_DIR / "garbage_dropped.yaml"
     evidence_render_wh: tuple[int, int] = (960, 540)
-    detector_frames: int = 100
-    layout_frames: int = 60
+    detector_frames: int = 60
+    layout_frames: int = 40
     trial_windows_s: tuple[float, float] = (2.5, 5.0)
     max_trials: int = 6
     pipeline_budget_s: float = 330.0
