@@ -39,7 +39,7 @@ class BenchPlan:
     layout_frames: int = 40
     trial_windows_s: tuple[float, float] = (2.5, 5.0)
     max_trials: int = 6
-    pipeline_budget_s: float = 330.0
+    pipeline_budget_s: float = 300.0
     guess_from_stages: bool = True
     gating_quick: bool = False
 

@@ -64,7 +64,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--pipeline-budget-s",
         type=float,
         default=None,
-        help="time for all the pipeline's ceiling searches together (default 330, 60 with --quick)",
+        help="time for all the pipeline's ceiling searches together (default 300, 60 with --quick)",
     )
     p.set_defaults(func=_bench)
 
