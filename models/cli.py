@@ -110,8 +110,8 @@ def add_quantize_command(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--method",
         choices=("minmax", "minmax_avg", "percentile", "entropy"),
-        default="minmax_avg",
-        help="calibration method (default minmax_avg: per-frame extremes averaged)",
+        default="minmax",
+        help="calibration method (default minmax; percentile and entropy need several GB)",
     )
     q.add_argument("--register", metavar="FP32_VERSION", help="register as the int8 variant of this version")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -191,6 +191,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             build = build_int8(
                 args.model, out, calib=calib, data_yaml=args.data, split=args.split,
                 activation_type=args.activations, method=args.method,
+                command="urbaneye " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             )  # fmt: skip
         registered = None
         if args.register:

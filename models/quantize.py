@@ -42,6 +42,7 @@ import onnx
 from sqlalchemy.orm import Session
 
 from datasets.builder import BuildOptions, reviewed_cases
+from models.data_yaml import describe_dataset
 from models.evaluate import _images_of, evaluate_model
 from models.gate import GateDecision, decide_int8
 from urbaneye.model_card import ArtifactInfo, ModelCard, Quantization, int8_card_path
@@ -77,11 +78,13 @@ class QuantizeError(ValueError):
 
 
 def float_node_names(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes that must stay float: the decode after the last Conv layers, in graph order.
+    """Names of the nodes that must stay float: the last Conv layers and the decode after them, in graph
+    order.
 
-    Walking back from the graph outputs, the first Conv on each path is a "last Conv" (the head's box,
-    class and DFL convolutions for YOLOv8/11). Every non-Conv node on a path from a last Conv to an output
-    is decode: reshapes, concats of levels, softmax, sigmoid, anchor arithmetic, the final concat.
+    Walking back from the graph outputs, the first Conv on each path is a "last Conv" (for YOLOv8/11 the
+    head's class convolutions and the DFL convolution). They and every non-Conv node on a path from a last
+    Conv to an output stay float: reshapes, concats of levels, softmax, sigmoid, anchor arithmetic, the
+    final concat. Convs further on such a path are left to the quantiser.
 
     Example:
         >>> names = float_node_names(onnx.load("models/bootstrap/urbaneye-bootstrap.onnx"))  # doctest: +SKIP
@@ -122,12 +125,16 @@ def float_node_names(model: onnx.ModelProto) -> list[str]:
     if not last_convs:
         raise QuantizeError("no Conv layer feeds the model's outputs; expected a YOLO detection export")
 
-    keep: set[str] = set()
+    # The last Convs themselves stay float too: they are 1x1 (class logits, DFL) and cost nothing, and an
+    # int8 output scale over the class logits moves low scores enough to cost a point of AP on a class.
+    keep: set[str] = set(last_convs)
     stack = [c for conv in last_convs.values() for out in conv.output for c in consumers[out]]
+    seen = set()
     while stack:
         node = stack.pop()
-        if node.name in keep or node.name not in reaches_output:
+        if node.name in seen or node.name not in reaches_output:
             continue
+        seen.add(node.name)
         if node.op_type != "Conv":
             keep.add(node.name)
         stack.extend(c for out in node.output for c in consumers[out])
@@ -160,13 +167,16 @@ def synthetic_calibration(
     count: int = DEFAULT_CALIB_FRAMES, seed: int = CALIB_SEED, size: tuple[int, int] = (960, 540)
 ) -> Calibration:
     """``count`` synthetic street scenes (``datasets.synth``) of ``size`` (w, h) from ``seed``."""
-    from datasets.synth.scene import render_image
+    from datasets.synth.images import render_one
 
     def frames() -> Iterator[np.ndarray]:
         for index in range(count):
-            yield render_image(seed, index, size[0], size[1]).image
+            # through JPEG like the training and held-out images, and like decoded camera frames
+            jpeg, _, _ = render_one(seed, index, size[0], size[1])
+            yield cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
-    return Calibration("synthetic", count, f"datasets.synth seed {seed}, {size[0]}x{size[1]}", frames)
+    detail = f"datasets.synth seed {seed}, {size[0]}x{size[1]}, JPEG"
+    return Calibration("synthetic", count, detail, frames)
 
 
 def folder_calibration(folder: str | Path, count: int = DEFAULT_CALIB_FRAMES) -> Calibration:
@@ -410,6 +420,9 @@ class PrecisionComparison:
     gate: GateDecision
     loadavg_before: str
     loadavg_after: str
+    data_yaml: str = ""
+    split: str = ""
+    dataset: dict[str, Any] = field(default_factory=dict)  # models.data_yaml.describe_dataset, less names
 
     @property
     def int8_over_fp32(self) -> float:
@@ -437,7 +450,9 @@ class PrecisionComparison:
             "int8_over_fp32": round(self.int8_over_fp32, 3),
             "threads": self.threads,
             "images": self.fp32["images"],
-            "data": self.fp32.get("data_yaml") or self.fp32.get("split"),
+            "data_yaml": self.data_yaml,
+            "split": self.split,
+            "dataset": self.dataset,
             "gate": self.gate.to_json(),
             "loadavg_before": self.loadavg_before,
             "loadavg_after": self.loadavg_after,
@@ -474,6 +489,9 @@ def compare_precisions(
         gate=decide_int8(int8=int8_report, fp32=fp32_report),
         loadavg_before=before,
         loadavg_after=loadavg(),
+        data_yaml=str(Path(data_yaml).resolve()),
+        split=split,
+        dataset={k: v for k, v in describe_dataset(data_yaml).items() if k != "names"},
     )
 
 
@@ -493,12 +511,17 @@ def fp32_card_of(src: str | Path) -> ModelCard | None:
 
 
 def int8_card(
-    result: QuantizeResult, comparison: PrecisionComparison | None, parent: ModelCard | None
+    result: QuantizeResult,
+    comparison: PrecisionComparison | None,
+    parent: ModelCard | None,
+    command: str | None = None,
 ) -> ModelCard:
     """The int8 model's own card: the parent's description (when its card is known), ``precision: int8``,
     how it was quantised, and (when measured) the held-out accuracy against the parent and the gate."""
     det = OnnxDetector(result.dst)
     accuracy = comparison.to_json() if comparison else {}
+    if command:
+        accuracy["command"] = command
     gate = accuracy.pop("gate", {})
     quantization = Quantization(
         parent_file=str(result.src),
@@ -534,10 +557,10 @@ def int8_card(
 
 
 def write_int8_card(
-    result: QuantizeResult, comparison: PrecisionComparison | None = None
+    result: QuantizeResult, comparison: PrecisionComparison | None = None, command: str | None = None
 ) -> tuple[ModelCard, Path]:
     """Write ``int8_card`` beside the int8 model (``m.int8.card.json``); returns it and its path."""
-    card = int8_card(result, comparison, fp32_card_of(result.src))
+    card = int8_card(result, comparison, fp32_card_of(result.src), command)
     return card, card.save(int8_card_path(result.dst))
 
 
@@ -567,6 +590,7 @@ def build_int8(
     split: str = "all",
     activation_type: str = "uint8",
     method: str = "minmax",
+    command: str | None = None,
 ) -> Int8Build:
     """Quantise ``src`` to ``dst``, measure it against ``src`` on ``data_yaml`` (if given) and write its card.
 
@@ -578,5 +602,5 @@ def build_int8(
     """
     result = quantize_model(src, dst, calib=calib, activation_type=activation_type, method=method)
     comparison = compare_precisions(src, dst, data_yaml, split) if data_yaml else None
-    card, card_path = write_int8_card(result, comparison)
+    card, card_path = write_int8_card(result, comparison, command)
     return Int8Build(result, comparison, card, card_path)

@@ -146,7 +146,10 @@ def test_float_nodes_of_the_shipped_model_are_its_decode():
     producer = {o: n for n in model.graph.node for o in n.output}
     output_concat = producer[model.graph.output[0].name]
     assert output_concat.op_type == "Concat" and output_concat.name in names
-    assert all(by_name[n].op_type != "Conv" for n in names)
+    weights = {i.name: i for i in model.graph.initializer}
+    convs = [by_name[n] for n in names if by_name[n].op_type == "Conv"]
+    assert len(convs) == 4  # three class convolutions (one per level) and the DFL convolution
+    assert all(list(weights[c.input[1]].dims[2:]) == [1, 1] for c in convs)  # all 1x1: cheap to keep float
     # the class-score sigmoid and the box arithmetic feeding the concat are float, nothing of the backbone is
     assert any(by_name[n].op_type == "Sigmoid" for n in names)
     assert all(producer[i].name in names for i in output_concat.input if i in producer)
