@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -162,8 +164,21 @@ def print_welcome(url: str, *, demo: bool) -> None:
         )
 
 
-def serve_api(host: str, port: int) -> None:
-    """The API + reviewer UI until Ctrl-C/SIGTERM."""
+class _Server(uvicorn.Server):
+    """uvicorn's server that first tells ``on_stop`` when Ctrl-C/SIGTERM arrives (before it stops answering)."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
+        super().handle_exit(sig, frame)
+
+
+def serve_api(host: str, port: int, on_stop: Callable[[], None] | None = None) -> None:
+    """The API + reviewer UI until Ctrl-C/SIGTERM; ``on_stop`` runs as the API begins to stop."""
     # access log off: the reviewer UI polls and preloads, which would drown the workers' own log lines.
     # proxy_headers=False: X-Forwarded-For counts only from URBANEYE_TRUSTED_PROXIES (api.deps)
     # timeout_graceful_shutdown: open review screens hold a live-queue stream (api/routes/live.py) that
@@ -177,7 +192,7 @@ def serve_api(host: str, port: int) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_stop)
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut down; with
     # our handler in place that re-raise only sets the flag, so the workers still stop gracefully.
     install_stop_signals(threading.Event())
@@ -224,11 +239,12 @@ def run_main(
     workers = start_workers(options, processes, settings)
     print_welcome(f"http://{host}:{port}", demo=demo)
     try:
-        serve_api(host, port)
+        serve_api(host, port, on_stop=demo_hotline.stop_steps if demo_hotline is not None else None)
     finally:
-        # the demo hotline first: it calls the API back, which has stopped answering
-        if demo_hotline is not None:
-            demo_hotline.stop()
+        # the demo hotline stopped calling the API back as the API began to stop (on_stop); it takes pushes
+        # until the workers' outbox relay has stopped
         checkpoints.stop()
         workers.stop()
+        if demo_hotline is not None:
+            demo_hotline.stop()
     return 0

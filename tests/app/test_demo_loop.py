@@ -128,7 +128,10 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
-    assert code == 0, demo.log()
+    log = demo.log()
+    assert code == 0, log
+    # a clean stop: the demo hotline calls back no stopped API, the outbox pushes to no stopped demo hotline
+    assert "WARNING urbaneye.hotline" not in log, log
 
 
 def test_demo_reaches_yellow_escalation_a_closed_case_and_a_closure_rate(demo: Demo) -> None:

@@ -112,10 +112,14 @@ class DemoHotline:
         log.info("DEMO hotline (a stand-in for the city's platform) listening at %s", self.url)
         return self.url
 
-    def stop(self) -> None:
+    def stop_steps(self) -> None:
+        """Walk no case further (the API it calls back is stopping); the intake still answers pushes."""
         with self._lock:
             self._stopped = True
             self._wake.notify_all()
+
+    def stop(self) -> None:
+        self.stop_steps()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -175,8 +179,10 @@ class DemoHotline:
         try:
             resp = httpx.post(self.callback_url, content=body, headers=headers, timeout=10.0)
         except httpx.HTTPError as exc:
-            log.warning(
-                "DEMO hotline callback %s for case %s not delivered: %s", step.status, step.case_id, exc
+            # sent just as the demo stops: the API no longer answers, which is no news
+            level = logging.INFO if self._stopped else logging.WARNING
+            log.log(
+                level, "DEMO hotline callback %s for case %s not sent: %s", step.status, step.case_id, exc
             )
             return
         if resp.status_code >= 400:
