@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from models.gate import decide_int8
-from models.quantize import int8_card, quantize_model, synthetic_calibration
+from models.quantize import int8_card, quantize_model, review_calibration, synthetic_calibration
 from streams.detector_pool import PrecisionWatcher, static_model_path
+from tests.retrain.conftest import T0, add_case
 from tests.retrain.test_hot_reload import variant
 from urbaneye import registry
 from urbaneye.model_card import ModelCard, int8_card_path
@@ -157,3 +159,23 @@ def test_bootstrap_registers_its_shipped_int8_variant(db):
         assert chosen.version == f"{fp32.version}-int8" and chosen.parent == fp32.version
         assert registry.gate_failure(chosen) is None
         assert resolve_precision(s, fp32, "auto", on_cpu=True).version == chosen.version  # registered once
+
+
+def test_calibration_comes_from_reviewed_evidence_when_there_is_enough(db, fs_store, tiny_parent, tmp_path):
+    with db() as s:
+        for i in range(
+            3
+        ):  # three confirmed and one rejected case of two frames each; a pending one is left out
+            add_case(s, fs_store, status="confirmed", frames=2, seed=i, at=T0 + dt.timedelta(hours=i))
+        add_case(s, fs_store, status="rejected", reject_reason="false_detection", frames=2, seed=9)
+        add_case(s, fs_store, status="pending_review", frames=2, seed=7)
+        s.commit()
+    with db() as s:
+        calib = review_calibration(s, fs_store, 100, min_frames=8)
+        few = review_calibration(s, fs_store, 100, min_frames=9)
+    assert calib.source == "reviews" and calib.count == 8 and "4 reviewed cases" in calib.detail
+    frames = list(calib.frames())
+    assert len(frames) == 8 and all(f.shape == (96, 160, 3) for f in frames)
+    assert few.source == "synthetic" and "only 8 reviewed evidence frames (< 9)" in few.detail
+    result = quantize_model(tiny_parent[1], tmp_path / "reviews.int8.onnx", calib=calib)
+    assert result.calibration.source == "reviews" and result.calibration.count == 8
