@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -62,23 +63,18 @@ def _rates(fig: Figures) -> None:
     fig.precision = round(fig.confirmed / decided, 4) if decided else None
 
 
-def compute_stats(
-    session: Session,
-    since: dt.datetime,
-    until: dt.datetime,
-    period: Period = Period.DAY,
-    camera_id: str | None = None,
-    tz_name: str = "Asia/Shanghai",
-    kinds: list[str] | None = None,
-) -> StatsPublic:
-    """Figures of the cases created in [since, until) (one camera, some kinds, if given). Kinds are grouped by
-    id, configured kinds included, each named by its cases' Chinese name."""
-    tz = ZoneInfo(tz_name)
-    conds = [Case.created_at >= since, Case.created_at < until]
-    if camera_id:
-        conds.append(Case.camera_id == camera_id)
-    if kinds:
-        conds.append(Case.kind.in_(kinds))
+@dataclass
+class _Tally:
+    """Counts of one pass over the range's cases."""
+
+    rows: dict[tuple[str, str, str], StatsRow] = field(default_factory=dict)  # (period, channel, kind)
+    per_camera: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    names: dict[str, str] = field(default_factory=dict)  # kind -> Chinese name
+    totals: StatsTotals = field(default_factory=StatsTotals)
+    to_review_s: list[float] = field(default_factory=list)
+
+
+def _tally(session: Session, conds: list, period: Period, tz: ZoneInfo) -> _Tally:
     q = select(
         Case.created_at,
         Case.reviewed_at,
@@ -90,11 +86,8 @@ def compute_stats(
         Case.kind_name_zh,
         Case.gbt_code,
     ).where(*conds)
-    rows: dict[tuple[str, str, str], StatsRow] = {}
-    per_camera: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    names: dict[str, str] = {}
-    totals = StatsTotals()
-    to_review_s: list[float] = []
+    t = _Tally()
+    rows, per_camera, names, totals = t.rows, t.per_camera, t.names, t.totals
     for created, reviewed, channel, kind, cam, status, unclassified, name_zh, code in session.execute(q):
         names[kind] = names.get(kind) or kind_name_zh(kind, name_zh)  # older cases carry no name
         key = (_period_start(created, period, tz), channel, kind)
@@ -112,7 +105,28 @@ def compute_stats(
         if reviewed is not None and status != CaseStatus.PENDING_REVIEW.value:
             created_a = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
             reviewed_a = reviewed if reviewed.tzinfo else reviewed.replace(tzinfo=dt.UTC)
-            to_review_s.append((reviewed_a - created_a).total_seconds())
+            t.to_review_s.append((reviewed_a - created_a).total_seconds())
+    return t
+
+
+def compute_stats(
+    session: Session,
+    since: dt.datetime,
+    until: dt.datetime,
+    period: Period = Period.DAY,
+    camera_id: str | None = None,
+    tz_name: str = "Asia/Shanghai",
+    kinds: list[str] | None = None,
+) -> StatsPublic:
+    """Figures of the cases created in [since, until) (one camera, some kinds, if given). Kinds are grouped by
+    id, configured kinds included, each named by its cases' Chinese name."""
+    conds = [Case.created_at >= since, Case.created_at < until]
+    if camera_id:
+        conds.append(Case.camera_id == camera_id)
+    if kinds:
+        conds.append(Case.kind.in_(kinds))
+    t = _tally(session, conds, period, ZoneInfo(tz_name))
+    rows, names, totals = t.rows, t.names, t.totals
     for row in rows.values():
         row.kind_name_zh = names[row.kind]
         _rates(row)
@@ -124,7 +138,7 @@ def compute_stats(
     )
     durations = [d for (d,) in session.execute(rq)]
     totals.median_review_ms = float(statistics.median(durations)) if durations else None
-    totals.median_time_to_review_s = round(statistics.median(to_review_s), 1) if to_review_s else None
+    totals.median_time_to_review_s = round(statistics.median(t.to_review_s), 1) if t.to_review_s else None
     precision = [
         PrecisionRow(
             camera_id=c,
@@ -134,7 +148,7 @@ def compute_stats(
             rejected=n[1],
             precision=round(n[0] / (n[0] + n[1]), 4),
         )
-        for (c, k), n in sorted(per_camera.items())
+        for (c, k), n in sorted(t.per_camera.items())
     ]
     rate = f"{totals.closure_rate * 100:.1f}%" if totals.closure_rate is not None else "—"
     report = [
