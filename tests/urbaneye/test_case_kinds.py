@@ -152,3 +152,16 @@ def test_a_kind_whose_code_has_no_name_is_refused_and_its_event_kept(stack) -> N
     assert Handoff().spool.exists(item_id) and not Handoff().spool.is_done(item_id)
     with session_scope(stack.db_url) as s:
         assert s.get(Case, service.case_id_for(vid)) is None
+
+
+def test_an_unclassified_case_waits_for_review_under_an_immediate_push_policy(
+    make_stack, private_redis_url
+) -> None:  # noqa: ANN001
+    stack = make_stack(private_redis_url, push_policy="exposed_garbage=immediate")
+    unknown = dataclasses.replace(make_event("cam-1:z1:u", kind="exposed_garbage"), unclassified=True)
+    known = make_event("cam-1:z1:k", kind="exposed_garbage")
+    for vid, ev in (("cam-1:z1:u", unknown), ("cam-1:z1:k", known)):
+        service.process_spool_item(_spool(vid, ev))
+    with session_scope(stack.db_url) as s:
+        assert s.get(Case, service.case_id_for("cam-1:z1:u")).status == "pending_review"
+        assert s.get(Case, service.case_id_for("cam-1:z1:k")).status == "queued"

@@ -271,7 +271,8 @@ def record_case_from_spool(session: Session, spool_item_id: str, *, spool: Spool
             case.status,
             {"violation_id": case.violation_id, "spool_item": spool_item_id, "kind": case.kind},
         )
-        if get_settings().push_policy_for(case.kind) == "immediate":
+        # a 待分类 case waits for a reviewer's kind whatever its (suspected) kind's push policy says
+        if get_settings().push_policy_for(case.kind) == "immediate" and not case.unclassified:
             queue_for_hotline(session, case, "system:push_policy", {"policy": "immediate"})
     else:
         append_audit(
