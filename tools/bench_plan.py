@@ -37,7 +37,7 @@ class BenchPlan:
     evidence_render_wh: tuple[int, int] = (960, 540)
     detector_frames: int = 60
     layout_frames: int = 40
-    trial_windows_s: tuple[float, float] = (2.5, 5.0)
+    trial_windows_s: tuple[float, float] = (2.0, 4.0)
     max_trials: int = 6
     pipeline_budget_s: float = 300.0
     guess_from_stages: bool = True

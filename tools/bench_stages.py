@@ -131,9 +131,15 @@ def profile_stages(
     }
 
 
+#: Share of the cores a trial's cameras get in practice (two processes, their threads, the OS, other jobs):
+#: the first guess should usually keep up, so the search grows from there instead of bisecting down.
+GUESS_CORE_SHARE = 0.7
+
+
 def guess_cameras(split: dict[str, float], cores: int) -> int:
-    """Cameras ``cores`` cores should carry if the stages scaled perfectly (a first guess for the search)."""
-    return max(1, int(0.9 * cores / max(split["total"], 1e-6)))
+    """A first guess for the ceiling search: cameras that ``GUESS_CORE_SHARE`` of ``cores`` carry at the
+    stage split's CPU-seconds per camera-second."""
+    return max(1, int(GUESS_CORE_SHARE * cores / max(split["total"], 1e-6)))
 
 
 # ------------------------------------------------------------------------------------------ evidence
