@@ -114,7 +114,9 @@ export function mountQueue(root) {
       const added = res.data.filter((c) => !known.has(c.id) && !decided.has(c.id));
       state.queue.push(...added);
       for (const c of added) state.fresh.add(c.id);
-      state.total = res.count + (cur && !server.has(cur.id) ? 1 : 0);
+      // the server still counts a case whose decision from this tab is on its way: it has left this queue
+      const inFlight = res.data.filter((c) => decided.has(c.id)).length;
+      state.total = res.count - inFlight + (cur && !server.has(cur.id) ? 1 : 0);
       if (!cur && state.queue.length) { state.index = 0; show(); } // an empty queue refills itself
       else renderList();
     })().catch(() => {}).finally(() => { state.refreshing = null; });
