@@ -14,7 +14,8 @@ from urbaneye.audit_verify import verify_chain
 from urbaneye.cases import service
 from urbaneye.cases.handoff import EvidenceFrame, EvidenceRuleError, Handoff
 from urbaneye.cases.service import CaseNotFound, CaseStateError
-from urbaneye.db.models import AuditLog, Case, CaseStatus, Outbox, Review
+from urbaneye.cases.spool import STRIP_SEQ_BASE
+from urbaneye.db.models import AuditLog, Case, CaseStatus, Evidence, Outbox, Review
 from urbaneye.db.session import session_scope
 from urbaneye.hotline.callbacks import apply_hotline_callback
 from urbaneye.hotline.delivery import deliver_outbox
@@ -229,3 +230,18 @@ def test_push_waits_for_evidence_without_spending_retries(stack):
         s.get(Case, case_id).evidence[0].uploaded = True
     assert deliver_outbox(outbox_id) == "sent"
     assert stack.hotline.requests and list(stack.hotline.accepted) == [case_id]
+
+
+def test_push_sends_the_legal_evidence_not_the_frame_strip(stack):
+    case_id = _new_case(stack, "cam-1:z1:strip")
+    with session_scope(stack.db_url) as s:
+        case = s.get(Case, case_id)
+        legal = sorted({e.seq for e in case.evidence})
+        strip = Evidence(case_id=case_id, seq=STRIP_SEQ_BASE, variant="annotated", key="strip/1.jpg",
+                         sha256="0" * 64, uploaded=False)  # fmt: skip
+        s.add(strip)  # a strip frame still in the spool must not hold the push back
+        service.review_case(s, case_id, "u1", "confirm")
+        outbox_id = s.scalar(select(Outbox.id).where(Outbox.case_id == case_id))
+    assert deliver_outbox(outbox_id) == "sent"
+    sent = json.loads(stack.hotline.requests[-1]["body"])
+    assert sorted({e["seq"] for e in sent["evidence"]}) == legal == [1, 2]

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from urbaneye.audit import append_audit
 from urbaneye.cases.service import transition
+from urbaneye.cases.spool import is_strip_seq
 from urbaneye.db.models import Case, CaseStatus, Outbox, OutboxStatus, utcnow
 from urbaneye.db.session import session_scope
 from urbaneye.hotline.client import HotlineClient, HotlineRejected, HotlineTransientError
@@ -32,9 +33,13 @@ def client_for(topic: str, s: Settings) -> HotlineClient:
 
 
 def _with_evidence(case: Case, payload: dict, expiry_s: int) -> dict:
+    """The payload with links to the case's evidence: the legal moments and their crops. The frame strip
+    (``is_strip_seq``) is a reviewing aid across the dwell; it is not sent and never holds a push back."""
     store = get_store()
     evidence = []
     for e in case.evidence:
+        if is_strip_seq(e.seq):
+            continue
         if not e.uploaded:
             raise HotlineTransientError(f"evidence {e.key} of case {case.id} still waits in the spool")
         evidence.append(
@@ -99,7 +104,7 @@ def deliver_outbox(outbox_id: int, url: str | None = None) -> str:
         waiting = ""
         if not s.hotline_url and not (row.topic == "bike_operator" and s.bike_operator_url):
             waiting = "URBANEYE_HOTLINE_URL is not set; the case stays queued"
-        elif not all(e.uploaded for e in case.evidence):
+        elif not all(e.uploaded for e in case.evidence if not is_strip_seq(e.seq)):
             waiting = "evidence still waits in the spool for the store"
         if waiting:
             row.last_error = waiting
