@@ -24,7 +24,14 @@ from vision.kinds import catalogue_of, zone_watches
 from vision.rules import rules_for
 from vision.rules.common import Rule, RuleState, remap_zones, rescale
 from vision.rules.escalation import EscalationBook
-from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind, ViolationEvent
+from vision.types import (
+    OBJECT_KINDS,
+    STILL_S_KEY,
+    UNKNOWN_OBJECT_CLASS_ID,
+    Detections,
+    ObjectKind,
+    ViolationEvent,
+)
 from vision.zones import ZoneIndex
 
 log = logging.getLogger(__name__)
@@ -162,6 +169,8 @@ class CameraPipeline:
         regions = regions.with_(tracker_id=np.full(len(regions), -1, np.int64))
         if not len(tracked):
             return regions
+        if STILL_S_KEY in regions.data:  # merge keeps only shared keys: the regions' stillness must survive
+            tracked = tracked.with_(data={STILL_S_KEY: np.zeros(len(tracked), np.float32)})
         return Detections.merge([tracked, regions])
 
     def _step_rule(

@@ -37,7 +37,14 @@ import cv2
 import numpy as np
 
 from vision.geometry import iou_matrix
-from vision.types import OBJECT_KINDS, UNKNOWN_OBJECT, UNKNOWN_OBJECT_CLASS_ID, Detections, ObjectKind
+from vision.types import (
+    OBJECT_KINDS,
+    STILL_S_KEY,
+    UNKNOWN_OBJECT,
+    UNKNOWN_OBJECT_CLASS_ID,
+    Detections,
+    ObjectKind,
+)
 
 _PERSON = OBJECT_KINDS.index(ObjectKind.PERSON)
 
@@ -302,7 +309,7 @@ class StaticObjectDetector:
             xyxy=xyxy,
             confidence=conf_a,
             class_id=np.full(k, UNKNOWN_OBJECT_CLASS_ID, np.int32),
-            data={"label": np.array([UNKNOWN_OBJECT] * k), "static_s": age_a},
+            data={"label": np.array([UNKNOWN_OBJECT] * k), STILL_S_KEY: age_a},
         )
 
     def _forget_pixels(self, x: int, y: int, mask: np.ndarray, grey: np.ndarray) -> None:
@@ -431,7 +438,9 @@ def with_unknown(
         return model
     if not len(model):
         return unknown
-    return Detections.merge([model, unknown])  # data keys and tracker ids only where both have them
+    # data keys and tracker ids are kept only where both have them; the regions' stillness must survive
+    model = model.with_(data={STILL_S_KEY: np.zeros(len(model), np.float32)})
+    return Detections.merge([model, unknown])
 
 
 def _centre_inside(points_of: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -451,5 +460,5 @@ def _empty() -> Detections:
         xyxy=np.zeros((0, 4), np.float32),
         confidence=np.zeros(0, np.float32),
         class_id=np.zeros(0, np.int32),
-        data={"label": np.zeros(0, "<U14"), "static_s": np.zeros(0, np.float32)},
+        data={"label": np.zeros(0, "<U14"), STILL_S_KEY: np.zeros(0, np.float32)},
     )

@@ -37,6 +37,8 @@ UNKNOWN_OBJECT = "unknown_object"
 #: ``class_id`` of an unknown object: one past ``OBJECT_KINDS``, so indexing ``OBJECT_KINDS`` with it fails
 #: loudly instead of naming one of the model's classes.
 UNKNOWN_OBJECT_CLASS_ID = len(OBJECT_KINDS)
+#: ``Detections.data`` key of an unknown object's seconds of stillness before this frame (0 for model rows).
+STILL_S_KEY = "static_s"
 
 
 class ViolationKind(StrEnum):

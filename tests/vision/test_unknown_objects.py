@@ -14,6 +14,7 @@ from vision.pipeline import CameraPipeline
 from vision.static_objects import with_unknown
 from vision.types import (
     OBJECT_KINDS,
+    STILL_S_KEY,
     UNKNOWN_OBJECT_CLASS_ID,
     Detections,
     ObjectKind,
@@ -111,3 +112,19 @@ def test_with_unknown_drops_regions_a_model_detection_explains() -> None:
     assert merged.class_id.tolist() == [garbage, person, UNKNOWN_OBJECT_CLASS_ID, UNKNOWN_OBJECT_CLASS_ID]
     assert np.allclose(merged.xyxy[2:], [[400, 400, 560, 520], [10, 10, 60, 60]])
     assert with_unknown(model, Detections.empty()) is model
+
+
+def test_dwell_counts_from_when_the_static_detector_saw_the_object_left() -> None:
+    """A region is reported after ``static_s`` seconds of stillness; its dwell is back-dated by as much."""
+    cam = camera(zone("m1", "monitored", dwell_s=GARBAGE_60))
+    pipe = CameraPipeline(cam, RulesConfig(), tracker="auto")
+    events: list[ViolationEvent] = []
+    for k in range(int(100 * 5)):
+        t = k / 5
+        still = Detections.empty()
+        if t >= 25.0:  # left at 5 s, reported from 25 s with 20 s of stillness behind it
+            still = region(PILE).with_(data={STILL_S_KEY: np.array([t - 5.0], np.float32)})
+        events.extend(pipe.step(with_unknown(Detections.empty(), still), t, FRAME_WH, fresh=k % 50 == 0))
+    opened = of(events, "opened")
+    assert len(opened) == 1 and abs(opened[0].first_seen_s - 5.0) <= 0.5
+    assert 65.0 <= opened[0].ts_s <= 70.0

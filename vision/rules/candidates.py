@@ -24,7 +24,7 @@ import numpy as np
 
 from vision.config import RulesConfig
 from vision.geometry import box_diag, box_iou, centre_dist, iou_matrix, scale_box
-from vision.types import UNKNOWN_OBJECT_CLASS_ID, Detections
+from vision.types import STILL_S_KEY, UNKNOWN_OBJECT_CLASS_ID, Detections
 from vision.zones import ZoneFrame
 
 if TYPE_CHECKING:  # annotations only: common imports this module
@@ -127,6 +127,9 @@ class Candidate:
     geo_exempt: tuple[int, ...] = ()
     zone_idx: int = -1
     eligible: bool = False
+    #: an unknown_object region is first seen once the static-object detector has watched it stay still this
+    #: long: its first stationary episode is back-dated by as much (dwell counts from when it was left)
+    still_before_s: float = 0.0
 
     def ref_box(self) -> tuple[float, ...] | list[float]:
         """Box detections are matched against: where it settled (a stray box cannot drag a settled
@@ -267,7 +270,7 @@ def _start_episode(c: Candidate, max_shift: float) -> None:
         # The two newest samples lie off the window's median (a box that jumped or collapsed): the
         # object settles where it was seen last.
         settled = [first]
-    c.dwell_start_s = first.ts_s
+    c.dwell_start_s = first.ts_s - (c.still_before_s if first.ts_s == c.first_seen_s else 0.0)
     c.episode_frame0 = first.frame
     c.episode_seen0 = first.seen - 1
     n = len(settled)
@@ -439,6 +442,7 @@ def update_candidates(
         # an unknown_object region is the static-object detector's own observation of this frame, new even
         # when the model's detections are carried
         observed = ((objs.class_id == UNKNOWN_OBJECT_CLASS_ID) | fresh).tolist()
+        still = objs.data.get(STILL_S_KEY)  # present on frames with unknown regions
         for i in range(len(objs)):
             box = tuple(boxes[i])
             tid = None if tids is None else tids[i]
@@ -449,6 +453,8 @@ def update_candidates(
                 _take_label(c, int(objs.class_id[i]))
             else:
                 c = Candidate(state.next_cand_id, int(objs.class_id[i]), now_s, now_s, box, tid)  # type: ignore[arg-type]
+                if still is not None:
+                    c.still_before_s = float(still[i])
                 state.next_cand_id += 1
                 state.candidates.append(c)
             settled_before = c.dwell_start_s
