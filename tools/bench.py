@@ -99,6 +99,10 @@ def _configs(model: Path, plan: BenchPlan) -> list[tuple[str, Path, Path]]:
     return out
 
 
+def _headline_precision(configs: list[tuple[str, Path, Path]]) -> str:
+    return "int8" if any(name.endswith("_int8") for name, _, _ in configs) else "fp32"
+
+
 def _headline(by_config: dict[str, dict[str, Any]], key: str = "cameras_realtime") -> dict[str, Any]:
     """The figures of the targets: int8 where measured, else fp32."""
     pick = {
@@ -114,7 +118,9 @@ def _headline(by_config: dict[str, dict[str, Any]], key: str = "cameras_realtime
 def pipeline_section(model: Path, plan: BenchPlan, load: int) -> dict[str, Any]:
     cores = _cores()
     configs = _configs(model, plan)
-    searches_left = [len(configs) * (2 if load else 1)]
+    # under load, the configurations of the headline precision (int8 when there is one): time is short
+    loaded_configs = [c for c in configs if c[0].endswith(_headline_precision(configs))] if load else []
+    searches_left = [len(configs) + len(loaded_configs)]
     deadline = time.monotonic() + plan.pipeline_budget_s
 
     def search(clip: Path, path: Path, guess: int) -> dict[str, Any]:
@@ -159,7 +165,7 @@ def pipeline_section(model: Path, plan: BenchPlan, load: int) -> dict[str, Any]:
         loaded: dict[str, Any] = {}
         free = max(cores - load, 1) / cores
         with BackgroundLoad(load):
-            for name, clip, path in configs:
+            for name, clip, path in loaded_configs:
                 loaded[name] = search(clip, path, max(1, int(unloaded[name]["cameras_realtime"] * free)))
         out["loaded"] = {"background_load": load, **_headline(loaded), "by_config": loaded}
     return out

@@ -51,13 +51,15 @@ def search_ceiling(
     grow: float = 2.0,
     tolerance: float = 0.1,
     max_trials: int = 10,
+    min_trials: int = 1,
     time_left_s: Callable[[], float] = lambda: math.inf,
 ) -> CeilingSearch:
     """Largest ``n`` with ``trial(n)["keeps_up"]``, assuming more cameras never keep up better.
 
     ``start`` is the first guess; counts grow by ``grow`` (at least +1) until a trial falls behind, then
     bisection closes the bracket to ``max(1, tolerance x ceiling)`` cameras. ``time_left_s`` is asked before
-    each trial; at <= 0, or after ``max_trials``, the search stops with ``bounded=True``.
+    each trial after the first ``min_trials``; at <= 0, or after ``max_trials``, the search stops with
+    ``bounded=True``.
 
     Example:
         >>> found = search_ceiling(lambda n: {"cameras": n, "keeps_up": n <= 13}, start=4)
@@ -69,7 +71,8 @@ def search_ceiling(
     found = CeilingSearch()
 
     def run(n: int) -> bool | None:
-        if len(found.trials) >= max_trials or time_left_s() <= 0:
+        out_of_time = len(found.trials) >= min_trials and time_left_s() <= 0
+        if len(found.trials) >= max_trials or out_of_time:
             found.bounded = True
             return None
         result = trial(n)
@@ -231,6 +234,7 @@ def bench_ceiling(
         start=max(1, guess),
         grow=1.5 if guess > 4 else 2.0,
         max_trials=max_trials,
+        min_trials=min(2, max_trials),  # a first guess that fails is followed by one smaller trial
         time_left_s=lambda: deadline - time.monotonic(),
     )
     best = max((t for t in found.trials if t["keeps_up"]), key=lambda t: t["cameras"], default=None)

@@ -62,6 +62,12 @@ def test_time_budget_is_asked_before_each_trial() -> None:
     assert asked == [3, 6] and found.bounded and found.ceiling == 6
 
 
+def test_min_trials_run_even_when_the_time_is_gone() -> None:
+    asked: list[int] = []
+    found = search_ceiling(fake_trial(3, asked), start=8, min_trials=2, time_left_s=lambda: -1.0)
+    assert asked == [8, 4] and found.bounded and (found.ceiling, found.first_behind) == (0, 4)
+
+
 @pytest.mark.parametrize("bad", [{"start": 0}, {"grow": 1.0}])
 def test_bad_search_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError, match="search_ceiling"):
