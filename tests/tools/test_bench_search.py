@@ -55,11 +55,11 @@ def test_trial_budget_bounds_the_search_and_says_so() -> None:
     assert (found.ceiling, found.first_behind) == (8, None)
 
 
-def test_time_budget_is_asked_before_each_trial() -> None:
-    left = itertools.count(2, -1)  # 2, 1, 0, ... seconds left: two trials fit
+def test_time_budget_is_asked_before_each_trial_after_the_first() -> None:
+    left = itertools.count(2, -1)  # 2, 1, 0, ... seconds left when asked: two more trials fit
     asked: list[int] = []
     found = search_ceiling(fake_trial(1000, asked), start=3, time_left_s=lambda: next(left))
-    assert asked == [3, 6] and found.bounded and found.ceiling == 6
+    assert asked == [3, 6, 12] and found.bounded and found.ceiling == 12
 
 
 def test_min_trials_run_even_when_the_time_is_gone() -> None:
