@@ -48,21 +48,54 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "  urbaneye users token --username worker-1 --ttl-days 90     # a service user's token\n"
         ),
     ).add_subparsers(dest="users_command", metavar="ACTION")
-    c = users.add_parser("create", help="add a user")
+    c = users.add_parser(
+        "create",
+        help="add a user",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye users create --username wang --role reviewer --display-name 王芳   # prompts for the password\n"
+            "  urbaneye users create --username worker-1 --role service     # then: users token --username worker-1\n"
+        ),
+    )
     c.add_argument("--username", required=True)
     c.add_argument("--role", required=True, choices=["admin", "reviewer", "viewer", "service"])
     c.add_argument("--password", help="omit to be prompted (keeps it out of shell history)")
     c.add_argument("--display-name", default="")
     c.set_defaults(func=cmd_users_create)
-    ls = users.add_parser("list", help="list users")
+    ls = users.add_parser(
+        "list",
+        help="list users",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye users list\n  urbaneye users list --json\n",
+    )
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_users_list)
-    t = users.add_parser("token", help="print a service token for a worker's service user")
+    t = users.add_parser(
+        "token",
+        help="print a service token for a worker's service user",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye users token --username worker-1                    # valid 30 days\n"
+            "  urbaneye users token --username worker-1 --ttl-days 90\n"
+        ),
+    )
     t.add_argument("--username", required=True)
     t.add_argument("--ttl-days", type=float, default=30.0)
     t.set_defaults(func=cmd_users_token)
 
-    b = sub.add_parser("bench-api", help="API latency under load: 100k cases, 50 concurrent reviewers")
+    b = sub.add_parser(
+        "bench-api",
+        help="API latency under load: 100k cases, 50 concurrent reviewers",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye bench-api --json --think-s 5            # scratch database on the local PostgreSQL\n"
+            "  urbaneye bench-api --json --think-s 5 --workers 2\n"
+            "  urbaneye bench-api --cases 20000 --reviewers 20 --duration-s 40 --json\n"
+        ),
+    )
     b.add_argument(
         "--database-url", default="", help="PostgreSQL URL (default: a scratch database on the local server)"
     )

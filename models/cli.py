@@ -30,6 +30,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="train the detector (ultralytics), export ONNX, write a model card",
         description="Train from an ultralytics model yaml (no pretrained download) or fine-tune from --init; "
         "writes NAME.pt, NAME.onnx and card.json to --out.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye train --data /work/data/synth-train/data.yaml --out /work/data/train-cpu --recipe cpu\n"
+            "  urbaneye train --data /work/data/synth-train/data.yaml --out /work/data/train-cpu-2 "
+            "--init models/bootstrap/urbaneye-bootstrap.pt --time-h 0.5\n"
+            "  urbaneye train --data /work/data/synth-train/data.yaml --out runs/train-gpu --recipe gpu --device 0\n"
+        ),
     )
     p.add_argument(
         "--data", required=True, type=Path, help="YOLO data.yaml (urbaneye synth images writes one)"
@@ -58,6 +66,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="evaluate an ONNX detector on a YOLO dataset split through vision.detector",
         description="Prints mAP50, mAP50-95 and per-class AP50/precision/recall; writes a PR-curve plot and a "
         "confusion matrix image.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye eval --model models/bootstrap/urbaneye-bootstrap.onnx "
+            "--data /work/data/synth-holdout/data.yaml --split all --json\n"
+            "  urbaneye eval --model /work/data/train-cpu/urbaneye.onnx --data /work/data/synth-train/data.yaml "
+            "--card /work/data/train-cpu/card.json\n"
+        ),
     )
     e.add_argument("--model", required=True, type=Path, help="ONNX file")
     e.add_argument("--data", required=True, type=Path, help="YOLO data.yaml")
@@ -254,6 +270,12 @@ def add_models_actions(msub: argparse._SubParsersAction) -> None:
     rp = msub.add_parser(
         "report",
         help="how reviewers judged a model's cases, per kind and per camera (real-world precision)",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye models report --name bootstrap-3abb1cd1bd0c\n"
+            "  urbaneye models report --name coco-yolov8n --json\n"
+        ),
     )
     rp.add_argument("--name", required=True, help="registry version, e.g. bootstrap-3abb1cd1bd0c")
     rp.add_argument("--json", action="store_true", help="print the report as JSON")

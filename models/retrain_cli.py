@@ -13,13 +13,22 @@ import sys
 from pathlib import Path
 
 from models.cli import add_models_actions
+from vision.cli import ExamplesHelpFormatter
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_dataset(sub)
 
     r = sub.add_parser(
-        "retrain", help="fine-tune the active model on reviewed cases, gate it, maybe promote it"
+        "retrain",
+        help="fine-tune the active model on reviewed cases, gate it, maybe promote it",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye retrain --group default --json\n"
+            "  urbaneye retrain --group night --time-h 1.5 --no-promote --work-dir runs/retrain-night\n"
+            "  urbaneye retrain --dataset ds-20250102-030405-cdcdcdcd --recipe gpu --device 0\n"
+        ),
     )
     r.add_argument("--group", default="default", help="camera group (default: default)")
     r.add_argument(
@@ -48,21 +57,60 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=cmd_retrain)
 
-    m = sub.add_parser("models", help="model registry: list, import, report, promote, rollback, shadow")
+    m = sub.add_parser(
+        "models",
+        help="model registry: list, import, report, promote, rollback, shadow",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye models list\n"
+            "  urbaneye models import yolov8n.onnx --name coco-yolov8n --class-map coco --activate\n"
+            "  urbaneye models report --name coco-yolov8n\n"
+            "  urbaneye models rollback\n"
+        ),
+    )
     msub = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    ls = msub.add_parser("list", help="registered model versions, newest first")
+    ls = msub.add_parser(
+        "list",
+        help="registered model versions, newest first",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye models list\n  urbaneye models list --group night --json\n",
+    )
     ls.add_argument("--group", help="only this camera group")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_models_list)
-    pr = msub.add_parser("promote", help="make a version the active model of a camera group")
+    pr = msub.add_parser(
+        "promote",
+        help="make a version the active model of a camera group",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye models promote default-20250102-030405-abababab\n"
+            "  urbaneye models promote coco-yolov8n --group night --force   # gate failed; audited\n"
+        ),
+    )
     pr.add_argument("version")
     pr.add_argument("--group", help="camera group (default: the version's own)")
     pr.add_argument("--force", action="store_true", help="promote although its gate failed (admin; audited)")
     pr.set_defaults(func=cmd_models_promote)
-    rb = msub.add_parser("rollback", help="re-activate the model that was active before the current one")
+    rb = msub.add_parser(
+        "rollback",
+        help="re-activate the model that was active before the current one",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye models rollback\n  urbaneye models rollback --group night\n",
+    )
     rb.add_argument("--group", default="default")
     rb.set_defaults(func=cmd_models_rollback)
-    sh = msub.add_parser("shadow", help="run a candidate beside the active model on some cameras")
+    sh = msub.add_parser(
+        "shadow",
+        help="run a candidate beside the active model on some cameras",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye models shadow default-20250102-030405-abababab --cameras cam-1,cam-2\n"
+            "  urbaneye models shadow --stop --group default\n"
+        ),
+    )
     sh.add_argument("version", nargs="?", help="version to shadow; omit with --stop")
     sh.add_argument("--group", default="default")
     sh.add_argument("--cameras", default="", help="comma-separated camera ids")
@@ -72,10 +120,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_dataset(sub: argparse._SubParsersAction) -> None:
-    dataset = sub.add_parser("dataset", help="datasets built from reviewed cases")
+    dataset = sub.add_parser(
+        "dataset",
+        help="datasets built from reviewed cases",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye dataset build --out /work/data/reviewed-ds --json\n",
+    )
     dsub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     b = dsub.add_parser(
-        "build", help="build a versioned YOLO dataset from reviewed cases (+ synthetic share)"
+        "build",
+        help="build a versioned YOLO dataset from reviewed cases (+ synthetic share)",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye dataset build --json\n"
+            "  urbaneye dataset build --group night --since 2026-11-01T00:00:00Z --synth-share 0.3 "
+            "--out /work/data/night-ds\n"
+        ),
     )
     b.add_argument("--group", help="only cameras of this camera group")
     b.add_argument("--since", help="only cases reviewed at/after this ISO date-time")

@@ -20,6 +20,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="stream workers only (production)",
         description="Process cameras: all of them, a static shard (--shard i/n), or a fair share claimed "
         "through leases in the database/Redis (--leases) that move to live workers when one dies.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye stream-worker --cameras /etc/urbaneye/cameras.yaml --leases --processes 2\n"
+            "  urbaneye stream-worker --cameras /etc/urbaneye/cameras.yaml --shard 0/3   # one of 3 machines\n"
+            "  urbaneye stream-worker --cameras cameras.yaml --model models/bootstrap/urbaneye-bootstrap.onnx --strict\n"
+        ),
     )
     p.add_argument("--cameras", type=Path, required=True, help="cameras file (YAML)")
     split = p.add_mutually_exclusive_group()

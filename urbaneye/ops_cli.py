@@ -14,17 +14,46 @@ from vision.cli import ExamplesHelpFormatter
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    db = sub.add_parser("db", help="database migrations")
+    db = sub.add_parser(
+        "db",
+        help="database migrations",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye db upgrade\n  urbaneye db current\n",
+    )
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = db_sub.add_parser("upgrade", help="apply Alembic migrations (default: to head)")
+    up = db_sub.add_parser(
+        "upgrade",
+        help="apply Alembic migrations (default: to head)",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye db upgrade                            # URBANEYE_DATABASE_URL, else var/urbaneye.db\n"
+            "  urbaneye db upgrade --database-url postgresql+psycopg://urbaneye@db/urbaneye\n"
+            "  urbaneye db upgrade --revision 0009            # stop at a revision\n"
+        ),
+    )
     up.add_argument("--revision", default="head")
     up.add_argument("--database-url", default=None, help="default: URBANEYE_DATABASE_URL / SQLite file")
     up.set_defaults(func=cmd_db_upgrade)
-    cur = db_sub.add_parser("current", help="show the database's migration revision")
+    cur = db_sub.add_parser(
+        "current",
+        help="show the database's migration revision",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye db current                            # exits 1 while behind head\n"
+            "  urbaneye db current --database-url postgresql+psycopg://urbaneye@db/urbaneye\n"
+        ),
+    )
     cur.add_argument("--database-url", default=None)
     cur.set_defaults(func=cmd_db_current)
 
-    audit = sub.add_parser("audit", help="audit log")
+    audit = sub.add_parser(
+        "audit",
+        help="audit log",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye audit verify\n  urbaneye audit checkpoint\n",
+    )
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     ver = audit_sub.add_parser(
         "verify",
@@ -49,12 +78,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     ver.set_defaults(func=cmd_audit_verify)
     cp = audit_sub.add_parser(
-        "checkpoint", help="sign the audit chain's head and write it to the object store (and the log) now"
+        "checkpoint",
+        help="sign the audit chain's head and write it to the object store (and the log) now",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye audit checkpoint                      # the relay also does it every interval\n"
+            "  urbaneye audit checkpoint --database-url postgresql+psycopg://urbaneye@db/urbaneye\n"
+        ),
     )
     cp.add_argument("--database-url", default=None)
     cp.set_defaults(func=cmd_audit_checkpoint)
 
-    worker = sub.add_parser("worker", help="start a Celery worker for some queues")
+    worker = sub.add_parser(
+        "worker",
+        help="start a Celery worker for some queues",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye worker --queues cases,hotline         # needs URBANEYE_BROKER_URL=redis://...\n"
+            "  urbaneye worker --queues training --concurrency 1 --pool solo\n"
+        ),
+    )
     worker.add_argument(
         "--queues", default="cases,hotline", help="comma-separated: cases,hotline,training,default"
     )
@@ -64,7 +109,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     worker.set_defaults(func=cmd_worker)
 
     relay = sub.add_parser(
-        "relay", help="re-send spooled violations and dispatch the hotline outbox, forever"
+        "relay",
+        help="re-send spooled violations and dispatch the hotline outbox, forever",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye relay                                 # runs until stopped\n"
+            "  urbaneye relay --once                          # one round, then exit\n"
+        ),
     )
     relay.add_argument("--once", action="store_true", help="one round, then exit")
     relay.set_defaults(func=cmd_relay)
@@ -74,7 +126,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench_sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
     if bench_sub is None:
         bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    bc = bench_sub.add_parser("cases", help="violation event -> case row with uploaded evidence: latency")
+    bc = bench_sub.add_parser(
+        "cases",
+        help="violation event -> case row with uploaded evidence: latency",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye bench cases --json --moto --spawn-worker --n 60\n"
+            "  urbaneye bench cases --json --scenario s3_hang --n 100   # S3 frozen; target p95 <= 2 s\n"
+        ),
+    )
     bc.add_argument("--n", type=int, default=40, help="violations to submit")
     bc.add_argument("--interval-s", type=float, default=0.25, help="gap between submissions")
     bc.add_argument(

@@ -63,6 +63,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "score-events",
         help="precision / recall / delay of events against scenario truth JSON",
         description="Match opened violations to truth violations by camera, kind, time and box IoU.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye score-events --events runs/scn/vendor.events.jsonl --truth runs/scn/vendor.truth.json\n"
+            "  urbaneye score-events --events vendor.events.jsonl --events night.events.jsonl "
+            "--truth vendor.truth.json --truth night.truth.json --json\n"
+        ),
     )
     s.add_argument("--events", required=True, action="append", help="events JSONL (repeatable)")
     s.add_argument(
