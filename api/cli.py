@@ -36,7 +36,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="create admin/admin-demo and demo/demo-review (refused in production)",
     )
     p.set_defaults(func=cmd_serve)
+    _add_users(sub)
+    _add_bench_api(sub)
 
+
+def _add_users(sub: argparse._SubParsersAction) -> None:
     users = sub.add_parser(
         "users",
         help="manage API users",
@@ -85,6 +89,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--ttl-days", type=float, default=30.0)
     t.set_defaults(func=cmd_users_token)
 
+
+def _add_bench_api(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench-api",
         help="API latency under load: 100k cases, 50 concurrent reviewers",

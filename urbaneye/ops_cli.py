@@ -14,6 +14,13 @@ from vision.cli import ExamplesHelpFormatter
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    _add_db(sub)
+    _add_audit(sub)
+    _add_worker_and_relay(sub)
+    _add_bench_cases(sub)
+
+
+def _add_db(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser(
         "db",
         help="database migrations",
@@ -48,6 +55,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     cur.add_argument("--database-url", default=None)
     cur.set_defaults(func=cmd_db_current)
 
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
     audit = sub.add_parser(
         "audit",
         help="audit log",
@@ -90,6 +99,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--database-url", default=None)
     cp.set_defaults(func=cmd_audit_checkpoint)
 
+
+def _add_worker_and_relay(sub: argparse._SubParsersAction) -> None:
     worker = sub.add_parser(
         "worker",
         help="start a Celery worker for some queues",
@@ -121,6 +132,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     relay.add_argument("--once", action="store_true", help="one round, then exit")
     relay.set_defaults(func=cmd_relay)
 
+
+def _add_bench_cases(sub: argparse._SubParsersAction) -> None:
     # streams.cli may own `bench` already (stream benchmarks): add `cases` under it instead of clashing.
     bench = sub.choices.get("bench") or sub.add_parser("bench", help="benchmarks")
     bench_sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
