@@ -225,6 +225,10 @@ def run_main(
         settings, demo_hotline = start_demo_hotline(settings, port or settings.port, timings)
     quiet_embedded_task_log(settings)
     cameras_path = cameras_to_run(settings, cameras_path, demo=demo, strict=strict)
+    # the API lists the file's configured violation kinds (GET /api/v1/kinds)
+    os.environ["URBANEYE_CAMERAS_FILE"] = str(Path(cameras_path).resolve())
+    get_settings.cache_clear()
+    settings = get_settings()
     checkpoints = prepare_database(settings, demo=demo)
     options = WorkerOptions(
         cameras_path=cameras_path,

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         "development", description="development | test | production (production refuses default secrets)"
     )
     data_dir: Path = Field(REPO_ROOT / "var", description="local state: SQLite file, spool, evidence store")
+    cameras_file: Path | None = Field(
+        None,
+        description="the cameras file the workers run; the API lists its violations: as kinds (urbaneye run sets it)",
+    )
 
     # database
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in data_dir")

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -37,7 +38,7 @@ from api.schemas.cases import (
 )
 from api.schemas.common import AUTH_ERRORS, errors
 from api.services.audit import actor_of
-from api.services.kinds import KindsSettings, list_kinds
+from api.services.kinds import list_kinds
 from urbaneye.cases import claims, service
 from urbaneye.cases.classify import Classification
 from urbaneye.cases.service import CaseNotFound, CaseStateError
@@ -285,7 +286,10 @@ def _verify(
     ttl_days: float = 30.0,
 ) -> Case:
     check_reviewable(session, case_id, user)
-    classification = _classification(session, _case(session, case_id), body) if body.kind else None
+    cameras_file = request.app.state.settings.cameras_file
+    classification = (
+        _classification(session, _case(session, case_id), body, cameras_file) if body.kind else None
+    )
     with service_errors(case_id):
         case = service.review_case(
             session,
@@ -308,10 +312,12 @@ def _verify(
     return case
 
 
-def _classification(session: Session, case: Case, body: VerifyIn) -> Classification:
+def _classification(
+    session: Session, case: Case, body: VerifyIn, cameras_file: Path | None
+) -> Classification:
     """The reviewer's kind for ``case`` checked against the kinds the API knows: 422 in Chinese when the kind,
     the object class or the box does not fit."""
-    kinds = {k.id: k for k in list_kinds(session, KindsSettings().cameras_file)}
+    kinds = {k.id: k for k in list_kinds(session, cameras_file)}
     spec = kinds.get(body.kind)
     if spec is None:
         raise HTTPException(422, f"未知的违规类型 '{body.kind}'；可选：{'、'.join(kinds)}")

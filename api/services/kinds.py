@@ -11,7 +11,6 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,14 +21,6 @@ from vision.config import ConfigError, load_cameras
 from vision.kinds import BUILTIN_KINDS, KindSpec, gbt_name_for, kind_catalogue
 
 log = logging.getLogger(__name__)
-
-
-class KindsSettings(BaseSettings):
-    """Where the deployment's cameras file is (the stream workers run the same file)."""
-
-    model_config = SettingsConfigDict(env_prefix="URBANEYE_", env_file=".env", extra="ignore")
-
-    cameras_file: Path | None = None
 
 
 @lru_cache(maxsize=4)

@@ -65,6 +65,16 @@ def app(api_settings):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
+def use_cameras_file(app):  # noqa: ANN001, ANN201
+    """Have the app list a cameras file's configured kinds (``Settings.cameras_file``, as ``urbaneye run`` sets it)."""
+
+    def apply(path) -> None:  # noqa: ANN001
+        app.state.settings = app.state.settings.model_copy(update={"cameras_file": path})
+
+    return apply
+
+
+@pytest.fixture
 def db(app) -> Iterator:  # noqa: ANN001
     session = app.state.sessionmaker()
     yield session

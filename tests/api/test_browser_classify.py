@@ -37,10 +37,10 @@ def test_an_unclassified_case_is_classified_by_key_and_its_box_reaches_the_datas
     db,
     make_camera,
     make_case,
-    settings_env,
+    use_cameras_file,
     tmp_path,
 ) -> None:  # noqa: ANN001
-    settings_env(cameras_file=cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
     make_camera("cam-1")
     now = dt.datetime.now(dt.UTC)
     vending = make_case(created_at=now - dt.timedelta(minutes=5))

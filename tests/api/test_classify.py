@@ -24,9 +24,9 @@ def _unclassified(db, make_case):  # noqa: ANN001, ANN202
 
 
 def test_a_kind_key_classifies_the_case_and_its_box_becomes_a_training_label(
-    client, users, db, make_case, make_camera, settings_env, tmp_path
+    client, users, db, make_case, make_camera, use_cameras_file, tmp_path
 ) -> None:  # noqa: ANN001
-    settings_env(cameras_file=cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
     make_camera("cam-1")
     case = _unclassified(db, make_case)
     h = users.headers("reviewer")
@@ -95,8 +95,10 @@ def test_a_kind_key_classifies_the_case_and_its_box_becomes_a_training_label(
     ]
 
 
-def test_undo_gives_back_the_unclassified_case(client, users, db, make_case, settings_env, tmp_path) -> None:  # noqa: ANN001
-    settings_env(cameras_file=cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
+def test_undo_gives_back_the_unclassified_case(
+    client, users, db, make_case, use_cameras_file, tmp_path
+) -> None:  # noqa: ANN001
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
     case = _unclassified(db, make_case)
     h = users.headers("reviewer")
     res = client.post(

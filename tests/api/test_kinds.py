@@ -49,9 +49,9 @@ def spool_case(vid: str, **event: object) -> str:
 
 
 def test_a_configured_kind_case_shows_in_cases_kinds_and_stats(
-    client, users, db, settings_env, tmp_path, make_case
+    client, users, db, use_cameras_file, tmp_path, make_case
 ) -> None:  # noqa: ANN001
-    settings_env(cameras_file=cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
     h = users.headers("viewer")
     kinds = client.get("/api/v1/kinds", headers=h).json()["data"]
     assert [k["id"] for k in kinds] == [
@@ -118,11 +118,11 @@ def test_a_configured_kind_case_shows_in_cases_kinds_and_stats(
 
 
 def test_a_broken_cameras_file_leaves_the_built_in_and_case_kinds(
-    client, users, db, settings_env, tmp_path, make_case
+    client, users, db, use_cameras_file, tmp_path, make_case
 ) -> None:  # noqa: ANN001
     broken = tmp_path / "cameras.yaml"
     broken.write_text("violations:\n  - id: Bad Id\n", encoding="utf-8")
-    settings_env(cameras_file=broken)
+    use_cameras_file(broken)
     made(db, make_case, kind="piles", kind_name_zh="乱堆物料", gbt_code="0199", gbt_name="乱堆物料")
     res = client.get("/api/v1/kinds", headers=users.headers("viewer"))
     assert res.status_code == 200
