@@ -376,6 +376,7 @@ export function mountQueue(root) {
         el("h2", {}, kindName(d.kind, d.kind_name_zh), " ", el("span", { class: "gbt" }, `${d.gbt_code} ${d.gbt_name}`)),
         d.unclassified ? pending : null,
         el("span", { class: `badge ${d.escalation}` }, `${ESCALATION_ZH[d.escalation] || d.escalation}单`),
+        el("a", { class: "case-link small", href: `#/case/${encodeURIComponent(d.id)}`, title: "案件详情：时间线、视频核查" }, "详情"),
         el("span", { class: "pos muted", id: "queue-pos" }, `${state.index + 1} / ${state.total}`)),
       el("dl", { class: "meta", id: "facts" },
         el("dt", {}, "类型"), el("dd", { id: "fact-kind" },
@@ -455,12 +456,15 @@ export function mountQueue(root) {
   /** Every evidence frame of the case in time order, when it has more than the two above (frames across the
    * dwell): the reviewer sees the object staying. A click opens the frame at full resolution. */
   function frameStrip(d) {
-    const seqs = [...new Set(d.evidence.filter((e) => e.variant !== "crop").map((e) => e.seq))].sort((x, y) => x - y);
+    // in time order: the legal moments ①② and the strip frames across the dwell (seq 1001..) interleave
+    const at = (seq) => Date.parse(d.evidence.find((e) => e.seq === seq && e.frame_ts)?.frame_ts ?? "") || 0;
+    const seqs = [...new Set(d.evidence.filter((e) => e.variant !== "crop").map((e) => e.seq))]
+      .sort((x, y) => at(x) - at(y) || x - y);
     if (seqs.length <= 2) return null;
-    return el("div", { class: "strip", id: "frame-strip" }, ...seqs.map((seq) => {
+    return el("div", { class: "strip", id: "frame-strip" }, ...seqs.map((seq, i) => {
       const ev = pickFrame(d, seq);
       return el("figure", { class: "strip-frame", dataset: { seq: String(seq) } },
-        ev ? el("img", { src: ev.url, alt: `第 ${seq} 帧`, onclick: () => { state.zoomSeq = seq; state.zoom = true; renderCase(d); } })
+        ev ? el("img", { src: ev.url, alt: `第 ${i + 1} 帧`, onclick: () => { state.zoomSeq = seq; state.zoom = true; renderCase(d); } })
           : el("div", { class: "noimg" }, "上传中…"),
         el("figcaption", {}, ev ? fmtTime(ev.frame_ts, d.camera_timezone).slice(11) : "—"));
     }));
