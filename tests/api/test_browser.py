@@ -162,7 +162,7 @@ def test_review_three_cases_by_keyboard(page, seeded, db) -> None:  # noqa: ANN0
         "both evidence frames loaded",
     )
     page.wait_for_selector("#similar li >> text=已结案")
-    assert page.inner_text("#queue-total") == "4"
+    wait_js(page, "document.getElementById('queue-total').textContent === '4'", "queue total 4")
     page.screenshot(path=ARTIFACTS / "01-queue.png")
 
     page.keyboard.press("y")  # confirm a
@@ -189,7 +189,8 @@ def test_review_three_cases_by_keyboard(page, seeded, db) -> None:  # noqa: ANN0
     page.keyboard.press("u")  # undo the last decision (c)
     page.wait_for_selector(f"#queue-list li[data-id='{c.id}'].current")
     wait_for(lambda: statuses()[c.id] == "pending_review", what="undo saved")
-    assert page.inner_text("#queue-total") == "2"
+    # the total follows the undo's refresh: wait for it rather than read it once
+    wait_js(page, "document.getElementById('queue-total').textContent === '2'", "queue total 2 after the undo")
     page.screenshot(path=ARTIFACTS / "04-after-undo.png")
 
     db.expire_all()
