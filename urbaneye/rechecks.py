@@ -53,7 +53,7 @@ DISPATCHED_STATES = (S.DISPATCHED, S.HANDLED)
 #: The case has not reached a handler yet: a clear place means the violation ended by itself.
 UNDISPATCHED_STATES = (S.PENDING_REVIEW, S.CONFIRMED, S.QUEUED, S.ACCEPTED, S.DEAD_LETTER)
 #: Undispatched states a case can be closed from (``urbaneye.cases.service.ALLOWED``).
-CLOSABLE_UNDISPATCHED = (S.QUEUED, S.ACCEPTED, S.DEAD_LETTER)
+CLOSABLE_UNDISPATCHED = (S.CONFIRMED, S.QUEUED, S.ACCEPTED, S.DEAD_LETTER)
 #: A running request whose worker went silent this long past its window is handed out again.
 STALE_GRACE_S = 120.0
 #: How far back ``request_due`` looks for violations that ended by themselves.

@@ -52,7 +52,8 @@ HOTLINE_PROGRESS = [S.QUEUED, S.ACCEPTED, S.DISPATCHED, S.HANDLED, S.VERIFIED, S
 
 ALLOWED: dict[CaseStatus, set[CaseStatus]] = {
     S.PENDING_REVIEW: {S.CONFIRMED, S.REJECTED, S.QUEUED},  # -> queued directly: push policy immediate
-    S.CONFIRMED: {S.QUEUED, S.PENDING_REVIEW},
+    # -> closed: confirmed, not yet pushed, and the camera saw the violation end by itself (urbaneye.rechecks)
+    S.CONFIRMED: {S.QUEUED, S.PENDING_REVIEW, S.CLOSED},
     S.REJECTED: {S.PENDING_REVIEW},
     S.QUEUED: {S.ACCEPTED, S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED, S.DEAD_LETTER, S.PENDING_REVIEW},
     S.ACCEPTED: {S.DISPATCHED, S.HANDLED, S.VERIFIED, S.CLOSED},
