@@ -10,8 +10,9 @@ What becomes a label (see docs/retraining.md for the reasoning):
 - cases rejected as ``permitted_vending``: the object was real (a licensed stall), only the rule said no
   violation, so the box is a positive. ``duplicate``, ``insufficient_evidence`` and ``other`` are skipped.
 - real frames labelled in full in the annotation queue, with their negatives (``datasets.real_frames``).
-- reviewer corrections (``Case.corrections``: ``{"xyxy", "label", "action": adjust|relabel|add|remove}``)
-  are applied on top, in order.
+- configured kinds (cameras file ``violations:``) label their object class; unknown kinds no box.
+- reviewer corrections (``Case.corrections``, see ``datasets.labels.StoredCorrection``) are applied on top, in
+  order; an unusable one is skipped and named in ``counts.label_issues``.
 - A case knows only its violation box; the other objects in the frame (people, bins, bikes, ...) are
   pseudo-labelled by the active model at high confidence (``pseudo_conf``, default 0.6). Without them the
   fine-tune would learn that unlabelled people are background.
@@ -53,7 +54,9 @@ from datasets.labels import (
     Label,
     Verdict,
     frame_labels,
+    load_catalogue,
     merge_frame_labels,
+    review_cases,
     verdict_of,
 )
 from datasets.synth import generate_images
@@ -192,10 +195,12 @@ class BuildOptions:
     synth_style: str | None = None
     synth_size: tuple[int, int] = (960, 540)
     split_salt: str = "urbaneye"
+    cameras_file: Path | None = None  # its violations: are the configured kinds; None = settings.cameras_file
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["since"] = self.since.isoformat() if self.since else None
+        out["cameras_file"] = str(self.cameras_file) if self.cameras_file else None
         return out
 
 
@@ -276,6 +281,7 @@ def build_dataset(
             skipped[verdict.name] = skipped.get(verdict.name, 0) + 1
             continue
         used.append((case, verdict))
+    by_id, issues = review_cases(used, load_catalogue(options.cameras_file or settings.cameras_file))
     frames: list[FrameRef] = []
     for case, _ in used:
         for ev in case.evidence:
@@ -303,7 +309,6 @@ def build_dataset(
         if scenes[f.case_id] in val_scenes:
             val_times.setdefault(f.camera_id, []).append(f.at)
 
-    by_id = {c.id: (c, v) for c, v in used}
     # One image can be the evidence of several cases (two piles in one frame, or the same frame kept as
     # first sighting and at the dwell crossing): it becomes ONE item whose labels merge every verdict on it,
     # instead of several copies that each label only their own case's box.
@@ -338,12 +343,12 @@ def build_dataset(
         h, w = image.shape[:2]
         dets = detector.detect(image) if detector is not None else None
         case_ids = list(dict.fromkeys(g.case_id for g in group))
-        per_case = [frame_labels(*by_id[cid], dets, (w, h), options.pseudo_conf) for cid in case_ids]
+        per_case = [frame_labels(by_id[cid], dets, (w, h), options.pseudo_conf) for cid in case_ids]
         labels = merge_frame_labels(per_case)
         key = f"images/{f.sha256}.jpg"
         if not store.exists(key):
             store.put(key, data, "image/jpeg", {"case_id": f.case_id})
-        case, verdict = by_id[f.case_id]
+        case, verdict = by_id[f.case_id].case, by_id[f.case_id].verdict
         item: dict[str, Any] = {
             "image_sha256": f.sha256,
             "key": key,
@@ -362,7 +367,7 @@ def build_dataset(
         }
         if len(case_ids) > 1:
             item["also_cases"] = [
-                {"case_id": cid, "verdict": by_id[cid][1].name, "kind": by_id[cid][0].kind}
+                {"case_id": cid, "verdict": by_id[cid].verdict.name, "kind": by_id[cid].case.kind}
                 for cid in case_ids[1:]
             ]
         items.append(item)
@@ -413,18 +418,15 @@ def build_dataset(
     counts = _counts(items)
     counts.update(
         cases_used=len(
-            {
-                c
-                for it in items
-                for c in [it.get("case_id")] + [a["case_id"] for a in it.get("also_cases", [])]
-            }
-            - {None}
+            {a["case_id"] for it in items for a in [it, *it.get("also_cases", [])] if "case_id" in a}
         ),
         cases_skipped=skipped,
         buffer_dropped=buffer_dropped,
         scenes={"train": len(set(sizes) - val_scenes), "val": len(val_scenes)},
         real_frames=real_frames.real_frame_counts(items),
+        label_issues=issues.to_json(),
     )
+    issues.log()
     if counts["val"]["images"] == 0:
         log.warning("dataset has no val images (one scene only); the gate will refuse to promote from it")
     now = utcnow()
@@ -477,8 +479,7 @@ def _counts(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _iso(t: dt.datetime) -> str:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
+    t = t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
     return t.astimezone(dt.UTC).isoformat()
 
 

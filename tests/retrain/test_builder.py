@@ -21,8 +21,11 @@ from datasets.builder import (
     merge_frame_labels,
     split_scenes,
 )
+from datasets.labels import load_catalogue, review_cases
 from tests.retrain.conftest import T0, add_case, jpeg
 from urbaneye.db.models import Case, DatasetVersion
+from vision.config import parse_cameras
+from vision.kinds import Catalogue, kind_catalogue
 from vision.types import OBJECT_KINDS, Detections
 
 K = {str(k): i for i, k in enumerate(OBJECT_KINDS)}
@@ -51,10 +54,16 @@ POS, NEG = Verdict("positive", "confirmed"), Verdict("negative", "rejected:false
 PERSON = ("person", (100.0, 10.0, 120.0, 80.0), 0.9)
 
 
-def labels(c, verdict, detections=None, wh=(160, 96)):
+def reviewed(c: Case, verdict: Verdict, catalogue: Catalogue | None = None):
+    """``c`` read as the builder reads it (built-in kinds unless ``catalogue``), and what was skipped."""
+    by_id, issues = review_cases([(c, verdict)], catalogue or load_catalogue(None))
+    return by_id[c.id], issues
+
+
+def labels(c, verdict, detections=None, wh=(160, 96), catalogue=None):
     return sorted(
         (lb.label, tuple(round(v) for v in lb.xyxy), lb.source)
-        for lb in frame_labels(c, verdict, detections, wh, 0.6)
+        for lb in frame_labels(reviewed(c, verdict, catalogue)[0], detections, wh, 0.6)
     )
 
 
@@ -183,7 +192,7 @@ def case_at(bbox, kind="exposed_garbage", corrections=None) -> Case:
     ],
 )
 def test_cases_sharing_a_frame_merge(name, cases, detections, expected):
-    per_case = [frame_labels(c, v, detections, (160, 96), 0.6) for c, v in cases]
+    per_case = [frame_labels(reviewed(c, v)[0], detections, (160, 96), 0.6) for c, v in cases]
     got = sorted(
         (lb.label, tuple(round(v) for v in lb.xyxy), lb.source) for lb in merge_frame_labels(per_case)
     )
@@ -217,9 +226,178 @@ def test_one_item_per_image_with_every_verdict_on_it(db, fs_store, settings_env)
     assert result.counts["train"]["negatives"] + result.counts["val"]["negatives"] == 1
 
 
-def test_unknown_correction_names_the_fix():
-    with pytest.raises(DatasetError, match="use adjust, relabel, add or remove"):
-        frame_labels(case(corrections=[{"action": "move"}]), POS, None, (160, 96), 0.6)
+@pytest.mark.parametrize(
+    ("name", "corrections", "expected"),
+    [
+        (
+            "the review UI's add (api.schemas.cases.CorrectionIn: bbox_xyxy, seq)",
+            [{"action": "add", "bbox_xyxy": [70, 10, 90, 30], "label": "smoke", "seq": 2}],
+            [
+                ("garbage", (20, 20, 60, 60), "case"),
+                ("person", (100, 10, 120, 80), "pseudo"),
+                ("smoke", (70, 10, 90, 30), "correction"),
+            ],
+        ),
+        (
+            "the review UI's move is an adjust of the case's box",
+            [{"action": "move", "bbox_xyxy": [10, 10, 70, 70], "seq": 2}],
+            [("garbage", (10, 10, 70, 70), "correction"), ("person", (100, 10, 120, 80), "pseudo")],
+        ),
+        (
+            "the review UI's relabel of the case's box, and remove of a pseudo-label",
+            [
+                {"action": "relabel", "bbox_xyxy": [20, 20, 60, 60], "label": "trash_bin", "seq": 2},
+                {"action": "remove", "bbox_xyxy": list(PERSON[1]), "seq": 2},
+            ],
+            [("trash_bin", (20, 20, 60, 60), "correction")],
+        ),
+        (
+            "an add naming only the violation kind labels the kind's object",
+            [{"action": "add", "bbox_xyxy": [70, 10, 90, 30], "kind": "street_vending", "seq": 2}],
+            [
+                ("garbage", (20, 20, 60, 60), "case"),
+                ("person", (100, 10, 120, 80), "pseudo"),
+                ("vending_stall", (70, 10, 90, 30), "correction"),
+            ],
+        ),
+    ],
+)
+def test_corrections_as_the_review_api_stores_them(name, corrections, expected):
+    assert labels(case(corrections=corrections), POS, dets(PERSON)) == expected, name
+
+
+def test_a_bad_correction_is_skipped_and_named_the_others_apply():
+    c = case(
+        corrections=[
+            {"action": "add", "bbox_xyxy": [70, 10, 90, 30], "label": "smoke"},
+            {"action": "add", "label": "smoke"},  # no box
+            {"action": "rotate", "bbox_xyxy": [0, 0, 5, 5]},  # no such action
+            {"action": "add", "bbox_xyxy": [9, 9, 1, 1], "label": "smoke"},  # corners swapped
+            {"action": "add", "bbox_xyxy": [0, 0, 9, 9], "label": "unicorn"},
+            {"action": "move", "bbox_xyxy": [10, 10, 70, 70]},
+        ]
+    )
+    rc, issues = reviewed(c, POS)
+    got = sorted(
+        (lb.label, tuple(round(v) for v in lb.xyxy)) for lb in frame_labels(rc, None, (160, 96), 0.6)
+    )
+    assert got == [("garbage", (10, 10, 70, 70)), ("smoke", (70, 10, 90, 30))]
+    assert sorted(line.split(":")[0] for line in issues.skipped_corrections) == [
+        "case c1 correction #2 (add)",
+        "case c1 correction #3 (rotate)",
+        "case c1 correction #4 (add)",
+        "case c1 correction #5 (add)",
+    ]
+    why = {line.split(" ")[3]: line for line in issues.skipped_corrections}  # "#n" -> the line
+    assert "needs bbox_xyxy" in why["#2"]
+    assert "action" in why["#3"] and "x1 < x2" in why["#4"] and "'unicorn'" in why["#5"]
+
+
+CONFIGURED = kind_catalogue(
+    parse_cameras(
+        {
+            "violations": [
+                {
+                    "id": "goods_display",
+                    "name_zh": "出店陈列",
+                    "gbt_code": "0504",
+                    "template": "stationary_object",
+                    "classes": ["vending_stall"],
+                    "zone_kinds": ["monitored"],
+                    "dwell_s": 40,
+                },
+                {
+                    "id": "waste_or_bin",
+                    "name_zh": "垃圾或垃圾桶",
+                    "gbt_code": "0102",
+                    "template": "stationary_object",
+                    "classes": ["trash_bin", "garbage"],
+                    "zone_kinds": ["monitored"],
+                    "dwell_s": 60,
+                },
+                {
+                    "id": "bike_heap",
+                    "name_zh": "共享单车堆放",
+                    "gbt_code": "0506",
+                    "template": "cluster",
+                    "classes": ["bicycle"],
+                    "min_count": 3,
+                    "zone_kinds": ["no_parking"],
+                    "dwell_s": 60,
+                },
+            ]
+        }
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "c", "verdict", "detections", "expected"),
+    [
+        (
+            "a configured kind's box is its object class",
+            case("goods_display"),
+            POS,
+            None,
+            [("vending_stall", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "a false configured-kind box removes its class's pseudo-label, not the bikes'",
+            case("goods_display"),
+            NEG,
+            dets(("vending_stall", (21, 21, 60, 60), 0.9), ("bicycle", (20, 20, 60, 61), 0.9)),
+            [("bicycle", (20, 20, 60, 61), "pseudo")],
+        ),
+        (
+            "several classes: the one the model saw on the box",
+            case("waste_or_bin"),
+            POS,
+            dets(("garbage", (21, 20, 60, 59), 0.4)),
+            [("garbage", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "several classes, nothing seen there: the first",
+            case("waste_or_bin"),
+            POS,
+            None,
+            [("trash_bin", (20, 20, 60, 60), "case")],
+        ),
+        (
+            "a cluster kind's box around several objects: each labelled by the pseudo-labeller",
+            case("bike_heap", (0, 0, 100, 90), object_count=3),
+            POS,
+            dets(("bicycle", (5, 5, 40, 80), 0.8), ("bicycle", (50, 5, 90, 80), 0.8)),
+            [("bicycle", (5, 5, 40, 80), "pseudo"), ("bicycle", (50, 5, 90, 80), "pseudo")],
+        ),
+    ],
+)
+def test_configured_kinds(name, c, verdict, detections, expected):
+    assert labels(c, verdict, detections, catalogue=CONFIGURED) == expected, name
+
+
+def test_a_kind_unknown_to_the_builder_gets_no_box_and_is_counted():
+    rc, issues = reviewed(case("goods_display"), POS)  # built-ins only: no cameras file
+    assert [lb.label for lb in frame_labels(rc, dets(PERSON), (160, 96), 0.6)] == ["person"]
+    assert issues.unknown_kinds == {"goods_display": ["c1"]}
+
+
+def test_a_classification_names_the_object_of_a_kind_only_cases_know():
+    # urbaneye.cases.classify writes an adjust with xyxy, the kind and its object class
+    classified = {
+        "action": "adjust",
+        "xyxy": [10, 10, 70, 70],
+        "label": "vending_stall",
+        "kind": "goods_display",
+    }
+    other = Case(
+        id="c2", kind="goods_display", bbox_xyxy=[20, 20, 60, 60], frame_wh=[160, 96], corrections=[]
+    )
+    by_id, issues = review_cases(
+        [(case("goods_display", corrections=[classified]), POS), (other, POS)], load_catalogue(None)
+    )
+    assert [lb.label for lb in frame_labels(by_id["c1"], None, (160, 96), 0.6)] == ["vending_stall"]
+    assert [lb.label for lb in frame_labels(by_id["c2"], None, (160, 96), 0.6)] == ["vending_stall"]
+    assert issues.unknown_kinds == {}
 
 
 def test_scenes_and_split():
@@ -327,3 +505,41 @@ def test_build_from_reviewed_cases_is_reproducible_on_s3(db, s3_settings, tmp_pa
 def test_no_reviewed_cases_names_the_fix(db, fs_store):
     with db() as s, pytest.raises(DatasetError, match="review some cases first"):
         build_dataset(s, options=BuildOptions(synth_share=0))
+
+
+def test_build_uses_the_review_api_corrections_and_the_cameras_file_kinds(db, fs_store, tmp_path):
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(
+        "violations:\n"
+        "  - {id: goods_display, name_zh: 出店陈列, gbt_code: '0504', template: stationary_object,\n"
+        "     classes: [vending_stall], zone_kinds: [monitored], dwell_s: 40}\n"
+        "cameras: []\n"
+    )
+    ui_add = {"action": "add", "bbox_xyxy": [70, 10, 90, 30], "label": "smoke", "seq": 2}
+    with db() as s:
+        fixed = add_case(s, fs_store, corrections=[ui_add, {"action": "add", "label": "smoke", "seq": 2}])
+        goods = add_case(s, fs_store, kind="goods_display", camera_id="cam-2", seed=5)
+        unknown = add_case(s, fs_store, kind="material_piling", camera_id="cam-3", seed=7)
+        s.commit()
+        result = build_dataset(s, options=BuildOptions(synth_share=0, val_fraction=0, cameras_file=cameras))
+    by_case = {
+        it["case_id"]: [(lb["label"], lb["xyxy"]) for lb in it["labels"]] for it in result.manifest["items"]
+    }
+    assert by_case[fixed.id] == [("garbage", [20, 20, 60, 60]), ("smoke", [70, 10, 90, 30])]
+    assert by_case[goods.id] == [("vending_stall", [20, 20, 60, 60])]
+    assert by_case[unknown.id] == []
+    issues = result.counts["label_issues"]
+    assert [line.split(":")[0] for line in issues["skipped_corrections"]] == [
+        f"case {fixed.id} correction #2 (add)"
+    ]
+    assert issues["unknown_kinds"] == {"material_piling": [unknown.id]}
+
+
+def test_a_broken_cameras_file_names_the_fix(db, fs_store, tmp_path):
+    broken = tmp_path / "cameras.yaml"
+    broken.write_text("violations: [{id: x}]\n")
+    with db() as s:
+        add_case(s, fs_store)
+        s.commit()
+        with pytest.raises(DatasetError, match=f"cameras file {broken} cannot be read"):
+            build_dataset(s, options=BuildOptions(synth_share=0, cameras_file=broken))
