@@ -7,9 +7,13 @@ case claim: another reviewer's answer on it is refused with 409 (``X-Error-Code:
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from api.deps import ReaderUser, ReviewerUser, SessionDep, SettingsDep, StoreDep
@@ -38,6 +42,57 @@ _STATUS = {"not_found": 404, "leased": 409, "done": 409, "bad_box": 422}
 
 def _refused(exc: queue.AnnotationError) -> HTTPException:
     return HTTPException(_STATUS[exc.code], str(exc), headers={"X-Error-Code": f"annotation_{exc.code}"})
+
+
+#: FastAPI's validation error types, as a reviewer reads them
+_BODY_ERRORS_ZH = {
+    "json_invalid": "不是有效的 JSON",
+    "json_type": "不是 JSON 对象",
+    "missing": "缺少此项",
+    "extra_forbidden": "不认识此项",
+    "model_attributes_type": "应为对象",
+    "dict_type": "应为对象",
+    "list_type": "应为列表",
+    "too_long": "项数太多",
+    "too_short": "项数不对",
+    "float_type": "应为数字",
+    "float_parsing": "应为数字",
+    "string_type": "应为文字",
+}
+
+
+def body_error_zh(errors: Sequence[Any]) -> str:
+    """FastAPI's list of body errors as one Chinese sentence: the first error, where it is, and the format.
+
+    Example:
+        >>> body_error_zh([{"type": "missing", "loc": ("body", "boxes", 1, "xyxy"), "msg": "Field required"}])
+        '标注提交无效：第 2 个框的 xyxy 缺少此项。格式：{"boxes": [{"label": 类别, "xyxy": [x1, y1, x2, y2]}]}'
+    """
+    first = errors[0]
+    loc = [str(p) for p in first["loc"] if p != "body"] if first["type"] != "json_invalid" else []
+    where = ".".join(loc) or "请求体"
+    if len(loc) >= 2 and loc[0] == "boxes" and loc[1].isdigit():
+        where = f"第 {int(loc[1]) + 1} 个框" + (f"的 {'.'.join(loc[2:])}" if loc[2:] else "")
+    what = _BODY_ERRORS_ZH.get(first["type"], f"不符合要求（{first['msg']}）")
+    more = f"（另有 {len(errors) - 1} 处）" if len(errors) > 1 else ""
+    return f'标注提交无效：{where} {what}{more}。格式：{{"boxes": [{{"label": 类别, "xyxy": [x1, y1, x2, y2]}}]}}'
+
+
+class OneMessageRoute(APIRoute):
+    """A route whose 422 is documented as one message (``ErrorOut``): a body FastAPI cannot read is refused
+    the same way, one Chinese sentence (``X-Error-Code: annotation_bad_body``), not FastAPI's error list."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                headers = {"X-Error-Code": "annotation_bad_body"}
+                return JSONResponse({"detail": body_error_zh(exc.errors())}, 422, headers=headers)
+
+        return answer
 
 
 def _usernames(session: SessionDep, items: list[AnnotationItem]) -> dict[str, str]:
@@ -140,7 +195,6 @@ def get_item(
     return _public(item, session, store, settings)
 
 
-@router.post("/{item_id}/labels", response_model=AnnotationItemPublic, responses=errors(404, 409, 422))
 def submit_labels(
     item_id: str,
     body: LabelsIn,
@@ -157,6 +211,16 @@ def submit_labels(
         session.rollback()
         raise _refused(exc) from None
     return _public(item, session, store, settings)
+
+
+router.add_api_route(
+    "/{item_id}/labels",
+    submit_labels,
+    methods=["POST"],
+    response_model=AnnotationItemPublic,
+    responses=errors(404, 409, 422),
+    route_class_override=OneMessageRoute,
+)
 
 
 @router.post("/{item_id}/negative", response_model=AnnotationItemPublic, responses=errors(404, 409))

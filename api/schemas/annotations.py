@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import UtcDatetime
 
@@ -16,6 +16,8 @@ XYXY = Annotated[
 class BoxIn(BaseModel):
     """A reviewer's box."""
 
+    model_config = ConfigDict(extra="forbid")
+
     label: str = Field(
         description="object class: person, bicycle, e_bike, vending_stall, garbage, trash_bin, grill, smoke"
     )
@@ -24,6 +26,8 @@ class BoxIn(BaseModel):
 
 class LabelsIn(BaseModel):
     """The frame's boxes; an empty list means none of the eight classes is in the frame (a negative)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     boxes: list[BoxIn] = Field(max_length=200)
 

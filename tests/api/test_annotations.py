@@ -119,6 +119,30 @@ def test_bad_boxes_are_refused_and_lose_nothing(client, users, add_frames, db, b
     assert client.post(f"{BASE}/{item_id}/labels", json={"boxes": [good]}, headers=h).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"\x00", "请求体 不是有效的 JSON"),  # the fuzzer's find: FastAPI answered its own list of errors
+        (b"{}", "boxes 缺少此项"),
+        (b'{"boxes": "garbage"}', "boxes 应为列表"),
+        (
+            b'{"boxes": [{"label": "garbage", "xyxy": [10, 10, 60, 60]}, {"label": "garbage"}]}',
+            "第 2 个框的 xyxy",
+        ),
+        (b'{"boxes": [{"label": "garbage", "xyxy": [10, 10, 60]}]}', "第 1 个框的 xyxy 项数不对"),
+        (b'{"boxes": [], "note": "x"}', "note 不认识此项"),
+    ],
+)
+def test_a_body_that_cannot_be_read_gets_one_chinese_message(client, users, add_frames, db, body, words):  # noqa: ANN001
+    (item_id,) = add_frames(1)
+    h = {**users.headers("reviewer"), "Content-Type": "application/json"}
+    refused = client.post(f"{BASE}/{item_id}/labels", content=body, headers=h)
+    assert refused.status_code == 422 and refused.headers["X-Error-Code"] == "annotation_bad_body"
+    detail = refused.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith("标注提交无效") and words in detail, detail
+    assert db.get(AnnotationItem, item_id, populate_existing=True).status == "pending"
+
+
 def test_negative_skip_list_and_stats(client, users, add_frames):  # noqa: ANN001
     a, b, c = add_frames(3)
     add_frames(1, camera_id="cam-2", reason=SampleReason.PERIODIC)
