@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Violations whose first-sighting evidence is kept per camera; the oldest is forgotten beyond this.
 SIGHTINGS_PER_CAMERA = 64
+#: Closed violations whose evidence numbering a keeper remembers, for a re-open within the rules' cooldown.
+CLOSED_REMEMBERED = 4096
 #: Events waiting for the hand-off thread.
 HANDOFF_QUEUE_SIZE = 128
 SIGHTING_WAIT_S = 2.0
@@ -152,6 +154,8 @@ class EvidenceKeeper:
         self._sightings: dict[str, collections.OrderedDict[str, _Sighting]] = {}
         self._next_seq: dict[str, int] = {}
         self._case_frames: dict[str, _CaseFrames] = {}
+        #: closed violations (next seq, case frames): one back within the rules' cooldown re-opens the same case
+        self._closed: collections.OrderedDict[str, tuple[int, _CaseFrames | None]] = collections.OrderedDict()
         self.failed = 0
 
     def _render(
@@ -258,14 +262,19 @@ class EvidenceKeeper:
             log.debug("camera %s: ignoring event kind %r", camera.id, event.event)
             return
         frames: list[EvidenceFrame] = []
+        if event.event == EventKind.OPENED and self._reopening(camera, vid):
+            # the rules re-opened a violation that closed within their cooldown (same id): its case has its
+            # two legal moments already, so this is an update of that case from this frame
+            event = dataclasses.replace(event, event=EventKind.UPDATED)
         if event.event == EventKind.OPENED:
             frames = self._opened_frames(camera, event, frame, detections)
         elif event.event == EventKind.UPDATED and event.evidence_request:
             frames = self._update_frames(camera, event, frame, detections)
         case_frames = self._case_frames.get(vid)
         if event.event == EventKind.CLOSED:
-            self._next_seq.pop(vid, None)
-            self._case_frames.pop(vid, None)
+            self._closed[vid] = (self._next_seq.pop(vid, 3), self._case_frames.pop(vid, None))
+            while len(self._closed) > CLOSED_REMEMBERED:
+                self._closed.popitem(last=False)
             self._sightings.get(camera.id, {}).pop(vid, None)
             self.strips.drop(camera.id, vid)
         if case_frames is not None and case_frames.wh != frame.wh:  # the case is in main-stream pixels
@@ -273,6 +282,17 @@ class EvidenceKeeper:
         self.handoff.submit(event, frames, self.context(camera, event, frame, model_version, case_frames))
         if self.on_submitted:
             self.on_submitted(event)
+
+    def _reopening(self, camera: CameraConfig, vid: str) -> bool:
+        """Whether an ``opened`` event re-opens a violation this keeper handed off and saw close (no new
+        first sighting was kept for it); if so its evidence numbering and stream carry on."""
+        if vid not in self._closed or vid in self._sightings.get(camera.id, {}):
+            return False
+        seq, case_frames = self._closed.pop(vid)
+        self._next_seq[vid] = seq
+        if case_frames is not None:
+            self._case_frames[vid] = case_frames
+        return True
 
     def _keep_sighting(
         self, camera: CameraConfig, event: ViolationEvent, frame: SampledFrame, det: Detections

@@ -82,3 +82,39 @@ def test_opened_and_closed_become_one_case_with_two_evidence_moments(
     assert image.shape == (240, 320, 3)
     x1, y1, x2, y2 = GARBAGE_BOX
     assert image[y1 + 5 : y2 - 5, x1 + 5 : x2 - 5].mean() > 200  # the clean frame shows the pile
+
+
+def test_a_violation_reopened_within_the_cooldown_updates_its_case(
+    embedded: object, tmp_path: Path, cameras_yaml: Callable[..., Path]
+) -> None:
+    """The rules re-open a violation that closed within ``reopen_cooldown_s`` (same id, no new sighting):
+    the keeper hands it off as an update of the same case from the next evidence seq, not as an 'opened'
+    the hand-off would refuse for want of a first sighting."""
+    from urbaneye.cases.handoff import Handoff
+    from urbaneye.db.models import Case, Evidence
+    from urbaneye.db.session import session_scope
+
+    first, second = box_painter(GARBAGE_BOX, 0.5, 16.0), box_painter(GARBAGE_BOX, 24.0, 34.0)
+    clip = write_clip(tmp_path / "g.mp4", seconds=40, fps=5, paint=lambda f, t: (first(f, t), second(f, t)))
+    path = cameras_yaml(camera_dict("cam-1", str(clip), garbage_dwell_s=5), rules={"reopen_cooldown_s": 60})
+    cameras_file = load_cameras(path)
+    camera = cameras_file.camera("cam-1")
+    detector = OnnxDetector(cameras_file.model.path, cameras_file.model)
+    handoff = Handoff(embedded.spool_dir)
+    submitted = []
+    keeper = EvidenceKeeper({"cam-1": camera}, handoff, on_submitted=submitted.append)
+    queue = HandoffQueue(keeper).start()
+    events = []
+    replay_video(camera, cameras_file.rules, clip, detector, events.append, sink=queue)
+    queue.close()
+    handoff.close()
+
+    assert [e.event for e in events] == ["sighting", "opened", "closed", "opened", "closed"]
+    assert len({e.violation_id for e in events}) == 1  # the same violation came back
+    assert [e.event for e in submitted] == ["opened", "closed", "updated", "closed"]
+    assert keeper.failed == 0
+    with session_scope(embedded.db_url) as session:
+        (case,) = session.query(Case).all()
+        seqs = {r.seq for r in session.query(Evidence).filter_by(case_id=case.id)}
+        assert seqs == {1, 2, 3}  # the re-open's frame is the case's third moment
+        assert case.ended_at is not None
