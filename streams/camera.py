@@ -24,7 +24,7 @@ from vision.kinds import catalogue_of
 from vision.memory import MemoryBook, describe, similarity
 from vision.pipeline import CameraPipeline
 from vision.static_objects import StaticObjectDetector, with_unknown
-from vision.types import OBJECT_KINDS, Detections, ObjectKind, ViolationEvent
+from vision.types import OBJECT_KINDS, STILL_S_KEY, Detections, ObjectKind, ViolationEvent
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,11 @@ class CameraProcessor:
             return Detections.empty()
         persons = detections.xyxy[detections.class_id == _PERSON]
         found = self.static.update(frame.image, ts_s, persons)
+        if len(found):
+            # the rules back-date an unknown object's dwell by its stillness, at most by the detector's own
+            # reporting delay: older evidence may be a departed object's fading trace (a cart that left)
+            still = np.minimum(found.data[STILL_S_KEY], self.static.config.still_s)
+            found = found.with_(data={STILL_S_KEY: still})
         if len(found) and self.memory is not None and len(self.memory):
             remembered = [self._remembers(box, frame, ts_s) for box in found.xyxy]
             for box in found.xyxy[remembered]:
