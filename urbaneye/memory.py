@@ -23,7 +23,7 @@ from urbaneye.audit import append_audit
 from urbaneye.db.models import Case, Evidence, FalseAlarmMemory, RejectReason, utcnow
 from urbaneye.storage import EvidenceStore
 from vision.memory import DESCRIPTOR_VERSION, MemoryEntry, MemoryUpdate, entry_from_crop
-from vision.types import ViolationKind
+from vision.types import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def remember_rejection(
         raise MemoryNotMade(f"case {case.id}: evidence {clean.key} is not a decodable JPEG")
     now = now or utcnow()
     try:
-        entry = entry_from_crop("new", case.camera_id, ViolationKind(case.kind), case.bbox_xyxy, image)
+        entry = entry_from_crop("new", case.camera_id, kind_of(case.kind), case.bbox_xyxy, image)
     except ValueError as exc:
         raise MemoryNotMade(f"case {case.id}: {exc}") from None
     crop = _evidence(case, "crop")
@@ -135,7 +135,7 @@ def to_entry(row: FalseAlarmMemory, reviewer: str = "") -> MemoryEntry:
     return MemoryEntry(
         entry_id=row.id,
         camera_id=row.camera_id,
-        kind=ViolationKind(row.kind),
+        kind=kind_of(row.kind),
         box_xyxy=tuple(float(v) for v in row.bbox_xyxy),  # type: ignore[arg-type]
         frame_wh=tuple(int(v) for v in row.frame_wh),  # type: ignore[arg-type]
         descriptor=tuple(float(v) for v in row.descriptor),

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 
 from vision.geometry import iou_matrix
 from vision.rules import RULES
-from vision.types import Detections, ViolationKind
+from vision.types import KIND_ID_PATTERN, OBJECT_KINDS, Detections, ObjectKind, ViolationKind, kind_of
 
 #: Version tag of ``describe``'s output; entries with another tag are not compared (re-create them).
 DESCRIPTOR_VERSION = "hog4x4o8-l2.v1"
@@ -76,7 +77,8 @@ class MemoryEntry:
     Attributes:
         entry_id: stable id (the database row's).
         camera_id: the camera whose frames it applies to.
-        kind: the violation kind that was rejected; detections of its rule's object kinds are compared.
+        kind: the violation kind that was rejected (a built-in ``ViolationKind`` or a configured kind's id);
+            detections of its rule's object kinds are compared (a configured kind: every kind but people).
         box_xyxy: the object's box in pixels of a ``frame_wh`` frame.
         frame_wh: the frame size the box is in; boxes are rescaled to other frame sizes.
         descriptor: ``describe`` of the crop, ``DESCRIPTOR_LEN`` floats.
@@ -88,7 +90,7 @@ class MemoryEntry:
 
     entry_id: str
     camera_id: str
-    kind: ViolationKind
+    kind: ViolationKind | str
     box_xyxy: tuple[float, float, float, float]
     frame_wh: tuple[int, int]
     descriptor: tuple[float, ...]
@@ -116,8 +118,13 @@ class MemoryEntry:
 
     @property
     def class_ids(self) -> tuple[int, ...]:
-        """Detector classes (indexes into ``OBJECT_KINDS``) this memory can suppress."""
-        return RULES[self.kind].spec.class_ids
+        """Detector classes (indexes into ``OBJECT_KINDS``) this memory can suppress: the built-in kind's
+        rule's; for a configured kind (its classes live in the cameras file) every object kind but people —
+        a match still needs the same place and the same look."""
+        rule = RULES.get(self.kind) if isinstance(self.kind, ViolationKind) else None
+        if rule is not None:
+            return rule.spec.class_ids
+        return tuple(i for i, k in enumerate(OBJECT_KINDS) if k is not ObjectKind.PERSON)
 
     def box_in(self, frame_wh: tuple[int, int]) -> tuple[float, float, float, float]:
         """The remembered box in pixels of a ``frame_wh`` frame (same view, maybe another resolution)."""
@@ -153,13 +160,12 @@ class MemoryEntry:
                 f"memory entry {data.get('entry_id', '?')!r} lacks {missing}; each entry needs entry_id, "
                 "camera_id, kind, box_xyxy, frame_wh and descriptor (see docs/real-cameras.md)"
             )
-        try:
-            kind = ViolationKind(data["kind"])
-        except ValueError:
+        if not re.fullmatch(KIND_ID_PATTERN, str(data["kind"])):
             raise MemoryError_(
-                f"memory entry {data['entry_id']!r}: kind {data['kind']!r} is not one of "
-                f"{[k.value for k in ViolationKind]}"
-            ) from None
+                f"memory entry {data['entry_id']!r}: kind {data['kind']!r} is not a violation kind; use one of "
+                f"{[k.value for k in ViolationKind]} or a configured kind's id ({KIND_ID_PATTERN})"
+            )
+        kind = kind_of(str(data["kind"]))
         box = tuple(float(v) for v in data["box_xyxy"])
         wh = tuple(int(v) for v in data["frame_wh"])
         if len(box) != 4 or len(wh) != 2:
@@ -263,7 +269,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 def entry_from_crop(
     entry_id: str,
     camera_id: str,
-    kind: ViolationKind,
+    kind: ViolationKind | str,
     box_xyxy: Sequence[float],
     image_bgr: np.ndarray,
     *,

@@ -85,3 +85,11 @@ def test_only_an_admin_deletes_an_entry(client, users, make_camera, make_case) -
     assert client.delete(url, headers=users.headers("admin")).status_code == 200
     assert memory(client, users)["count"] == 0
     assert client.get("/api/v1/cameras/nope/memory", headers=users.headers("viewer")).status_code == 404
+
+
+def test_a_configured_kind_rejection_is_remembered(client, users, make_camera, make_case) -> None:  # noqa: ANN001
+    make_camera("cam-1")
+    case = make_case(kind="goods_display", kind_name_zh="出店陈列")
+    assert reject(client, users, case.id, "false_detection").status_code == 200
+    (entry,) = memory(client, users)["data"]
+    assert entry["case_id"] == case.id and entry["kind"] == "goods_display" and entry["state"] == "active"

@@ -158,5 +158,10 @@ def test_memory_file_round_trip_and_errors():
         load_memory_file([entry.to_json()], ["cam-2"])
     with pytest.raises(MemoryError_, match="lacks \\['descriptor'\\]"):
         load_memory_file([{k: v for k, v in entry.to_json().items() if k != "descriptor"}])
-    with pytest.raises(MemoryError_, match="kind 'rock'"):
-        load_memory_file([{**entry.to_json(), "kind": "rock"}])
+    with pytest.raises(MemoryError_, match="kind 'Rock Pile' is not a violation kind"):
+        load_memory_file([{**entry.to_json(), "kind": "Rock Pile"}])
+    # a configured kind (cameras file violations:) is remembered too; its classes are every kind but people
+    (configured,) = load_memory_file([{**entry.to_json(), "kind": "goods_display"}])["cam-1"]
+    assert configured.kind == "goods_display"
+    assert configured.class_ids == tuple(i for i, k in enumerate(OBJECT_KINDS) if k != "person")
+    assert entry.class_ids != configured.class_ids  # a built-in keeps its rule's classes
