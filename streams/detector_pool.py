@@ -117,12 +117,17 @@ class DetectorPool:
         self._watchers: dict[str, ModelWatcher] = {}
         self._lock = threading.Lock()
 
-    def _load_static(self, path: str | None) -> Any:
+    def _static_path(self, group: str) -> str:
+        """The file a group runs without a registry: ``--model`` as given, else the configured model or its
+        passing int8 sibling, as the group's precision (``model.precision_for``) asks."""
+        if self.model_path is not None:
+            return self.model_path
+        configured = self.cameras_file.model.path or str(get_settings().model_path)
+        return static_model_path(configured, self.cameras_file.model.precision_for(group), runs_on_cpu())
+
+    def _load_static(self, path: str) -> Any:
         if self.detector_factory is not None:
-            return self.detector_factory(path or "")
-        if path is None:
-            configured = self.cameras_file.model.path or str(get_settings().model_path)
-            path = static_model_path(configured, self.cameras_file.model.precision, runs_on_cpu())
+            return self.detector_factory(path)
         return OnnxDetector(path, self.cameras_file.model)
 
     def source(self, group: str) -> DetectorSource:
@@ -134,10 +139,10 @@ class DetectorPool:
                     watcher = self._start_watcher(group)
                 if watcher is not None:
                     return watcher.current
-            key = self.model_path or "__default__"
+            key = self._static_path(group)  # groups of the same precision share one detector
             detector = self._static.get(key)
             if detector is None:
-                detector = self._static[key] = self._load_static(self.model_path)
+                detector = self._static[key] = self._load_static(key)
             version = str(getattr(detector, "version", "unknown"))
             return lambda: (detector, version)
 
@@ -153,12 +158,10 @@ class DetectorPool:
         model, on_cpu = self.cameras_file.model, runs_on_cpu()
         watcher = PrecisionWatcher(
             group,
-            precision=model.precision,
+            precision=model.precision_for(group),
             on_cpu=on_cpu,
             # while the group has no active model: the configured file, or its int8 sibling
-            fallback_path=static_model_path(
-                model.path or str(get_settings().model_path), model.precision, on_cpu
-            ),
+            fallback_path=self._static_path(group),
             poll_s=self.poll_s,
             model_config=self.cameras_file.model,
             session_factory=self.session_factory,

@@ -343,6 +343,19 @@ class ModelConfig(_Model):
         pattern="^(auto|int8|fp32)$",
         description="int8 or fp32 inference; auto = the int8 variant on CPU when one passed its gate",
     )
+    group_precision: dict[str, Annotated[str, Field(pattern="^(auto|int8|fp32)$")]] = Field(
+        default_factory=dict,
+        description="precision per camera group (group -> auto|int8|fp32); groups not named use `precision`",
+    )
+
+    def precision_for(self, group: str) -> str:
+        """The precision a camera group runs: its own (``group_precision``), else the file's ``precision``.
+
+        Example:
+            >>> ModelConfig(precision="auto", group_precision={"night": "fp32"}).precision_for("night")
+            'fp32'
+        """
+        return self.group_precision.get(group, self.precision)
 
     @field_validator("class_map")
     @classmethod

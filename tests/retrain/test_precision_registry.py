@@ -179,3 +179,22 @@ def test_calibration_comes_from_reviewed_evidence_when_there_is_enough(db, fs_st
     assert few.source == "synthetic" and "only 8 reviewed evidence frames (< 9)" in few.detail
     result = quantize_model(tiny_parent[1], tmp_path / "reviews.int8.onnx", calib=calib)
     assert result.calibration.source == "reviews" and result.calibration.count == 8
+
+
+def test_each_camera_group_runs_its_own_precision():
+    """model.group_precision: one group on fp32 beside the CPU default int8; groups of one precision share a
+    detector."""
+    from streams.detector_pool import DetectorPool
+    from vision.config import parse_cameras
+
+    cameras_file = parse_cameras({"model": {"precision": "int8", "group_precision": {"night": "fp32"}}})
+    assert cameras_file.model.precision_for("night") == "fp32"
+    assert cameras_file.model.precision_for("day") == "int8"
+    loaded: list[str] = []
+    pool = DetectorPool(cameras_file, watch=False, detector_factory=lambda p: loaded.append(p) or p)
+    assert pool.source("day")()[0] == str(BOOTSTRAP_MODEL_PATH.with_suffix(".int8.onnx"))
+    assert pool.source("night")()[0] == str(BOOTSTRAP_MODEL_PATH)
+    assert pool.source("evening")()[0] == str(BOOTSTRAP_MODEL_PATH.with_suffix(".int8.onnx"))
+    assert len(loaded) == 2  # day and evening share the int8 detector
+    with pytest.raises(ValueError, match="group_precision"):
+        parse_cameras({"model": {"group_precision": {"night": "int4"}}})
