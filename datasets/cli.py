@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vision.cli import ExamplesHelpFormatter
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"960x540"`` -> ``(960, 540)``."""
@@ -18,11 +20,30 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    synth = sub.add_parser("synth", help="synthetic street images (YOLO dataset) and scenario videos")
+    synth = sub.add_parser(
+        "synth",
+        help="synthetic street images (YOLO dataset) and scenario videos",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye synth images --out /work/data/synth-train --count 8000 --seed 1 --workers 2\n"
+            "  urbaneye synth video --scenario datasets/scenarios/vendor_sidewalk.yaml --out runs/scn/vendor.mp4 --seed 1\n"
+        ),
+    )
     ssub = synth.add_subparsers(dest="synth_command", metavar="SUBCOMMAND")
     synth.set_defaults(func=lambda args: (synth.print_help(), 2)[1])
 
-    images = ssub.add_parser("images", help="render a YOLO training set of synthetic street scenes")
+    images = ssub.add_parser(
+        "images",
+        help="render a YOLO training set of synthetic street scenes",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye synth images --out /work/data/synth-train --count 8000 --seed 1 --workers 2\n"
+            "  urbaneye synth images --out /work/data/synth-holdout --count 500 --seed 777 --val-fraction 0\n"
+            "  urbaneye synth images --out /work/data/synth-ir --count 1000 --seed 5 --style ir --size 1280x720\n"
+        ),
+    )
     images.add_argument("--out", type=Path, required=True, help="dataset folder (gets data.yaml)")
     images.add_argument("--count", type=int, required=True, help="number of images")
     images.add_argument("--seed", type=int, required=True, help="same seed -> byte-identical dataset")
@@ -55,7 +76,17 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def add_video_commands(ssub: argparse._SubParsersAction) -> None:
-    video = ssub.add_parser("video", help="render a scenario file to MP4 + ground truth + cameras file")
+    video = ssub.add_parser(
+        "video",
+        help="render a scenario file to MP4 + ground truth + cameras file",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye synth video --scenario datasets/scenarios/vendor_sidewalk.yaml --out runs/scn/vendor.mp4 --seed 1\n"
+            "  urbaneye synth video --scenario datasets/scenarios/night_barbecue.yaml --out runs/scn/bbq.mp4 "
+            "--fps 10 --size 1280x720\n"
+        ),
+    )
     video.add_argument("--scenario", type=Path, required=True, help="scenario YAML (see docs/scenarios.md)")
     video.add_argument(
         "--out", type=Path, required=True, help="OUT.mp4; OUT.truth.json and OUT.cameras.yaml too"
@@ -65,7 +96,12 @@ def add_video_commands(ssub: argparse._SubParsersAction) -> None:
     video.add_argument("--size", type=parse_size, default=(960, 540), help="WIDTHxHEIGHT (default 960x540)")
     video.set_defaults(func=cmd_video)
 
-    zones = ssub.add_parser("zones", help="print zone polygons that match a scenario's view.zone_regions")
+    zones = ssub.add_parser(
+        "zones",
+        help="print zone polygons that match a scenario's view.zone_regions",
+        formatter_class=ExamplesHelpFormatter,
+        epilog="examples:\n  urbaneye synth zones --scenario datasets/scenarios/bike_in_bay.yaml\n",
+    )
     zones.add_argument("--scenario", type=Path, required=True)
     zones.set_defaults(func=cmd_zones)
 
