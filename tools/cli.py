@@ -20,6 +20,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="render scenarios, replay them with the shipped model, score the events",
         description="Render every scenario in DIR with the seed (renders cached under var/), replay them "
         "and score with vision.scoring: precision, recall, median delay, false alarms.",
+        formatter_class=ExamplesHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  urbaneye eval-events --scenarios datasets/scenarios --seed 1 --json\n"
+            "  urbaneye eval-events --scenarios datasets/scenarios --seed 1 "
+            "--model models/bootstrap/urbaneye-bootstrap.int8.onnx\n"
+            "  urbaneye eval-events --scenarios datasets/scenarios --seed 1 --no-motion-gating --fps 10\n"
+        ),
     )
     p.add_argument("--scenarios", type=Path, required=True, help="folder of scenario files")
     p.add_argument("--seed", type=int, default=0)
