@@ -42,6 +42,7 @@ export function mountQueue(root) {
     kindFilter: localStorage.getItem("urbaneye.kindFilter") || "", // "", UNCLASSIFIED or a kind id
     kinds: [],            // GET /kinds
     loading: false,
+    gen: 0,               // bumped by each reload: answers of an earlier order/filter are dropped
     claimed: null,        // id of the case this reviewer holds now
     claiming: new Map(),  // id -> Promise<bool>: the claim asked for when the case was shown
     fresh: new Set(),     // ids that arrived live and have not been looked at
@@ -88,8 +89,12 @@ export function mountQueue(root) {
     unclassified: state.kindFilter === UNCLASSIFIED ? true : undefined,
   });
 
+  /** One page of the queue; null when the order or filter changed while it was on its way (a stale answer
+   * must not mix another filter's cases into the list). */
   async function fetchPage() {
+    const gen = state.gen;
     const res = await get("cases", queueQuery());
+    if (gen !== state.gen) return null;
     state.total = res.count;
     const known = new Set([...state.queue.map((c) => c.id), ...state.decided.map((d) => d.c.id)]);
     for (const c of res.data) if (!known.has(c.id)) state.queue.push(c);
@@ -101,8 +106,10 @@ export function mountQueue(root) {
   function refresh() {
     if (state.loading) { state.refreshAfterLoad = true; return null; } // the load in flight reads the queue anyway
     if (state.refreshing) return state.refreshing;
+    const gen = state.gen;
     state.refreshing = (async () => {
       const res = await get("cases", queueQuery());
+      if (gen !== state.gen) return; // the filter or order changed meanwhile: the reload reads the queue
       const cur = current();
       const server = new Set(res.data.map((c) => c.id));
       const decided = new Set(state.decided.map((d) => d.c.id));
@@ -146,12 +153,14 @@ export function mountQueue(root) {
   }
 
   async function reload() {
+    const gen = ++state.gen;
     state.queue = [];
     state.index = 0;
     state.details.clear();
     state.loading = true;
     render();
     try { await fetchPage(); } catch (err) { toast(err.message, "error"); }
+    if (gen !== state.gen) return; // a later reload (another filter or order) owns the list now
     state.loading = false;
     show();
     if (state.refreshAfterLoad) { state.refreshAfterLoad = false; refresh(); }
