@@ -21,7 +21,8 @@ export function statsKinds(s) {
 export function mountStats(root) {
   const until = new Date();
   const since = new Date(until.getTime() - 30 * 86400e3);
-  const day = (d) => d.toISOString().slice(0, 10);
+  // the day in Beijing time, as the report's days are (a UTC date would end "today" at 08:00 Beijing)
+  const day = (d) => new Date(d.getTime() + 8 * 3600e3).toISOString().slice(0, 10);
   const sinceIn = el("input", { type: "date", id: "stats-since", value: day(since) });
   const untilIn = el("input", { type: "date", id: "stats-until", value: day(until) });
   const kindSel = el("select", { id: "stats-kind", "aria-label": "类型" }, el("option", { value: "" }, "全部类型"));
