@@ -2,8 +2,8 @@
 
 ``verify_all`` walks the chain (links and MACs), compares it with the head file and the newest signed
 checkpoint, and checks that every covered row is as its last ``row_*`` entry says; ``verify_evidence``
-reads every evidence object back. Problems are named (``Tamper``): truncation, a rewritten chain, rows
-changed outside the app, swapped evidence.
+reads every evidence object and re-check after-photo back. Problems are named (``Tamper``): truncation, a
+rewritten chain, rows changed outside the app, swapped evidence.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from urbaneye.audit import (
 )
 from urbaneye.audit_checkpoints import Checkpoint, checkpoint_key, latest_stored_checkpoint
 from urbaneye.db.models import AuditCheckpoint, AuditLog, Evidence
+from urbaneye.db.rechecks import CaseRecheck
 from urbaneye.storage import EvidenceNotFound, EvidenceStoreUnavailable
 from vision.digest import sha256_hex
 
@@ -334,17 +335,32 @@ def verify_all(session: Session, store=None, head_files: list[Path] | None = Non
 
 @dataclass(frozen=True)
 class EvidenceProblem:
-    evidence_id: int
+    #: which row holds the hash: ``evidence id=5`` or ``recheck id=…`` (a re-check's after-photo)
+    ref: str
     case_id: str
     key: str
     problem: str
 
     def __str__(self) -> str:
-        return f"evidence id={self.evidence_id} case={self.case_id} key={self.key}: {self.problem}"
+        return f"{self.ref} case={self.case_id} key={self.key}: {self.problem}"
+
+
+def _read_back(store, ref: str, case_id: str, key: str, sha256: str) -> EvidenceProblem | None:  # noqa: ANN001
+    """The object under ``key`` against ``sha256``: None when they agree, else what is wrong."""
+    try:
+        actual = sha256_hex(store.get(key))
+    except EvidenceNotFound:
+        return EvidenceProblem(ref, case_id, key, "object is missing from the store")
+    except EvidenceStoreUnavailable as exc:
+        return EvidenceProblem(ref, case_id, key, f"store unreachable: {exc}")
+    if actual != sha256:
+        return EvidenceProblem(ref, case_id, key, f"sha256 {actual} != recorded {sha256} (object altered)")
+    return None
 
 
 def verify_evidence(session: Session, store) -> tuple[int, list[EvidenceProblem]]:  # noqa: ANN001 - EvidenceStore
-    """Read every uploaded evidence object back and compare its SHA-256 with the database."""
+    """Read every uploaded evidence object and every re-check after-photo back; compare each SHA-256 with
+    the database (and an after-photo's row with the audit event that chained its hashes)."""
     problems: list[EvidenceProblem] = []
     count = 0
     last_id = 0
@@ -359,19 +375,68 @@ def verify_evidence(session: Session, store) -> tuple[int, list[EvidenceProblem]
             break
         for e in rows:
             count += 1
-            try:
-                actual = sha256_hex(store.get(e.key))
-            except EvidenceNotFound:
-                problems.append(EvidenceProblem(e.id, e.case_id, e.key, "object is missing from the store"))
+            if (problem := _read_back(store, f"evidence id={e.id}", e.case_id, e.key, e.sha256)) is not None:
+                problems.append(problem)
+        last_id = rows[-1].id
+    photos, photo_problems = verify_recheck_photos(session, store)
+    return count + photos, problems + photo_problems
+
+
+def _chained_recheck_photos(session: Session) -> dict[str, tuple[int, dict[str, str]]]:
+    """recheck id → (audit_log id, after-photo key/sha256 fields) as ``recheck`` case events chained them."""
+    chained: dict[str, tuple[int, dict[str, str]]] = {}
+    for audit_id, detail in session.execute(
+        select(AuditLog.id, AuditLog.detail)
+        .where(AuditLog.entity == "case", AuditLog.action == "recheck")
+        .order_by(AuditLog.id)
+    ):
+        fields = {k: str(v) for k, v in (detail or {}).items() if k.startswith("after_")}
+        chained[str((detail or {}).get("recheck_id", ""))] = (audit_id, fields)
+    return chained
+
+
+def verify_recheck_photos(session: Session, store) -> tuple[int, list[EvidenceProblem]]:  # noqa: ANN001
+    """Each stored re-check after-photo (clean and annotated) read back against its row's SHA-256, and the
+    row's keys and hashes against the ``recheck`` audit event that chained them (a row rewritten together
+    with its object is ``EVIDENCE_SWAPPED``)."""
+    chained = _chained_recheck_photos(session)
+    problems: list[EvidenceProblem] = []
+    count = 0
+    rows = session.scalars(
+        select(CaseRecheck)
+        .where(CaseRecheck.clean_key != "")
+        .order_by(CaseRecheck.requested_at, CaseRecheck.id)
+    ).all()
+    for row in rows:
+        ref = f"recheck id={row.id}"
+        audit_id, fields = chained.get(row.id, (None, {}))
+        for variant, key, sha in (
+            ("clean", row.clean_key, row.clean_sha256),
+            ("annotated", row.annotated_key, row.annotated_sha256),
+        ):
+            if not key:
                 continue
-            except EvidenceStoreUnavailable as exc:
-                problems.append(EvidenceProblem(e.id, e.case_id, e.key, f"store unreachable: {exc}"))
-                continue
-            if actual != e.sha256:
+            count += 1
+            if audit_id is None:
                 problems.append(
                     EvidenceProblem(
-                        e.id, e.case_id, e.key, f"sha256 {actual} != recorded {e.sha256} (object altered)"
+                        ref,
+                        row.case_id,
+                        key,
+                        f"{Tamper.CHANGED_OUTSIDE_APP}: the after-photo has no recheck event in the audit chain",
                     )
                 )
-        last_id = rows[-1].id
+            elif (fields.get(f"after_{variant}_key"), fields.get(f"after_{variant}_sha256")) != (key, sha):
+                problems.append(
+                    EvidenceProblem(
+                        ref,
+                        row.case_id,
+                        key,
+                        f"{Tamper.EVIDENCE_SWAPPED}: {variant} after-photo sha256 is {sha} but audit_log "
+                        f"id={audit_id} recorded {fields.get(f'after_{variant}_sha256')} under key "
+                        f"{fields.get(f'after_{variant}_key')}",
+                    )
+                )
+            if (problem := _read_back(store, ref, row.case_id, key, sha)) is not None:
+                problems.append(problem)
     return count, problems

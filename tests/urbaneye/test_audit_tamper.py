@@ -6,7 +6,8 @@ disk) access but without the audit key can do: raw SQL, files written directly.
 1. the most recent rows deleted (even the one a `urbaneye users create` just wrote),
 2. a row rewritten and every later hash recomputed,
 3. ``UPDATE cases SET status='closed'`` behind the app's back,
-4. an evidence object replaced together with its ``evidence.sha256``.
+4. an evidence object replaced together with its ``evidence.sha256``,
+5. a re-check after-photo altered on disk, or replaced together with its row's SHA-256.
 """
 
 from __future__ import annotations
@@ -21,14 +22,24 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames
+from tests.urbaneye.conftest import REPO, make_context, make_event, make_frames, tiny_jpeg
 from urbaneye.audit import GENESIS_HASH, head_file_for, row_hash
 from urbaneye.audit_checkpoints import write_checkpoint
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
-from urbaneye.db.models import AuditLog, Evidence
+from urbaneye.db.models import AuditLog, Case, Evidence, utcnow
+from urbaneye.db.rechecks import RecheckResult, RecheckTrigger
 from urbaneye.db.session import session_scope
+from urbaneye.rechecks import (
+    AfterPhoto,
+    RecheckOutcome,
+    after_photo_key,
+    claim_rechecks,
+    finish_recheck,
+    request_recheck,
+)
 from urbaneye.storage import get_store
+from vision.config import RecheckConfig
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -171,6 +182,57 @@ def test_an_evidence_object_swapped_with_its_sha256_is_named(stack: dict) -> Non
     assert f"recorded {evidence.sha256}" in bad.stderr
     # the object and the row agree with each other: only the chain tells
     assert "(object altered)" not in bad.stderr
+
+
+def rechecked_case(url: str) -> tuple[str, AfterPhoto]:
+    """A reviewed case re-checked by the camera (a reviewer's request), its after-photo stored."""
+    case_id = reviewed_case(url)
+    with session_scope(url) as s:
+        request_recheck(s, s.get(Case, case_id), RecheckTrigger.MANUAL, "user:u1")
+    with session_scope(url) as s:
+        (target,) = claim_rechecks(s, ["cam-1"], "worker-a", lambda _cid: 5.0)
+    store, day = get_store(), utcnow().date()
+    keys = [after_photo_key("cam-1", case_id, target.recheck_id, day, v) for v in ("clean", "annotated")]
+    shas = [store.put(key, tiny_jpeg(50 + i)) for i, key in enumerate(keys)]
+    photo = AfterPhoto(keys[0], shas[0], keys[1], shas[1])
+    outcome = RecheckOutcome(
+        result=RecheckResult.STILL_PRESENT, reason="", window_s=5.0, frames=25, usable_frames=25,
+        present_frames=25, objects_after=1, present_bbox_xyxy=(10.0, 20.0, 110.0, 220.0),
+        frame_wh=(1280, 720), frame_at=utcnow(),
+    )  # fmt: skip
+    with session_scope(url) as s:
+        finish_recheck(s, target.recheck_id, outcome, photo, RecheckConfig(), "system:recheck")
+    return target.recheck_id, photo
+
+
+def test_a_recheck_after_photo_altered_or_swapped_is_named(stack: dict) -> None:
+    env, url = stack["env"], stack["url"]
+    recheck_id, photo = rechecked_case(url)
+    ok = cli(env, "audit", "verify")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    with session_scope(url) as s:
+        frames = len(s.scalars(select(Evidence.id)).all())
+    # the case's evidence objects and the two after-photos (clean, annotated) are read back
+    assert f"evidence: {frames + 2} objects read back, 0 problems" in ok.stdout
+
+    evidence_dir = Path(env["URBANEYE_DATA_DIR"]) / "evidence"
+    (evidence_dir / photo.clean_key).write_bytes(tiny_jpeg(99))  # past the write-once store, onto its disk
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert f"recheck id={recheck_id}" in bad.stderr and f"key={photo.clean_key}" in bad.stderr
+    assert f"!= recorded {photo.clean_sha256} (object altered)" in bad.stderr
+
+    forged = tiny_jpeg(98)  # the annotated photo replaced, and its row's SHA-256 with it
+    (evidence_dir / photo.annotated_key).write_bytes(forged)
+    new_sha = hashlib.sha256(forged).hexdigest()
+    sql(url, "UPDATE case_rechecks SET annotated_sha256 = :h WHERE id = :i", h=new_sha, i=recheck_id)
+    bad = cli(env, "audit", "verify")
+    assert bad.returncode == 1
+    assert (
+        f"EVIDENCE_SWAPPED: annotated after-photo sha256 is {new_sha} but audit_log id=" in bad.stderr
+        and f"recorded {photo.annotated_sha256} under key {photo.annotated_key}" in bad.stderr
+    )
+    assert f"key={photo.annotated_key}: sha256" not in bad.stderr  # object and row agree: only the chain tells
 
 
 def test_the_newest_checkpoint_catches_a_cut_when_the_head_file_is_gone_too(stack: dict) -> None:
