@@ -148,6 +148,7 @@ class StoredCorrection(BaseModel):
     xyxy: tuple[float, float, float, float] | None = None
     label: str | None = None
     kind: str | None = None
+    seq: int | None = None  # the evidence frame the box was drawn on (older rows: none)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,17 @@ class Correction:
     action: CorrectionAction
     xyxy: Box | None
     classes: tuple[str, ...]
+    #: the evidence frame it was drawn on: an ``add``, ``remove`` or boxed ``relabel`` names an object of
+    #: that frame only; the case's own box (``adjust``, boxless ``relabel``) spans the case's frames
+    seq: int | None = None
+
+    def applies_to(self, seqs: frozenset[int] | None) -> bool:
+        """Whether it labels a frame that is the case's evidence frame(s) ``seqs`` (None: any frame)."""
+        if seqs is None or self.seq is None or self.action is CorrectionAction.ADJUST:
+            return True
+        if self.action is CorrectionAction.RELABEL and self.xyxy is None:
+            return True
+        return self.seq in seqs
 
 
 @dataclass(frozen=True)
@@ -235,7 +247,7 @@ def parse_correction(stored: StoredCorrection, kinds: dict[str, KindObjects]) ->
     Example:
         >>> raw = {"action": "add", "bbox_xyxy": [0, 0, 9, 9], "label": "smoke"}
         >>> parse_correction(StoredCorrection.model_validate(raw), {})
-        Correction(action=<CorrectionAction.ADD: 'add'>, xyxy=(0.0, 0.0, 9.0, 9.0), classes=('smoke',))
+        Correction(action=<CorrectionAction.ADD: 'add'>, xyxy=(0.0, 0.0, 9.0, 9.0), classes=('smoke',), seq=None)
     """
     if stored.bbox_xyxy is not None and stored.xyxy is not None and stored.bbox_xyxy != stored.xyxy:
         raise ValueError(
@@ -252,7 +264,7 @@ def parse_correction(stored: StoredCorrection, kinds: dict[str, KindObjects]) ->
     classes = _classes_of(stored, kinds)
     if not classes and action in (CorrectionAction.RELABEL, CorrectionAction.ADD):
         raise ValueError(f"a '{stored.action}' correction needs a label or kind")
-    return Correction(action, box, classes)
+    return Correction(action, box, classes, stored.seq)
 
 
 def _classes_of(stored: StoredCorrection, kinds: dict[str, KindObjects]) -> tuple[str, ...]:
@@ -276,6 +288,7 @@ def frame_labels(
     detections: Detections | None,
     image_wh: tuple[int, int],
     pseudo_conf: float,
+    seqs: frozenset[int] | None = None,
 ) -> list[Label]:
     """Labels of one clean frame of a reviewed case, in the frame's pixels.
 
@@ -285,6 +298,9 @@ def frame_labels(
         detections: the active model on this frame (any confidence; only >= ``pseudo_conf`` become labels),
             or None for no pseudo-labels.
         image_wh: (w, h) of the decoded frame; case boxes are scaled from ``case.frame_wh`` to it.
+        seqs: which of the case's evidence frames this image is (one image can be two: first sighting and
+            dwell crossing); a correction drawn on another frame does not label it (``Correction.applies_to``).
+            None: every correction applies.
     """
     case, objects = reviewed.case, reviewed.objects
     w, h = image_wh
@@ -319,6 +335,8 @@ def frame_labels(
 
     case_idx = next((i for i, lb in enumerate(labels) if lb.source == "case"), None)
     for corr in reviewed.corrections:
+        if not corr.applies_to(seqs):
+            continue
         box = scale(corr.xyxy) if corr.xyxy is not None else None
         if corr.action is CorrectionAction.ADJUST and box is not None:
             if case_idx is not None:

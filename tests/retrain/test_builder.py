@@ -293,6 +293,33 @@ def test_a_bad_correction_is_skipped_and_named_the_others_apply():
     assert "action" in why["#3"] and "x1 < x2" in why["#4"] and "'unicorn'" in why["#5"]
 
 
+def test_a_correction_drawn_on_one_evidence_frame_labels_that_frame_only():
+    c = case(
+        corrections=[
+            {"action": "add", "bbox_xyxy": [70, 10, 90, 30], "label": "smoke", "seq": 2},  # seen on frame 2
+            {"action": "remove", "bbox_xyxy": [100, 10, 120, 80], "seq": 1},  # a false person on frame 1
+            {"action": "move", "bbox_xyxy": [10, 10, 70, 70], "seq": 2},  # the case's box: every frame
+        ]
+    )
+    rc, issues = reviewed(c, POS)
+    assert issues.skipped_corrections == []
+
+    def on(seqs):  # noqa: ANN001, ANN202
+        return sorted(
+            (lb.label, tuple(round(v) for v in lb.xyxy))
+            for lb in frame_labels(rc, dets(PERSON), (160, 96), 0.6, seqs)
+        )
+
+    assert on(frozenset({1})) == [("garbage", (10, 10, 70, 70))]
+    assert on(frozenset({2})) == [
+        ("garbage", (10, 10, 70, 70)),
+        ("person", (100, 10, 120, 80)),
+        ("smoke", (70, 10, 90, 30)),
+    ]
+    # one image kept as both frames takes both frames' corrections; no frame given: all of them
+    assert on(frozenset({1, 2})) == on(None) == [("garbage", (10, 10, 70, 70)), ("smoke", (70, 10, 90, 30))]
+
+
 CONFIGURED = kind_catalogue(
     parse_cameras(
         {
@@ -517,15 +544,21 @@ def test_build_uses_the_review_api_corrections_and_the_cameras_file_kinds(db, fs
     )
     ui_add = {"action": "add", "bbox_xyxy": [70, 10, 90, 30], "label": "smoke", "seq": 2}
     with db() as s:
-        fixed = add_case(s, fs_store, corrections=[ui_add, {"action": "add", "label": "smoke", "seq": 2}])
+        fixed = add_case(
+            s, fs_store, frames=2, corrections=[ui_add, {"action": "add", "label": "smoke", "seq": 2}]
+        )
         goods = add_case(s, fs_store, kind="goods_display", camera_id="cam-2", seed=5)
         unknown = add_case(s, fs_store, kind="material_piling", camera_id="cam-3", seed=7)
         s.commit()
         result = build_dataset(s, options=BuildOptions(synth_share=0, val_fraction=0, cameras_file=cameras))
-    by_case = {
-        it["case_id"]: [(lb["label"], lb["xyxy"]) for lb in it["labels"]] for it in result.manifest["items"]
+    by_frame = {
+        (it["case_id"], it["evidence_seq"]): [(lb["label"], lb["xyxy"]) for lb in it["labels"]]
+        for it in result.manifest["items"]
     }
-    assert by_case[fixed.id] == [("garbage", [20, 20, 60, 60]), ("smoke", [70, 10, 90, 30])]
+    by_case = {case_id: labels for (case_id, _), labels in by_frame.items()}
+    # the UI's add was drawn on frame 2: the first sighting (frame 1) does not get the smoke
+    assert by_frame[fixed.id, 1] == [("garbage", [20, 20, 60, 60])]
+    assert by_frame[fixed.id, 2] == [("garbage", [20, 20, 60, 60]), ("smoke", [70, 10, 90, 30])]
     assert by_case[goods.id] == [("vending_stall", [20, 20, 60, 60])]
     assert by_case[unknown.id] == []
     issues = result.counts["label_issues"]
