@@ -15,9 +15,14 @@ export function kindChoices(kinds) {
   return kinds.filter((k) => k.classes.length).slice(0, KIND_KEYS.length).map((k, i) => ({ ...k, key: KIND_KEYS[i] }));
 }
 
+/** Whether a kind is vending: 占道经营 itself, or a configured kind of vending stalls (e.g. 出店陈列). */
+export function isVending(kind, kinds = []) {
+  return kind === "street_vending" || kinds.some((k) => k.id === kind && k.classes.includes("vending_stall"));
+}
+
 /** Reject reasons that fit a case: 合规经营 (permitted vending) only where the case is vending. */
-export function reasonsFor(kind) {
-  return REASONS.filter((r) => r.code !== "permitted_vending" || kind === "street_vending");
+export function reasonsFor(kind, kinds = []) {
+  return REASONS.filter((r) => r.code !== "permitted_vending" || isVending(kind, kinds));
 }
 
 export function mountQueue(root) {
@@ -70,7 +75,9 @@ export function mountQueue(root) {
     kindSel.append(...kinds.map((k) => el("option", { value: k.id }, `${k.name_zh}（${k.gbt_code}）`)));
     kindSel.value = state.kindFilter;
     if (kindSel.value !== state.kindFilter) { state.kindFilter = ""; reload(); } // a kind no longer known
-    if (state.shown?.unclassified && state.shown.id === current()?.id) renderCase(state.shown); // its kind keys
+    const shown = state.shown?.id === current()?.id ? state.shown : null;
+    // its kind keys (待分类), or 合规经营 for a configured vending kind: both need the kinds
+    if (shown && (shown.unclassified || isVending(shown.kind, kinds) !== isVending(shown.kind))) renderCase(shown);
   }).catch((err) => toast(err.message, "error"));
   const list = el("ol", { class: "qitems", id: "queue-list" });
   const counter = el("span", { id: "queue-total" });
@@ -368,7 +375,7 @@ export function mountQueue(root) {
       `${k.action === "add" ? "新增" : "改为"} ${OBJECT_ZH[k.label] || k.label}`,
       el("button", { class: "link", title: "删除", onclick: () => { state.corrections.splice(i, 1); renderCase(d); } }, "×"))));
 
-    const reasonButtons = reasonsFor(d.kind).map((r) => el("button", {
+    const reasonButtons = reasonsFor(d.kind, state.kinds).map((r) => el("button", {
       class: "reject", dataset: { reason: r.code }, disabled: !canDecide,
       onclick: () => (r.code === "other" ? openNote() : decide("reject", r.code)),
     }, el("kbd", {}, r.key), ` ${r.zh}`));
@@ -420,7 +427,7 @@ export function mountQueue(root) {
         "快捷键：",
         ...(d.unclassified ? choices.flatMap((k) => [el("kbd", {}, k.key), ` ${k.name_zh}　`])
           : [el("kbd", {}, "Y"), "/", el("kbd", {}, "Enter"), " 确认　"]),
-        ...reasonsFor(d.kind).flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
+        ...reasonsFor(d.kind, state.kinds).flatMap((r) => [el("kbd", {}, r.key), ` ${r.zh}　`]),
         el("kbd", {}, "J"), "/", el("kbd", {}, "→"), " 下一条　", el("kbd", {}, "K"), "/", el("kbd", {}, "←"), " 上一条　",
         el("kbd", {}, "U"), "/", el("kbd", {}, "Ctrl+Z"), " 撤销　", el("kbd", {}, "A"), ` 标注/原图（当前：${state.variant === "annotated" ? "标注" : "原图"}）　`,
         el("kbd", {}, "Z"), " 原图放大"),
@@ -591,7 +598,7 @@ export function mountQueue(root) {
       if (key === "z" || key === "Z") { e.preventDefault(); undo(); }
       return;
     }
-    const reason = reasonsFor(current()?.kind).find((r) => r.key === key);
+    const reason = reasonsFor(current()?.kind, state.kinds).find((r) => r.key === key);
     const kind = current()?.unclassified ? kindChoices(state.kinds).find((k) => k.key === key.toUpperCase()) : null;
     if (kind) classify(kind);
     else if (key === "y" || key === "Y" || key === "Enter") decide("confirm");

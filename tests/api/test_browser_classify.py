@@ -126,3 +126,43 @@ def test_an_unclassified_case_is_classified_by_key_and_its_box_reaches_the_datas
     assert page.inner_text("#stats-legend [data-kind='goods_display']") == "出店陈列"
     page.wait_for_selector("svg rect[data-kind='goods_display']")
     page.screenshot(path=tmp_path / "stats.png")
+
+
+def test_a_configured_vending_kind_offers_permitted_vending(
+    chromium,  # noqa: F811 - the fixture imported above
+    people,  # noqa: F811
+    db,
+    make_camera,
+    make_case,
+    use_cameras_file,
+    tmp_path,
+) -> None:  # noqa: ANN001
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))  # classes: [vending_stall]
+    make_camera("cam-1")
+    now = dt.datetime.now(dt.UTC)
+    goods = made(
+        db,
+        make_case,
+        kind="goods_display",
+        created_at=now - dt.timedelta(minutes=5),
+        gbt_code="0504",
+        gbt_name="店外经营",
+        kind_name_zh="出店陈列",
+    )
+    garbage = made(db, make_case, kind="exposed_garbage", created_at=now - dt.timedelta(minutes=2))
+    page = chromium.page()
+    login(page, "demo", "demo-review")
+    page.wait_for_selector(f"#queue-list li[data-id='{goods.id}'].current")
+    # a configured kind of vending stalls is vending: 合规经营 is offered (once the kinds are known)
+    page.wait_for_selector(".decide button[data-reason='permitted_vending']")
+    page.keyboard.press("2")
+
+    def rejected() -> Case | None:
+        db.expire_all()
+        row = db.get(Case, goods.id)
+        return row if row.status == "rejected" else None
+
+    assert wait_for(rejected, what="the goods_display case rejected").reject_reason == "permitted_vending"
+    page.wait_for_selector(f"#queue-list li[data-id='{garbage.id}'].current")
+    page.wait_for_selector(f"#case[data-case-id='{garbage.id}'] .decide button[data-reason='false_detection']")
+    assert page.locator(".decide button[data-reason='permitted_vending']").count() == 0
