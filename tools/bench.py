@@ -11,10 +11,13 @@ Sections (``--sections``; default ``detector,pipeline,motion_gating``):
   per camera-second) and how many cameras the machine keeps in real time at 5 detect-fps (a ceiling search
   that starts from the stage split's guess, no fixed cap).
 - ``motion_gating``, ``static_objects``, ``config_poll`` (``tools.bench_misc``).
+- ``live_queue`` (``tools.bench_live``): seconds from a new pending case's commit to the ``queue`` event of
+  an open review screen's live feed that counts it, against the API served for real (target: p95 ≤ 3 s).
 
 ``--background-load N`` runs N busy-loop processes (``tools.bench_load``) beside a second pass of the
-detector and pipeline sections: their figures are reported twice, unloaded and under ``loaded``. The load
-average before and after the run is in the result: on a shared machine every figure is partly loaded.
+detector, pipeline and live_queue sections: their figures are reported twice, unloaded and under ``loaded``.
+The load average before and after the run is in the result: on a shared machine every figure is partly
+loaded.
 
 Clips come from the scenario renderer (cached under ``var/bench``); the camera clips are the busiest
 scenario scaled to 1920x1080 and 640x360 and re-timed to 25 fps with ffmpeg (H.264, GOP 50, no B-frames,
@@ -33,6 +36,7 @@ from typing import Any
 from tools import bench_clips
 from tools.bench_clips import camera_clip, first_frame, int8_model_path, scene_render
 from tools.bench_detector import bench_detector, bench_layouts, default_layouts, layout_summary, ratios
+from tools.bench_live import bench_live_queue
 from tools.bench_load import BackgroundLoad, LoadAverage
 from tools.bench_misc import bench_config_poll, bench_motion_gating, bench_static_objects
 from tools.bench_pipeline import DETECT_FPS, bench_ceiling
@@ -218,6 +222,8 @@ def run_bench(
         _timed(result, "static_objects", lambda: bench_static_objects(quick))
     if "config_poll" in sections:
         _timed(result, "config_poll", _config_poll)
+    if "live_queue" in sections:
+        _timed(result, "live_queue", lambda: live_queue_section(quick, background_load))
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["load_avg_after"] = LoadAverage.now().to_json()
     return result
@@ -230,3 +236,23 @@ def _config_poll() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db_url = url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         return {"database": db_url.split(":", 1)[0], **bench_config_poll(db_url)}
+
+
+def live_queue_section(quick: bool, load: int) -> dict[str, Any]:
+    """``tools.bench_live`` on a fresh SQLite file (or ``URBANEYE_BENCH_DATABASE_URL``), and again with
+    ``load`` busy processes running when ``load`` > 0."""
+    import tempfile
+
+    cases = 5 if quick else 20
+    url = os.environ.get("URBANEYE_BENCH_DATABASE_URL", "")
+
+    def measure() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            return bench_live_queue(url or f"sqlite:///{Path(tmp) / 'bench.db'}", cases=cases)
+
+    out = measure()
+    if load:
+        with BackgroundLoad(load):
+            loaded = measure()
+        out["loaded"] = {"background_load": load, **loaded}
+    return out
