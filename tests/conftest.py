@@ -28,6 +28,7 @@ def free_port() -> int:
 @pytest.fixture
 def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Point settings at a temp data dir; returns a function to set more ``URBANEYE_*`` values."""
+    from urbaneye.cases.uploads import stop_uploaders
     from urbaneye.settings import get_settings
 
     def apply(**values: object) -> object:
@@ -38,6 +39,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     apply(data_dir=tmp_path / "var")
     yield apply
+    stop_uploaders()  # an uploader thread must not outlive its test (retrying against a dropped database)
     get_settings.cache_clear()
 
 

@@ -388,8 +388,10 @@ def make_stack(settings_env, pg_url, s3_server, hotline, tmp_path) -> Iterator[C
         return Stack(env=env, db_url=pg_url, hotline=hotline, s3=s3_server)
 
     yield make
+    from urbaneye.cases.uploads import stop_uploaders
     from urbaneye.settings import get_settings
 
+    stop_uploaders()  # before the database is dropped: its retries would log against a missing database
     get_settings.cache_clear()
     reconfigure()
 

@@ -127,11 +127,20 @@ class EvidenceUploader:
         self._jobs: queue.Queue[str] = queue.Queue()
         self._deferred: dict[str, None] = {}  # insertion-ordered set, oldest first
         self._held_at = 0.0
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evidence-uploader", daemon=True)
         self._thread.start()
 
     def submit(self, spool_item_id: str) -> None:
         self._jobs.put(spool_item_id)
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Finish the upload in hand and end the thread; what waits stays in the spool (the relay re-sends
+        it). Returns whether the thread ended within ``timeout_s``."""
+        self._stopping.set()
+        self._jobs.put(_STOP)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     def _attempt(self, spool_item_id: str) -> UploadOutcome:
         try:
@@ -160,18 +169,25 @@ class EvidenceUploader:
                 self.spool.mark_sent(spool_item_id)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self._hold_deferred()
             # wake at the next probe, and at least every 5 s to hold the deferred items
             wait_s = min(5.0, max(0.2, get_store().available_in_s())) if self._deferred else None
             try:
-                self._attempt(self._jobs.get(timeout=wait_s))
-                continue
+                job = self._jobs.get(timeout=wait_s)
             except queue.Empty:
-                pass
+                job = None
+            if job is _STOP or self._stopping.is_set():
+                return
+            if job is not None:
+                self._attempt(job)
+                continue
             for spool_item_id in list(self._deferred):  # the store may be back: oldest first
-                if self._attempt(spool_item_id) == UploadOutcome.DEFERRED:
+                if self._stopping.is_set() or self._attempt(spool_item_id) == UploadOutcome.DEFERRED:
                     break
+
+
+_STOP = "\0stop"  # wakes a waiting uploader to end (never a spool item id)
 
 
 _uploaders: dict[tuple[int, str, str], EvidenceUploader] = {}
@@ -185,3 +201,14 @@ def evidence_uploader(spool: Spool, url: str) -> EvidenceUploader:
         if key not in _uploaders:
             _uploaders[key] = EvidenceUploader(spool, url)
         return _uploaders[key]
+
+
+def stop_uploaders(timeout_s: float = 10.0) -> None:
+    """End this process's uploader threads (a worker shutting down, a test's stack torn down); the next
+    ``evidence_uploader`` call starts a fresh one. Items they still held wait in the spool for the relay."""
+    with _uploaders_lock:
+        stopping = [u for (pid, _, _), u in _uploaders.items() if pid == os.getpid()]
+        _uploaders.clear()
+    for uploader in stopping:
+        if not uploader.stop(timeout_s):
+            log.warning("evidence uploader of %s did not stop within %.0f s", uploader.spool.root, timeout_s)
