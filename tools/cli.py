@@ -44,12 +44,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Measure our detector against bare ONNX Runtime and ultralytics, fp32 against int8, the "
         "worker layouts, where a camera's time goes, how many 1080p and 640x360 sub-stream cameras this "
         "machine keeps in real time (searched, no fixed cap), and how much motion gating saves; with "
-        "--background-load N every detector and pipeline figure again with N busy cores.",
+        "--background-load N every detector, pipeline and live-queue figure again with N busy cores.",
         epilog="examples:\n"
         "  urbaneye bench --json\n"
         "  urbaneye bench --json --background-load 1\n"
         "  urbaneye bench --sections detector --background-load 1 --quick\n"
-        "  urbaneye bench --sections pipeline --pipeline-budget-s 120",
+        "  urbaneye bench --sections pipeline --pipeline-budget-s 120\n"
+        "  urbaneye bench --sections live_queue --background-load 2 --json",
         formatter_class=ExamplesHelpFormatter,
     )
     p.add_argument("--model", help="ONNX detector (default: the shipped bootstrap model)")
@@ -58,15 +59,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sections",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated subset of {', '.join(SECTIONS)}; static_objects and config_poll (cost of "
-        "polling for camera/zone edits) run only when named",
+        help=f"comma-separated subset of {', '.join(SECTIONS)}; static_objects, config_poll (cost of "
+        "polling for camera/zone edits) and live_queue (a new case to an open review queue) run only when named",
     )
     p.add_argument(
         "--background-load",
         type=_non_negative_int,
         default=0,
         metavar="N",
-        help="also measure detector and pipeline with N busy-loop processes running (ended with the bench)",
+        help="also measure detector, pipeline and live_queue with N busy-loop processes running (ended with "
+        "the bench)",
     )
     p.add_argument(
         "--pipeline-budget-s",

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # one INFO line per HTTP request (URLs with tickets or signatures): only with -v
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
