@@ -55,7 +55,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", action="append", required=True, metavar="CAM_ID=PATH", help="repeat per camera")
     p.add_argument("--out", type=Path, required=True, help="EVENTS.jsonl to write")
     p.add_argument(
-        "--model", help="ONNX detector (default: model.path of the cameras file, then the shipped one)"
+        "--model",
+        help="ONNX detector (default: model.path of the cameras file, then the shipped one; that file as it is, "
+        "whatever model.precision says, so a replay gives the same events on any machine: give the "
+        ".int8.onnx sibling to replay what a CPU worker on precision auto runs)",
     )
     p.add_argument("--no-motion-gating", action="store_true", help="detect every sampled frame")
     p.add_argument("--stats", action="store_true", help="print per-camera replay statistics as JSON")
