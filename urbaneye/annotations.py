@@ -263,14 +263,13 @@ def skip(session: Session, item_id: str, user_id: str, now: dt.datetime) -> Anno
 
 
 def release(session: Session, user_id: str) -> int:
-    """Give back every lease the reviewer holds (logout, leaving the page). Committed."""
+    """Give back every lease the reviewer holds (logout, leaving the page); not committed."""
     n = session.execute(
         update(AnnotationItem)
         .where(AnnotationItem.leased_by == user_id, AnnotationItem.status == AnnotationStatus.PENDING.value)
         .values(leased_by=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
-    session.commit()
     return int(n or 0)
 
 

@@ -182,6 +182,7 @@ def list_items(
 def release_leases(session: SessionDep, user: ReviewerUser) -> Message:
     """Give back the items you hold (leaving the page); they go back to the queue at once."""
     n = queue.release(session, user.id)
+    session.commit()
     return Message(message=f"released {n} item(s)")
 
 

@@ -12,6 +12,7 @@ from api.deps import ClientAddress, CurrentUser, SessionDep, SessionUser, Settin
 from api.schemas.auth import PasswordChange, Token, UserPublic
 from api.schemas.common import errors
 from api.services.audit import record
+from urbaneye import annotations
 from urbaneye.cases.claims import release_all
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -47,9 +48,10 @@ def login(
 @router.post("/logout", status_code=204, responses=errors(400, 401, 403))
 def logout(session: SessionDep, user: SessionUser) -> Response:
     """End the session: every token issued to this user so far stops working (all their devices), and the
-    cases they held go back to the queue."""
+    cases and annotation frames they held go back to their queues."""
     revoke_tokens(user)
     release_all(session, user.id)
+    annotations.release(session, user.id)
     session.commit()
     return Response(status_code=204)
 

@@ -170,3 +170,14 @@ def test_frame_link_serves_the_sampled_bytes(client, users, add_frames, db):  # 
     assert got.status_code == 200
     assert sha256_hex(got.content) == db.get(AnnotationItem, item_id).sha256 == item["sha256"]
     assert client.get(f"{BASE}/nope", headers=users.headers("viewer")).status_code == 404
+
+
+def test_logout_gives_the_reviewers_frames_back_at_once(client, users, add_frames, db):  # noqa: ANN001
+    (first,) = add_frames(1)
+    assert client.get(f"{BASE}/next", headers=users.headers("reviewer")).json()["item"]["id"] == first
+    assert client.get(f"{BASE}/next", headers=users.headers("admin")).json()["item"] is None  # held
+    assert client.post("/api/v1/auth/logout", headers=users.headers("reviewer")).status_code == 204
+    db.expire_all()
+    row = db.get(AnnotationItem, first)
+    assert row.leased_by is None and row.lease_expires_at is None and row.status == "pending"
+    assert client.get(f"{BASE}/next", headers=users.headers("admin")).json()["item"]["id"] == first
