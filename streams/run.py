@@ -130,6 +130,7 @@ class WorkerStack:
         self.handoff = None
         self.detectors = None
         self.recheck: RecheckObserver | None = None
+        self.sampler: AnnotationSampler | None = None
 
     def start(self) -> WorkerStack:
         s = self.settings
@@ -178,7 +179,8 @@ class WorkerStack:
         the cameras' pictures without being a rule adds its observer here."""
         observers: list[FrameObserver] = []
         observers.append(FRAME_STRIPS)  # frames across each dwell for the case's frame strip
-        observers.append(AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model))
+        self.sampler = AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model)
+        observers.append(self.sampler)  # real frames for the annotation queue (issue 14)
         self.recheck = recheck_observer_for(self)  # camera re-checks of cases (issue 19)
         observers.append(self.recheck)
         return observers
@@ -280,6 +282,8 @@ class WorkerStack:
             self.worker.stop()
         if self.recheck is not None:
             self.recheck.close()
+        if self.sampler is not None:
+            self.sampler.close()  # writes the samples still queued, then ends its thread
         if self.handoff is not None:
             self.handoff.close()
         if self.detectors is not None:

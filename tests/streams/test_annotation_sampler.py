@@ -4,6 +4,7 @@ and its writer (evidence store + database, on its own thread; failures dropped a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import cv2
@@ -303,5 +304,7 @@ def test_worker_stack_samples_its_cameras(tmp_path, cameras_yaml, settings_env):
         item = wait_for(lambda: next(iter(_items(sessions)), None), what="a sampled frame of cam-1")
     finally:
         stack.stop()
+    # the sampler's writer stopped with the worker (it used to outlive it)
+    assert [t for t in threading.enumerate() if t.name == "annotation-sampler" and t.is_alive()] == []
     assert item.camera_id == "cam-1" and item.reason == "periodic" and item.time_bucket == "08-12"
     read_evidence(get_store(settings), item.key, item.sha256)  # the frame is in the evidence store
