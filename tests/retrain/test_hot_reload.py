@@ -64,7 +64,7 @@ def test_frame_loop_swaps_between_frames(db, tiny_parent, tmp_path):
     assert watcher.current()[0].sha256 == sha256_file(tmp_path / "v2.onnx")
 
 
-def test_bad_artefact_keeps_old_model(db, tiny_parent, tmp_path):
+def test_bad_artefact_keeps_old_model(db, tiny_parent, tmp_path, request):
     _, parent_onnx = tiny_parent
     with db() as s:
         registry.register(s, onnx_path=parent_onnx, version="v1")
@@ -73,6 +73,7 @@ def test_bad_artefact_keeps_old_model(db, tiny_parent, tmp_path):
         s.commit()
     Path(bad.onnx_uri).write_bytes(b"tampered")  # the registry copy no longer matches its sha256
     watcher = ModelWatcher("default", poll_s=60, session_factory=db).start()
+    request.addfinalizer(watcher.stop)  # its poll thread must not outlive the test (and its database)
     with db() as s:
         registry.promote(s, "v2")
         s.commit()
@@ -81,10 +82,11 @@ def test_bad_artefact_keeps_old_model(db, tiny_parent, tmp_path):
     assert "sha256" in watcher.status()["last_error"]
 
 
-def test_shadow_only_on_chosen_cameras_and_fallback(db, tiny_parent, tmp_path):
+def test_shadow_only_on_chosen_cameras_and_fallback(db, tiny_parent, tmp_path, request):
     _, parent_onnx = tiny_parent
     # no active model yet: the fallback file serves, under its detector version
     watcher = ModelWatcher("default", poll_s=60, session_factory=db, fallback_path=parent_onnx).start()
+    request.addfinalizer(watcher.stop)
     assert watcher.current()[1].startswith("tiny-parent-")
     with db() as s:
         registry.register(s, onnx_path=parent_onnx, version="v1")
