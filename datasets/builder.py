@@ -343,16 +343,8 @@ def build_dataset(
         h, w = image.shape[:2]
         dets = detector.detect(image) if detector is not None else None
         case_ids = list(dict.fromkeys(g.case_id for g in group))
-        per_case = [
-            frame_labels(
-                by_id[cid],
-                dets,
-                (w, h),
-                options.pseudo_conf,
-                frozenset(g.seq for g in group if g.case_id == cid),
-            )
-            for cid in case_ids
-        ]
+        seqs = {cid: frozenset(g.seq for g in group if g.case_id == cid) for cid in case_ids}  # frames it is
+        per_case = [frame_labels(by_id[c], dets, (w, h), options.pseudo_conf, seqs[c]) for c in case_ids]
         labels = merge_frame_labels(per_case)
         key = f"images/{f.sha256}.jpg"
         if not store.exists(key):
