@@ -143,8 +143,10 @@ def _log_tail(path: Path, chars: int = 2000) -> str:
 def _start_server(db_url: str, secret: str, data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     """``urbaneye serve`` on a free loopback port in a process of its own; (process, base URL) once healthy."""
     port = _free_port()
-    env = {
-        **os.environ,
+    env = {  # hermetic: none of this machine's URBANEYE_* settings (its broker, its store) reach the server
+        **{k: v for k, v in os.environ.items() if not k.startswith("URBANEYE_")},
+        "URBANEYE_BROKER_URL": "memory://",
+        "URBANEYE_EVIDENCE_BACKEND": "fs",
         "URBANEYE_DATABASE_URL": db_url,
         "URBANEYE_SECRET_KEY": secret,
         "URBANEYE_AUDIT_KEY": secret,

@@ -37,9 +37,15 @@ def _assert_report(report: dict, cases: int, database: str) -> None:
     assert report["latency_s"]["p50"] <= report["latency_s"]["p95"] <= report["latency_s"]["max"]
 
 
-def _leftovers() -> tuple[list[str], list[psutil.Process]]:
+def _children() -> set[int]:
+    """This process's live child processes (an earlier test's session fixtures may hold some)."""
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+
+
+def _leftovers(children_before: set[int]) -> tuple[list[str], set[int]]:
+    """The bench's threads still running, and child processes started since ``children_before``."""
     threads = [t.name for t in threading.enumerate() if t.name.startswith("bench-live")]
-    return threads, [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+    return threads, _children() - children_before
 
 
 @pytest.mark.parametrize(
@@ -64,15 +70,17 @@ def test_percentile_is_a_measured_value() -> None:
 
 
 def test_live_queue_sees_every_case_on_sqlite(tmp_path: Path) -> None:
+    before = _children()
     report = bench_live_queue(f"sqlite:///{tmp_path / 'live.db'}", cases=3)
     _assert_report(report, 3, "sqlite")
     assert report["stream_error"] == ""
-    assert _leftovers() == ([], [])
+    assert _leftovers(before) == ([], set())
 
 
 def test_live_queue_sees_every_case_on_postgresql(pg_url: str) -> None:
     from sqlalchemy import create_engine, text
 
+    before = _children()
     report = bench_live_queue(pg_url, cases=3)
     _assert_report(report, 3, "postgresql")
     engine = create_engine(pg_url)
@@ -80,7 +88,7 @@ def test_live_queue_sees_every_case_on_postgresql(pg_url: str) -> None:
         assert conn.execute(text("SELECT count(*) FROM cases")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 0
     engine.dispose()
-    assert _leftovers() == ([], [])
+    assert _leftovers(before) == ([], set())
 
 
 def test_too_many_cases_for_one_stream_are_refused(tmp_path: Path) -> None:
@@ -102,13 +110,14 @@ def test_bench_cli_runs_the_live_queue_section(monkeypatch: pytest.MonkeyPatch) 
 
 def test_background_load_runs_while_the_second_pass_measures(monkeypatch: pytest.MonkeyPatch) -> None:
     busy_during: list[int] = []
+    before = _children()
 
     def fake_bench(db_url: str, cases: int) -> dict:
-        busy_during.append(len(psutil.Process().children()))
+        busy_during.append(len(_children() - before))
         return {"cases": cases, "database": db_url.split(":", 1)[0]}
 
     monkeypatch.setattr(bench, "bench_live_queue", fake_bench)
     out = bench.live_queue_section(quick=True, load=2)
     assert busy_during == [0, 2]  # unloaded, then beside two busy-loop processes
     assert out["loaded"] == {"background_load": 2, "cases": 5, "database": "sqlite"}
-    assert psutil.Process().children() == []
+    assert _children() - before == set()
