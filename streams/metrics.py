@@ -13,13 +13,17 @@ they happen.
     urbaneye_stream_camera_state{camera,state}       1 for the current state (online/degraded/offline)
     urbaneye_stream_inference_ms{camera}             histogram
     urbaneye_stream_violation_events_total{camera,kind,event}
+    urbaneye_annotation_samples_total{outcome}        frames the annotation sampler took for the labelling
+                                                      queue: sampled, queued, duplicates, dropped_*, failed
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -68,6 +72,34 @@ class _BoardCollector(Collector):
         yield state
 
 
+class Counted(Protocol):
+    """Something that keeps its own outcome counters (``streams.annotation_sampler.AnnotationSampler``)."""
+
+    @property
+    def counts(self) -> dict[str, int]: ...
+
+
+class _SamplerCollector(Collector):
+    """The annotation samplers' counters, summed over this process's running worker stacks, at scrape time."""
+
+    def __init__(self) -> None:
+        self.samplers: weakref.WeakSet[Counted] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, int] = {}
+        for sampler in list(self.samplers):
+            for outcome, n in sampler.counts.items():
+                totals[outcome] = totals.get(outcome, 0) + n
+        family = CounterMetricFamily(
+            "urbaneye_annotation_samples",
+            "Frames the annotation sampler took for the labelling queue, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(totals.items()):
+            family.add_metric([outcome], float(n))
+        yield family
+
+
 class StreamMetrics:
     """The stream metrics of one registry. Use ``get_metrics()`` for the process-wide instance."""
 
@@ -87,12 +119,18 @@ class StreamMetrics:
             registry=registry,
         )
         registry.register(_BoardCollector(board))
+        self._samplers = _SamplerCollector()
+        registry.register(self._samplers)
 
     def observe_inference(self, camera_id: str, ms: float) -> None:
         self.inference_ms.labels(camera_id).observe(ms)
 
     def count_event(self, event: ViolationEvent) -> None:
         self.violation_events.labels(event.camera_id, str(event.kind), event.event).inc()
+
+    def watch_sampler(self, sampler: Counted) -> None:
+        """Export ``sampler``'s counters while it lives (``urbaneye_annotation_samples_total``)."""
+        self._samplers.samplers.add(sampler)
 
 
 _lock = threading.Lock()

@@ -180,6 +180,7 @@ class WorkerStack:
         observers: list[FrameObserver] = []
         observers.append(FRAME_STRIPS)  # frames across each dwell for the case's frame strip
         self.sampler = AnnotationSampler(sessions, get_store(self.settings), self.cameras_file.model)
+        get_metrics().watch_sampler(self.sampler)
         observers.append(self.sampler)  # real frames for the annotation queue (issue 14)
         self.recheck = recheck_observer_for(self)  # camera re-checks of cases (issue 19)
         observers.append(self.recheck)

@@ -4,12 +4,14 @@ and its writer (evidence store + database, on its own thread; failures dropped a
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import select
 
 from streams.annotation_sampler import AnnotationSampler, SamplerConfig, SamplingPolicy
@@ -290,6 +292,13 @@ def test_camera_processor_feeds_the_sampler(sessions, fs_store):  # noqa: ANN001
     assert {i.reason for i in items} <= {"near_threshold", "periodic"}
 
 
+def _metric(name: str, labels: str) -> float:
+    """The value of ``name{labels}`` in this process's Prometheus registry (0 when absent)."""
+    text = generate_latest(REGISTRY).decode()
+    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} ([0-9.e+]+)$", text, re.M)
+    return float(found[1]) if found else 0.0
+
+
 def test_worker_stack_samples_its_cameras(tmp_path, cameras_yaml, settings_env):  # noqa: ANN001
     """The production worker (and ``urbaneye run``, which starts the same ``WorkerStack``) has the sampler:
     a camera's first detected frame of its time-of-day bucket lands in the queue, its frame in the store."""
@@ -302,6 +311,11 @@ def test_worker_stack_samples_its_cameras(tmp_path, cameras_yaml, settings_env):
     try:
         sessions = session_factory(url)
         item = wait_for(lambda: next(iter(_items(sessions)), None), what="a sampled frame of cam-1")
+        # and Prometheus sees it (the counter moves once the writer has counted the frame it stored)
+        wait_for(
+            lambda: _metric("urbaneye_annotation_samples_total", 'outcome="queued"') >= 1, 30, "the metric"
+        )
+        assert _metric("urbaneye_annotation_samples_total", 'outcome="sampled"') >= 1
     finally:
         stack.stop()
     # the sampler's writer stopped with the worker (it used to outlive it)
