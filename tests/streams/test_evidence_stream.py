@@ -251,7 +251,10 @@ class SilentServer:
                 self.accepted.append(conn)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (a bare close does not)
         self._sock.close()
+        self._thread.join(10)
         for conn in self.accepted:
             conn.close()
 
