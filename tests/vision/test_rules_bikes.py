@@ -77,3 +77,14 @@ def test_open_violation_moved_elsewhere_closes_and_a_new_one_needs_full_dwell() 
     assert [e.event for e in events if e.event != "updated"] == ["opened", "closed", "opened"]
     reopened = [e for e in events if e.event == "opened"][1]
     assert reopened.ts_s - 205 == pytest.approx(DWELL_S, abs=5)
+
+
+def test_a_bike_nudged_a_little_further_from_its_row_stays_in_the_one_violation() -> None:
+    # centres 100 px apart join (1.5 widths of 80 px = 120); after the violation opened, one is nudged to
+    # 130 px: joining needs <= 120, but objects of one live place hold together up to twice as far
+    nudged = bike(400, moves=[(0, 0, 0), (150, 0, 0), (151, 30, 0)])
+    events = run(CAM, [bike(300), nudged], 300, Noise(jitter_px=2, seed=3), fps=2.5)
+    assert len(violation_ids(events)) == 1
+    assert [e.object_count for e in of(events, "updated")][-1] == 2
+    # the same two bikes parked 130 px apart from the start never joined: two violations
+    assert len(violation_ids(run(CAM, [bike(300), bike(430)], 300, fps=2.5))) == 2

@@ -33,6 +33,10 @@ CONFIRM_FRACTION, CONFIRM_MIN_S, CONFIRM_MAX_S = 0.1, 3.0, 15.0
 #: on every frame (``RuleState.wants_detection``) for at most this long: the opening decision then rests
 #: on as many observations as without motion gating, where it would otherwise wait for periodic scans.
 CONFIRM_WINDOW_S = 30.0
+#: Objects of one live (pending or open) place stay one place until they are this many times
+#: ``merge_widths`` apart (hysteresis): detection jitter around the joining distance must not split one
+#: violation into two (two cases for the same parked bikes).
+HOLD_FACTOR = 2.0
 
 
 class PlaceStatus(StrEnum):
@@ -87,7 +91,10 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def _clusters(cands: list[Candidate], merge_widths: float) -> list[_Cluster]:
+def _clusters(cands: list[Candidate], merge_widths: float, held: dict[int, int]) -> list[_Cluster]:
+    """Candidates of a zone that touch or stand within ``merge_widths`` mean box widths of each other;
+    ``held``: candidate id -> index of the live place it belongs to (they hold together up to
+    ``HOLD_FACTOR`` times as far)."""
     by_zone: dict[int, list[Candidate]] = {}
     for c in cands:
         by_zone.setdefault(c.zone_idx, []).append(c)
@@ -99,10 +106,11 @@ def _clusters(cands: list[Candidate], merge_widths: float) -> list[_Cluster]:
             for j in range(i + 1, len(group)):
                 a, b = boxes[i], boxes[j]
                 touching = min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
-                near = (
-                    merge_widths > 0
-                    and centre_dist(a, b) <= merge_widths * ((a[2] - a[0]) + (b[2] - b[0])) / 2
+                place_i = held.get(group[i].cand_id)
+                reach = merge_widths * (
+                    HOLD_FACTOR if place_i is not None and place_i == held.get(group[j].cand_id) else 1.0
                 )
+                near = reach > 0 and centre_dist(a, b) <= reach * ((a[2] - a[0]) + (b[2] - b[0])) / 2
                 if touching or near:
                     parent[_find(parent, i)] = _find(parent, j)
         groups: dict[int, list[int]] = {}
@@ -283,11 +291,17 @@ def _clusters_and_places(state: RuleState, spec: RuleSpec) -> tuple[list[_Cluste
     """Clusters of the eligible candidates, and ``cluster index -> place index``; both cached while the
     candidates' membership and the places stay the same."""
     eligible = [c for c in state.candidates if c.eligible]
-    signature = tuple((c.cand_id, c.zone_idx, c.geo_version) for c in eligible)
+    held = {
+        cand_id: pi
+        for pi, p in enumerate(state.places)
+        if p.status is not PlaceStatus.CLOSED
+        for cand_id in p.members
+    }
+    signature = (tuple((c.cand_id, c.zone_idx, c.geo_version) for c in eligible), tuple(held.items()))
     if state.cluster_cache is not None and state.cluster_cache[0] == signature:
         clusters = state.cluster_cache[1]
     else:
-        clusters = _clusters(eligible, spec.merge_widths) if eligible else []
+        clusters = _clusters(eligible, spec.merge_widths, held) if eligible else []
         if spec.min_count > 1:  # template cluster: fewer objects are no place of this kind
             clusters = [cl for cl in clusters if len(cl.members) >= spec.min_count]
         state.cluster_cache = (signature, clusters)
