@@ -32,14 +32,18 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from urbaneye.db.models import Case
+from api.auth import create_user
+from api.routes.live import POLL_S, STREAM_MAX_S
+from urbaneye.db.migrate import upgrade
+from urbaneye.db.models import Case, CaseStatus, User
+from urbaneye.db.session import get_engine, session_factory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 3.0
@@ -205,8 +209,6 @@ def _stop_server(proc: subprocess.Popen) -> None:
 
 # ------------------------------------------------------------------------------------------ the bench
 def _pending_case(run_id: str, k: int) -> Case:
-    from urbaneye.db.models import Case, CaseStatus
-
     now = dt.datetime.now(dt.UTC)
     return Case(
         violation_id=f"bench-live-{run_id}-{k}",
@@ -229,10 +231,6 @@ def _pending_case(run_id: str, k: int) -> Case:
 
 def _remove_run(sessions: sessionmaker[Session], run_id: str, username: str) -> None:
     """Delete the run's cases and reviewer: a database named by URBANEYE_BENCH_DATABASE_URL is left as found."""
-    from sqlalchemy import delete
-
-    from urbaneye.db.models import Case, User
-
     with sessions() as session:
         session.execute(delete(Case).where(Case.violation_id.like(f"bench-live-{run_id}-%")))
         session.execute(delete(User).where(User.username == username))
@@ -248,13 +246,6 @@ def bench_live_queue(
     """Latency from a case's commit to the open queue's ``queue`` event that counts it, over ``cases`` cases
     committed ``gap_s`` apart (uniform, seeded). ``db_url`` is migrated first; what the run adds is removed
     afterwards. Returns a JSON-ready dict (``latency_s`` p50/p95/max against ``target_s``)."""
-    from sqlalchemy.engine import make_url
-
-    from api.auth import create_user
-    from api.routes.live import POLL_S, STREAM_MAX_S
-    from urbaneye.db.migrate import upgrade
-    from urbaneye.db.session import get_engine, session_factory
-
     if cases < 1:
         raise ValueError(f"live_queue: cases must be at least 1; got {cases}")
     if not 0 <= gap_s[0] <= gap_s[1]:

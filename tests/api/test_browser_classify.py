@@ -12,13 +12,21 @@ import pytest
 from datasets.builder import BuildOptions, build_dataset
 from tests.api.test_browser import login, server, wait_js  # noqa: F401 - server is a fixture
 from tests.api.test_browser_queue import chromium, people  # noqa: F401 - fixtures
-from tests.api.test_kinds import GOODS_DISPLAY, cameras_file, made
+from tests.api.test_kinds import cameras_file, made
+from tests.kinds import GOODS_DISPLAY
 from tests.waiting import wait_for
 from urbaneye.db.models import Case
 
 pytestmark = pytest.mark.browser
 
 BOX = (180, 110, 290, 200)  # what the reviewer drags, in pixels of the 480x270 evidence frame
+
+
+@pytest.fixture
+def goods_display_camera(use_cameras_file, make_camera, tmp_path) -> None:  # noqa: ANN001
+    """The cameras file defines the configured kind goods_display (出店陈列); camera cam-1 exists."""
+    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
+    make_camera("cam-1")
 
 
 def drag_box(page, seq: int, box: tuple[int, int, int, int], frame_wh=(480, 270)) -> None:  # noqa: ANN001
@@ -35,13 +43,10 @@ def test_an_unclassified_case_is_classified_by_key_and_its_box_reaches_the_datas
     chromium,  # noqa: F811 - the fixture imported above
     people,  # noqa: F811
     db,
-    make_camera,
     make_case,
-    use_cameras_file,
+    goods_display_camera,
     tmp_path,
 ) -> None:  # noqa: ANN001
-    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))
-    make_camera("cam-1")
     now = dt.datetime.now(dt.UTC)
     vending = make_case(created_at=now - dt.timedelta(minutes=5))
     case = made(
@@ -132,13 +137,9 @@ def test_a_configured_vending_kind_offers_permitted_vending(
     chromium,  # noqa: F811 - the fixture imported above
     people,  # noqa: F811
     db,
-    make_camera,
     make_case,
-    use_cameras_file,
-    tmp_path,
+    goods_display_camera,  # goods_display's classes: [vending_stall]
 ) -> None:  # noqa: ANN001
-    use_cameras_file(cameras_file(tmp_path / "cameras.yaml", GOODS_DISPLAY))  # classes: [vending_stall]
-    make_camera("cam-1")
     now = dt.datetime.now(dt.UTC)
     goods = made(
         db,
@@ -164,5 +165,7 @@ def test_a_configured_vending_kind_offers_permitted_vending(
 
     assert wait_for(rejected, what="the goods_display case rejected").reject_reason == "permitted_vending"
     page.wait_for_selector(f"#queue-list li[data-id='{garbage.id}'].current")
-    page.wait_for_selector(f"#case[data-case-id='{garbage.id}'] .decide button[data-reason='false_detection']")
+    page.wait_for_selector(
+        f"#case[data-case-id='{garbage.id}'] .decide button[data-reason='false_detection']"
+    )
     assert page.locator(".decide button[data-reason='permitted_vending']").count() == 0

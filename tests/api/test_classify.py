@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from datasets.builder import BuildOptions, build_dataset
-from tests.api.test_kinds import GOODS_DISPLAY, cameras_file, made
+from tests.api.test_kinds import cameras_file, made
+from tests.kinds import GOODS_DISPLAY
 from urbaneye.db.models import AuditLog, Case, Outbox
 
 

@@ -9,19 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.kinds import GOODS_DISPLAY
 from tests.urbaneye.conftest import make_context, make_event, make_frames
 from urbaneye.cases import service
 from urbaneye.cases.handoff import Handoff
-
-GOODS_DISPLAY = {
-    "id": "goods_display",
-    "name_zh": "出店陈列",
-    "gbt_code": "0504",
-    "template": "stationary_object",
-    "classes": ["vending_stall"],
-    "zone_kinds": ["monitored"],
-    "dwell_s": 40,
-}
 
 
 def cameras_file(path: Path, *violations: dict) -> Path:

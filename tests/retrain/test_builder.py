@@ -22,6 +22,7 @@ from datasets.builder import (
     split_scenes,
 )
 from datasets.labels import load_catalogue, review_cases
+from tests.kinds import GOODS_DISPLAY
 from tests.retrain.conftest import T0, add_case, jpeg
 from urbaneye.db.models import Case, DatasetVersion
 from vision.config import parse_cameras
@@ -324,15 +325,7 @@ CONFIGURED = kind_catalogue(
     parse_cameras(
         {
             "violations": [
-                {
-                    "id": "goods_display",
-                    "name_zh": "出店陈列",
-                    "gbt_code": "0504",
-                    "template": "stationary_object",
-                    "classes": ["vending_stall"],
-                    "zone_kinds": ["monitored"],
-                    "dwell_s": 40,
-                },
+                GOODS_DISPLAY,
                 {
                     "id": "waste_or_bin",
                     "name_zh": "垃圾或垃圾桶",

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from sqlalchemy import create_engine, text
 
+from api.routes.live import POLL_S
 from tools import bench
 from tools.bench_live import bench_live_queue, match_latencies, percentile
 from urbaneye.cli import build_parser
@@ -22,8 +24,6 @@ REPORT_KEYS = {"cases", "seen", "latency_s", "target_s", "meets_target", "poll_s
 
 
 def _assert_report(report: dict, cases: int, database: str) -> None:
-    from api.routes.live import POLL_S
-
     json.dumps(report)  # JSON-ready
     assert set(report) >= REPORT_KEYS
     assert report["cases"] == cases and report["seen"] == cases, report
@@ -78,8 +78,6 @@ def test_live_queue_sees_every_case_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_live_queue_sees_every_case_on_postgresql(pg_url: str) -> None:
-    from sqlalchemy import create_engine, text
-
     before = _children()
     report = bench_live_queue(pg_url, cases=3)
     _assert_report(report, 3, "postgresql")

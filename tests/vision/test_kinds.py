@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.kinds import GOODS_DISPLAY
 from tests.vision.factories import BAG, STALL, Obj, Scene, camera, of, rect, render, run, zone
 from vision.config import (
     DEFAULT_DWELL_S,
@@ -25,15 +26,6 @@ from vision.rules import RULES, rules_for
 from vision.types import DEFAULT_GBT_CODE, VIOLATION_NAMES_ZH, Escalation, ViolationEvent, ViolationKind
 from vision.zones import EXEMPTION_DEFAULTS
 
-GOODS_DISPLAY = {
-    "id": "goods_display",
-    "name_zh": "出店陈列",
-    "gbt_code": "0504",
-    "template": "stationary_object",
-    "classes": ["vending_stall"],
-    "zone_kinds": ["monitored"],
-    "dwell_s": 40,
-}
 #: 乱堆物料: three or more garbage-class objects together at a shop frontage.
 MATERIAL_PILING = {
     "id": "material_piling",
