@@ -226,6 +226,8 @@ def test_two_reviewers_never_get_the_same_case(
         on_screen(b)
         assert current_id(a) != current_id(b)
         for page in (a, b):
+            # a's decision reaches b's live queue, which may redraw b's case: wait until it is back on screen
+            on_screen(page)
             n, case_id = len(decided()), current_id(page)
             page.keyboard.press("y")
             wait_for(
